@@ -1,0 +1,303 @@
+//! The parts of dbt's `manifest.json` that dbt-activate reads.
+//!
+//! Supported schema versions: v10 (dbt 1.6), v11 (dbt 1.7), v12 (dbt 1.8 and later).
+//! Unknown fields are ignored; maps are `BTreeMap`s so iteration order is stable.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::Deserialize;
+use serde_json::{Map, Value};
+
+use crate::error::ManifestError;
+
+/// Manifest schema versions this release understands.
+pub const SUPPORTED_MANIFEST_VERSIONS: &[u32] = &[10, 11, 12];
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Manifest {
+    pub metadata: ManifestMetadata,
+    #[serde(default)]
+    pub nodes: BTreeMap<String, Node>,
+    #[serde(default)]
+    pub sources: BTreeMap<String, Source>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct ManifestMetadata {
+    #[serde(default)]
+    pub dbt_schema_version: String,
+    #[serde(default)]
+    pub dbt_version: String,
+    #[serde(default)]
+    pub project_name: Option<String>,
+    #[serde(default)]
+    pub invocation_id: Option<String>,
+    #[serde(default)]
+    pub generated_at: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Node {
+    pub unique_id: String,
+    pub resource_type: String,
+    pub name: String,
+    #[serde(default)]
+    pub package_name: String,
+    #[serde(default)]
+    pub original_file_path: String,
+    /// `<project>://models/marts/schema.yml` for models documented in a YAML file.
+    #[serde(default)]
+    pub patch_path: Option<String>,
+    #[serde(default)]
+    pub path: String,
+    #[serde(default)]
+    pub fqn: Vec<String>,
+    #[serde(default)]
+    pub database: Option<String>,
+    #[serde(default)]
+    pub schema: Option<String>,
+    #[serde(default)]
+    pub alias: Option<String>,
+    #[serde(default)]
+    pub relation_name: Option<String>,
+    #[serde(default)]
+    pub tags: Vec<String>,
+    #[serde(default)]
+    pub meta: Map<String, Value>,
+    #[serde(default)]
+    pub config: NodeConfig,
+    #[serde(default)]
+    pub columns: BTreeMap<String, ColumnInfo>,
+    #[serde(default)]
+    pub depends_on: DependsOn,
+    #[serde(default)]
+    pub primary_key: Vec<String>,
+    #[serde(default)]
+    pub contract: Option<Contract>,
+    #[serde(default)]
+    pub constraints: Vec<Constraint>,
+    /// Tests only: the model a test is attached to (dbt >= 1.5).
+    #[serde(default)]
+    pub attached_node: Option<String>,
+    #[serde(default)]
+    pub test_metadata: Option<TestMetadata>,
+    #[serde(default)]
+    pub checksum: Option<Checksum>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct NodeConfig {
+    #[serde(default)]
+    pub enabled: Option<bool>,
+    #[serde(default)]
+    pub materialized: Option<String>,
+    #[serde(default)]
+    pub meta: Map<String, Value>,
+    #[serde(default)]
+    pub tags: Value,
+    #[serde(default)]
+    pub unique_key: Value,
+    #[serde(default)]
+    pub contract: Option<Contract>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct Contract {
+    #[serde(default)]
+    pub enforced: bool,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Constraint {
+    #[serde(rename = "type")]
+    pub kind: String,
+    #[serde(default)]
+    pub columns: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct ColumnInfo {
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub data_type: Option<String>,
+    #[serde(default)]
+    pub constraints: Vec<Constraint>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct DependsOn {
+    #[serde(default)]
+    pub nodes: Vec<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct TestMetadata {
+    #[serde(default)]
+    pub name: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Checksum {
+    #[serde(default)]
+    pub checksum: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Source {
+    pub unique_id: String,
+    pub name: String,
+    #[serde(default)]
+    pub source_name: String,
+    #[serde(default)]
+    pub relation_name: Option<String>,
+}
+
+impl Manifest {
+    /// Reads and checks `manifest.json`.
+    pub fn from_path(path: &Path) -> Result<Self, ManifestError> {
+        let bytes = std::fs::read(path).map_err(|source| ManifestError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::from_slice(&bytes, path)
+    }
+
+    pub fn from_slice(bytes: &[u8], path: &Path) -> Result<Self, ManifestError> {
+        let manifest: Manifest =
+            serde_json::from_slice(bytes).map_err(|source| ManifestError::Json {
+                path: path.to_path_buf(),
+                source,
+            })?;
+        let version = schema_version(&manifest.metadata.dbt_schema_version);
+        match version {
+            Some(v) if SUPPORTED_MANIFEST_VERSIONS.contains(&v) => Ok(manifest),
+            _ => Err(ManifestError::UnsupportedVersion {
+                path: path.to_path_buf(),
+                found: manifest.metadata.dbt_schema_version.clone(),
+            }),
+        }
+    }
+
+    pub fn project_name(&self) -> &str {
+        self.metadata.project_name.as_deref().unwrap_or("project")
+    }
+
+    /// Enabled models, in unique_id order.
+    pub fn models(&self) -> impl Iterator<Item = &Node> {
+        self.nodes
+            .values()
+            .filter(|n| n.resource_type == "model" && n.config.enabled != Some(false))
+    }
+
+    /// Tests attached to a model (by `attached_node`, else by their single model dependency).
+    pub fn tests_of<'a>(&'a self, model_id: &'a str) -> impl Iterator<Item = &'a Node> + 'a {
+        self.nodes.values().filter(move |n| {
+            n.resource_type == "test"
+                && match &n.attached_node {
+                    Some(attached) => attached == model_id,
+                    None => n.depends_on.nodes.iter().any(|d| d == model_id),
+                }
+        })
+    }
+}
+
+impl Node {
+    /// `config.meta` first (it carries dbt's `+meta` inheritance), then the node's top-level `meta`.
+    pub fn meta_value(&self, key: &str) -> Option<&Value> {
+        self.config.meta.get(key).or_else(|| self.meta.get(key))
+    }
+
+    /// The model's `schema.yml` if it has one (where `meta.activate` usually lives), else its
+    /// SQL file.
+    pub fn defined_in(&self) -> &str {
+        match &self.patch_path {
+            Some(p) if !p.is_empty() => p.split_once("://").map_or(p.as_str(), |(_, path)| path),
+            _ => &self.original_file_path,
+        }
+    }
+
+    pub fn is_contract_enforced(&self) -> bool {
+        self.config.contract.as_ref().is_some_and(|c| c.enforced)
+            || self.contract.as_ref().is_some_and(|c| c.enforced)
+    }
+
+    /// Candidate primary keys dbt knows about: the `primary_key` dbt infers (unique + not_null
+    /// tests, or a primary key constraint), else `unique_key` from the config.
+    pub fn key_candidates(&self) -> Vec<String> {
+        let mut from_constraints: Vec<String> = self
+            .constraints
+            .iter()
+            .filter(|c| c.kind == "primary_key")
+            .flat_map(|c| c.columns.clone())
+            .collect();
+        for (name, column) in &self.columns {
+            if column.constraints.iter().any(|c| c.kind == "primary_key") {
+                from_constraints.push(name.clone());
+            }
+        }
+        if !from_constraints.is_empty() {
+            return from_constraints;
+        }
+        if !self.primary_key.is_empty() {
+            return self.primary_key.clone();
+        }
+        match &self.config.unique_key {
+            Value::String(s) => vec![s.clone()],
+            Value::Array(items) => items
+                .iter()
+                .filter_map(|v| v.as_str().map(str::to_owned))
+                .collect(),
+            _ => Vec::new(),
+        }
+    }
+}
+
+fn schema_version(url: &str) -> Option<u32> {
+    // "https://schemas.getdbt.com/dbt/manifest/v12.json"
+    let file = url.rsplit('/').next()?;
+    let digits = file.strip_prefix('v')?.strip_suffix(".json")?;
+    digits.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_schema_versions() {
+        assert_eq!(
+            schema_version("https://schemas.getdbt.com/dbt/manifest/v12.json"),
+            Some(12)
+        );
+        assert_eq!(schema_version("v9.json"), Some(9));
+        assert_eq!(schema_version("nonsense"), None);
+    }
+
+    #[test]
+    fn rejects_unsupported_version() {
+        let json = br#"{"metadata": {"dbt_schema_version": "https://schemas.getdbt.com/dbt/manifest/v7.json"}, "nodes": {}}"#;
+        let err = Manifest::from_slice(json, Path::new("target/manifest.json")).unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("v7"), "{text}");
+        assert!(text.contains("v10, v11, v12"), "{text}");
+    }
+
+    #[test]
+    fn rejects_non_json() {
+        let err = Manifest::from_slice(b"<html>", Path::new("m.json")).unwrap_err();
+        assert!(err.to_string().contains("is not valid JSON"), "{err}");
+    }
+
+    #[test]
+    fn config_meta_wins_over_node_meta() {
+        let json = br#"{"metadata": {"dbt_schema_version": "https://schemas.getdbt.com/dbt/manifest/v12.json"},
+          "nodes": {"model.p.m": {"unique_id": "model.p.m", "resource_type": "model", "name": "m",
+             "meta": {"activate": {"destination": "old"}},
+             "config": {"meta": {"activate": {"destination": "new"}}}, "unknown_field": 1}}}"#;
+        let m = Manifest::from_slice(json, Path::new("m.json")).unwrap();
+        let node = &m.nodes["model.p.m"];
+        assert_eq!(node.meta_value("activate").unwrap()["destination"], "new");
+    }
+}
