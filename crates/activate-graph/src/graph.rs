@@ -1,0 +1,209 @@
+//! The lineage graph of a dbt project (models, seeds, snapshots, sources, ...) and the syncs
+//! declared on its models.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+use activate_manifest::{ActivationSpec, Manifest};
+use petgraph::Direction;
+use petgraph::graph::{DiGraph, NodeIndex};
+
+/// Resource types that are checks on a node rather than steps of its lineage.
+const NOT_LINEAGE: &[&str] = &["test", "unit_test"];
+
+/// A petgraph `DiGraph` of the manifest's nodes and sources, with an edge from each node to
+/// every node that depends on it (`depends_on.nodes`), plus the syncs declared on its models.
+pub struct ProjectGraph<'a> {
+    pub(crate) manifest: &'a Manifest,
+    pub(crate) specs: &'a [ActivationSpec],
+    /// Node weight: the unique_id. Edge: upstream -> downstream.
+    graph: DiGraph<String, ()>,
+    index: BTreeMap<String, NodeIndex>,
+    /// Spec indices per model unique_id, in spec order.
+    syncs_by_model: BTreeMap<&'a str, Vec<usize>>,
+    /// Spec index per sync name.
+    sync_by_name: BTreeMap<&'a str, usize>,
+}
+
+impl<'a> ProjectGraph<'a> {
+    pub fn new(manifest: &'a Manifest, specs: &'a [ActivationSpec]) -> Self {
+        let mut graph = DiGraph::new();
+        let mut index = BTreeMap::new();
+        let mut add = |graph: &mut DiGraph<String, ()>, id: &str| -> NodeIndex {
+            *index
+                .entry(id.to_owned())
+                .or_insert_with(|| graph.add_node(id.to_owned()))
+        };
+        for source in manifest.sources.keys() {
+            add(&mut graph, source);
+        }
+        let lineage_nodes = manifest
+            .nodes
+            .iter()
+            .filter(|(_, node)| !NOT_LINEAGE.contains(&node.resource_type.as_str()));
+        for (id, _) in lineage_nodes.clone() {
+            add(&mut graph, id);
+        }
+        for (id, node) in lineage_nodes {
+            let child = add(&mut graph, id);
+            for upstream in &node.depends_on.nodes {
+                let is_check = manifest
+                    .nodes
+                    .get(upstream)
+                    .is_some_and(|n| NOT_LINEAGE.contains(&n.resource_type.as_str()));
+                if is_check || upstream == id {
+                    continue;
+                }
+                let parent = add(&mut graph, upstream);
+                graph.update_edge(parent, child, ());
+            }
+        }
+        // A spec whose model is missing from the manifest still gets a node, so it can be ordered.
+        for spec in specs {
+            add(&mut graph, &spec.model_id);
+        }
+
+        let mut syncs_by_model: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
+        let mut sync_by_name = BTreeMap::new();
+        for (i, spec) in specs.iter().enumerate() {
+            syncs_by_model
+                .entry(spec.model_id.as_str())
+                .or_default()
+                .push(i);
+            sync_by_name.entry(spec.name.as_str()).or_insert(i);
+        }
+        ProjectGraph {
+            manifest,
+            specs,
+            graph,
+            index,
+            syncs_by_model,
+            sync_by_name,
+        }
+    }
+
+    pub fn manifest(&self) -> &'a Manifest {
+        self.manifest
+    }
+
+    pub fn specs(&self) -> &'a [ActivationSpec] {
+        self.specs
+    }
+
+    /// The index of the sync with this name.
+    pub fn sync_index(&self, name: &str) -> Option<usize> {
+        self.sync_by_name.get(name).copied()
+    }
+
+    /// The syncs (spec indices, in spec order) declared on a model.
+    pub fn syncs_of_model(&self, model_id: &str) -> &[usize] {
+        self.syncs_by_model
+            .get(model_id)
+            .map(Vec::as_slice)
+            .unwrap_or_default()
+    }
+
+    /// Every node upstream of `unique_id`, nearest first (ties by unique_id).
+    pub fn ancestors_of(&self, unique_id: &str) -> Vec<&str> {
+        self.walk_ids(unique_id, Direction::Incoming)
+    }
+
+    /// Every node downstream of `unique_id`, nearest first (ties by unique_id).
+    pub fn descendants_of(&self, unique_id: &str) -> Vec<&str> {
+        self.walk_ids(unique_id, Direction::Outgoing)
+    }
+
+    fn walk_ids(&self, unique_id: &str, direction: Direction) -> Vec<&str> {
+        match self.index.get(unique_id) {
+            Some(&start) => self
+                .walk(&[start], direction, None)
+                .into_iter()
+                .map(|n| self.id(n))
+                .collect(),
+            None => Vec::new(),
+        }
+    }
+
+    pub(crate) fn node(&self, unique_id: &str) -> Option<NodeIndex> {
+        self.index.get(unique_id).copied()
+    }
+
+    pub(crate) fn id(&self, node: NodeIndex) -> &str {
+        self.graph.node_weight(node).map_or("", String::as_str)
+    }
+
+    pub(crate) fn nodes(&self) -> impl Iterator<Item = (NodeIndex, &str)> {
+        self.index.iter().map(|(id, &n)| (n, id.as_str()))
+    }
+
+    /// Nodes reached from `starts` in `direction`, not counting the starts themselves unless a
+    /// path leads back to them; breadth first, nearest first; `depth` limits the generations.
+    pub(crate) fn walk(
+        &self,
+        starts: &[NodeIndex],
+        direction: Direction,
+        depth: Option<usize>,
+    ) -> Vec<NodeIndex> {
+        let mut seen: BTreeSet<NodeIndex> = BTreeSet::new();
+        let mut out = Vec::new();
+        let mut queue: VecDeque<(NodeIndex, usize)> = starts.iter().map(|&s| (s, 0)).collect();
+        while let Some((node, generation)) = queue.pop_front() {
+            if depth.is_some_and(|max| generation >= max) {
+                continue;
+            }
+            let mut next: Vec<NodeIndex> = self.graph.neighbors_directed(node, direction).collect();
+            next.sort_by(|a, b| self.id(*a).cmp(self.id(*b)));
+            for n in next {
+                if seen.insert(n) {
+                    out.push(n);
+                    queue.push_back((n, generation + 1));
+                }
+            }
+        }
+        out
+    }
+
+    /// Human label of a node: `model enriched_leads`, `seed raw_usage`, `source raw.leads`.
+    pub(crate) fn label(&self, unique_id: &str) -> String {
+        if let Some(node) = self.manifest.nodes.get(unique_id) {
+            return format!("{} {}", node.resource_type, node.name);
+        }
+        if let Some(source) = self.manifest.sources.get(unique_id) {
+            return format!("source {}.{}", source.source_name, source.name);
+        }
+        unique_id.to_owned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::fixture;
+
+    use super::*;
+
+    #[test]
+    fn walks_lineage_both_ways() {
+        let (manifest, specs) = fixture::project();
+        let graph = ProjectGraph::new(&manifest, &specs);
+        assert_eq!(
+            graph.ancestors_of("model.p.enriched_leads"),
+            vec![
+                "model.p.stg_leads",
+                "model.p.stg_usage",
+                "source.p.raw.leads",
+                "seed.p.raw_usage"
+            ]
+        );
+        assert_eq!(
+            graph.descendants_of("model.p.churn_risk"),
+            vec![
+                "model.p.int_scores",
+                "model.p.high_value_at_risk",
+                "model.p.alerts"
+            ]
+        );
+        assert!(graph.ancestors_of("model.p.nope").is_empty());
+        assert_eq!(graph.syncs_of_model("model.p.enriched_leads"), &[2, 3]);
+        assert_eq!(graph.sync_index("churn_to_cs"), Some(1));
+        assert_eq!(graph.label("source.p.raw.leads"), "source raw.leads");
+    }
+}
