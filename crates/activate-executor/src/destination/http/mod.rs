@@ -1,0 +1,151 @@
+//! Shared by HTTP destinations: a client with timeouts, and retries with exponential backoff
+//! and jitter on 429, 5xx, timeouts and connection errors, honouring `Retry-After`.
+//! 4xx validation errors are never retried.
+
+use std::time::Duration;
+
+use reqwest::{Response, StatusCode};
+
+use crate::error::DestinationError;
+use crate::secrets;
+
+#[derive(Debug, Clone)]
+pub struct RetryPolicy {
+    pub max_attempts: u32,
+    pub base_delay: Duration,
+    pub max_delay: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self {
+            max_attempts: 6,
+            base_delay: Duration::from_millis(250),
+            max_delay: Duration::from_secs(30),
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// Exponential backoff with full jitter for attempt `n` (1-based).
+    pub fn backoff(&self, attempt: u32) -> Duration {
+        let exp = self.base_delay.saturating_mul(1u32 << attempt.saturating_sub(1).min(16));
+        let capped = exp.min(self.max_delay);
+        let jitter: f64 = rand::random::<f64>() * 0.5 + 0.5;
+        capped.mul_f64(jitter)
+    }
+}
+
+/// What a response means for the batch that caused it.
+#[derive(Debug)]
+pub enum Verdict {
+    Done(Response),
+    Retry { after: Option<Duration>, why: String },
+    /// The request was refused for its content: the rows are rejected with this reason.
+    Refused(String),
+}
+
+/// Whether to retry a status, and after how long the server asked.
+pub async fn judge(response: Response) -> Verdict {
+    let status = response.status();
+    if status.is_success() {
+        return Verdict::Done(response);
+    }
+    let after = retry_after(&response);
+    if status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error() || status == StatusCode::REQUEST_TIMEOUT {
+        return Verdict::Retry { after, why: format!("HTTP {}", status.as_u16()) };
+    }
+    let body = response.text().await.unwrap_or_default();
+    Verdict::Refused(format!("HTTP {}: {}", status.as_u16(), excerpt(&body)))
+}
+
+/// `Retry-After` as seconds (HTTP dates are treated as "soon").
+pub fn retry_after(response: &Response) -> Option<Duration> {
+    let value = response.headers().get(reqwest::header::RETRY_AFTER)?.to_str().ok()?;
+    match value.trim().parse::<f64>() {
+        Ok(secs) if secs >= 0.0 => Some(Duration::from_secs_f64(secs.min(300.0))),
+        _ => Some(Duration::from_secs(1)),
+    }
+}
+
+/// Sends with retries. `send` builds and sends one attempt. Returns the successful response,
+/// or `Ok(Err(reason))` when the server refused the content (per-row rejects), or `Err` when
+/// retries ran out (the batch failed; nothing is confirmed).
+pub async fn send_with_retries<F, Fut>(
+    policy: &RetryPolicy,
+    what: &str,
+    mut send: F,
+) -> Result<Result<Response, String>, DestinationError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<Response, reqwest::Error>>,
+{
+    let mut last = String::new();
+    for attempt in 1..=policy.max_attempts {
+        let verdict = match send().await {
+            Ok(response) => judge(response).await,
+            Err(e) if e.is_timeout() || e.is_connect() || e.is_request() || e.is_body() => Verdict::Retry {
+                after: None,
+                why: describe_reqwest_error(&e),
+            },
+            Err(e) => return Err(DestinationError::new(format!("{what}: {}", describe_reqwest_error(&e)))),
+        };
+        match verdict {
+            Verdict::Done(response) => return Ok(Ok(response)),
+            Verdict::Refused(reason) => return Ok(Err(reason)),
+            Verdict::Retry { after, why } => {
+                last = why;
+                if attempt == policy.max_attempts {
+                    break;
+                }
+                let wait = after.unwrap_or_else(|| policy.backoff(attempt));
+                tracing::warn!(target: "dbt_activate::http", "{what}: {last}; retry {attempt} in {:.1}s", wait.as_secs_f64());
+                tokio::time::sleep(wait).await;
+            }
+        }
+    }
+    Err(DestinationError::new(format!(
+        "{what}: gave up after {} attempts, last: {last}",
+        policy.max_attempts
+    )))
+}
+
+fn describe_reqwest_error(e: &reqwest::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    secrets::redact(&text)
+}
+
+/// The first 300 characters of a response body, on one line, without secrets.
+pub fn excerpt(body: &str) -> String {
+    let one_line: String = body.split_whitespace().collect::<Vec<_>>().join(" ");
+    let cut: String = one_line.chars().take(300).collect();
+    secrets::redact(&cut)
+}
+
+pub fn client(timeout: Duration) -> Result<reqwest::Client, DestinationError> {
+    reqwest::Client::builder()
+        .timeout(timeout)
+        .connect_timeout(Duration::from_secs(10).min(timeout))
+        .user_agent(concat!("dbt-activate/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|e| DestinationError::new(format!("HTTP client: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_and_caps() {
+        let p = RetryPolicy { max_attempts: 5, base_delay: Duration::from_millis(100), max_delay: Duration::from_secs(1) };
+        assert!(p.backoff(1) <= Duration::from_millis(100));
+        assert!(p.backoff(1) >= Duration::from_millis(50));
+        assert!(p.backoff(10) <= Duration::from_secs(1));
+    }
+}

@@ -1,0 +1,177 @@
+//! Destinations: where the rows go. One folder per destination; `http/` is shared by the
+//! HTTP-based ones. A partially failed batch yields per-row rejects, never a silent drop.
+
+pub mod file;
+pub mod http;
+pub mod postgres;
+pub mod webhook;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+use crate::connections::DestinationConfig;
+use crate::error::{ConfigError, DestinationError};
+use crate::value::Value;
+
+/// Destination types this release knows.
+pub const KINDS: &[&str] = &["postgres", "webhook", "file"];
+
+/// What one request asks the destination to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WriteOp {
+    /// Create or update by key.
+    Upsert,
+    /// Update existing records only; a missing record is a per-row reject.
+    Update,
+    /// Create only; an existing key is a per-row reject.
+    Insert,
+    /// Remove records by key (mirror, `on_delete: delete`).
+    Delete,
+    /// Set the non-key fields to null, keeping the record (mirror, `on_delete: clear`).
+    Clear,
+}
+
+impl WriteOp {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WriteOp::Upsert => "upsert",
+            WriteOp::Update => "update",
+            WriteOp::Insert => "insert",
+            WriteOp::Delete => "delete",
+            WriteOp::Clear => "clear",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Capabilities {
+    /// The most records one request may carry.
+    pub max_batch_rows: usize,
+}
+
+/// One record: values aligned with `WriteBatch::fields`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Record {
+    pub values: Vec<Value>,
+}
+
+/// A batch of records for one object. `fields` always contains the key fields (`match_on`),
+/// at `key_positions`; for `Delete`, `fields` holds only the key fields.
+#[derive(Debug, Clone)]
+pub struct WriteBatch<'a> {
+    /// The sync's unique id (`sync.<project>.<name>`).
+    pub sync: &'a str,
+    pub object: &'a str,
+    pub op: WriteOp,
+    pub fields: &'a [String],
+    pub key_positions: &'a [usize],
+    pub records: &'a [Record],
+}
+
+impl WriteBatch<'_> {
+    pub fn key_of(&self, record: &Record) -> Vec<Value> {
+        self.key_positions.iter().map(|&i| record.values[i].clone()).collect()
+    }
+}
+
+/// What happened to a batch: every record not listed in `rejected` was confirmed.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct BatchOutcome {
+    /// (index into `records`, the destination's reason)
+    pub rejected: Vec<(usize, String)>,
+}
+
+impl BatchOutcome {
+    pub fn all_rejected(n: usize, reason: &str) -> Self {
+        Self { rejected: (0..n).map(|i| (i, reason.to_owned())).collect() }
+    }
+}
+
+/// The fields an object has, when the destination can tell.
+#[derive(Debug, Clone)]
+pub struct ObjectSchema {
+    pub fields: Vec<String>,
+}
+
+#[async_trait]
+pub trait Destination: Send + Sync {
+    fn kind(&self) -> &'static str;
+    /// Where it writes, without secrets: part of the state identity and of messages.
+    fn identity(&self) -> String;
+    fn capabilities(&self) -> Capabilities;
+    async fn health_check(&self) -> Result<(), DestinationError>;
+    /// The object's fields for validation before anything is sent; `None` when schemaless.
+    async fn describe(&self, object: &str) -> Result<Option<ObjectSchema>, DestinationError>;
+    async fn write(&self, batch: &WriteBatch<'_>) -> Result<BatchOutcome, DestinationError>;
+}
+
+/// Builds the destination an `activate.yml` entry describes.
+pub fn build(config: &DestinationConfig, project_dir: &std::path::Path) -> Result<Arc<dyn Destination>, ConfigError> {
+    match config.kind.as_str() {
+        "postgres" => Ok(Arc::new(postgres::PostgresDestination::from_config(config)?)),
+        "webhook" => Ok(Arc::new(webhook::WebhookDestination::from_config(config)?)),
+        "file" => Ok(Arc::new(file::FileDestination::from_config(config, project_dir)?)),
+        other => {
+            let hint = match activate_manifest::did_you_mean(other, KINDS.iter().copied()) {
+                Some(close) => format!("did you mean `{close}`? Types: {}", KINDS.join(", ")),
+                None => format!("types in this release: {}", KINDS.join(", ")),
+            };
+            Err(ConfigError::new(format!("{}: unknown destination type `{other}`", config.site())).with_hint(hint))
+        }
+    }
+}
+
+/// Checks a destination's settings against the keys it knows; unknown keys are errors.
+pub(crate) fn check_keys(config: &DestinationConfig, known: &[&str]) -> Result<(), ConfigError> {
+    for key in config.settings.keys() {
+        if !known.contains(&key.as_str()) {
+            let hint = match activate_manifest::did_you_mean(key, known.iter().copied()) {
+                Some(close) => format!("did you mean `{close}`? Keys for {}: type, {}", config.kind, known.join(", ")),
+                None => format!("keys for {}: type, {}", config.kind, known.join(", ")),
+            };
+            return Err(ConfigError::new(format!("{}: unknown key `{key}`", config.site())).with_hint(hint));
+        }
+    }
+    Ok(())
+}
+
+pub(crate) fn setting_str<'a>(config: &'a DestinationConfig, key: &str) -> Result<Option<&'a str>, ConfigError> {
+    match config.settings.get(key) {
+        None | Some(serde_json::Value::Null) => Ok(None),
+        Some(serde_json::Value::String(s)) => Ok(Some(s.as_str())),
+        Some(other) => Err(ConfigError::new(format!(
+            "{}: `{key}` must be a string, found `{}`",
+            config.site(),
+            crate::secrets::redact(&other.to_string())
+        ))),
+    }
+}
+
+pub(crate) fn setting_u64(config: &DestinationConfig, key: &str) -> Result<Option<u64>, ConfigError> {
+    match config.settings.get(key) {
+        None | Some(serde_json::Value::Null) => Ok(None),
+        Some(serde_json::Value::Number(n)) if n.as_u64().is_some() => Ok(n.as_u64()),
+        Some(serde_json::Value::String(s)) if s.parse::<u64>().is_ok() => Ok(s.parse().ok()),
+        Some(other) => Err(ConfigError::new(format!(
+            "{}: `{key}` must be a positive whole number, found `{other}`",
+            config.site()
+        ))),
+    }
+}
+
+/// JSON object of a record, fields in order.
+pub fn record_json(fields: &[String], record: &Record) -> String {
+    let mut out = String::with_capacity(64 * fields.len());
+    out.push('{');
+    for (i, (field, value)) in fields.iter().zip(&record.values).enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        crate::value::write_json_string(&mut out, field);
+        out.push(':');
+        value.write_json(&mut out);
+    }
+    out.push('}');
+    out
+}

@@ -1,0 +1,416 @@
+//! `postgres`: an operational PostgreSQL table.
+//!
+//! Each batch is loaded with COPY into a temporary staging table, then applied with one
+//! statement (`INSERT ... ON CONFLICT (match_on) DO UPDATE`, `UPDATE ... FROM`, `DELETE ...
+//! USING`) in one transaction. A batch that fails on its data is split in halves until the bad
+//! rows are found: the good rows land and each bad row is rejected with the database's error.
+
+use std::collections::{BTreeMap, HashSet};
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures_util::SinkExt;
+use tokio::sync::Mutex;
+use tokio_postgres::{Client, NoTls};
+
+use crate::connections::DestinationConfig;
+use crate::destination::{
+    BatchOutcome, Capabilities, Destination, ObjectSchema, WriteBatch, WriteOp, check_keys, setting_str, setting_u64,
+};
+use crate::error::{ConfigError, DestinationError};
+use crate::secrets;
+use crate::value::Value;
+use crate::warehouse::quote_ident;
+
+const KEYS: &[&str] = &["url", "host", "port", "user", "password", "dbname", "database", "schema", "batch_size", "connect_timeout_seconds", "sslmode"];
+
+#[derive(Debug, Clone)]
+struct Column {
+    name: String,
+    data_type: String,
+}
+
+pub struct PostgresDestination {
+    config: tokio_postgres::Config,
+    location: String,
+    schema: String,
+    batch_size: usize,
+    idle: Mutex<Vec<Client>>,
+    tables: Mutex<BTreeMap<String, Vec<Column>>>,
+}
+
+/// A failure of one attempt: row data (split and retry) or the connection/statement as a whole.
+enum Failure {
+    Data(String),
+    Fatal(String),
+}
+
+type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+impl PostgresDestination {
+    pub fn from_config(config: &DestinationConfig) -> Result<Self, ConfigError> {
+        check_keys(config, KEYS)?;
+        let mut pg = match setting_str(config, "url")? {
+            Some(url) if !url.is_empty() => url.parse::<tokio_postgres::Config>().map_err(|e| {
+                ConfigError::new(format!("{}: `url` is not a valid postgres:// URI: {}", config.site(), secrets::redact(&e.to_string())))
+            })?,
+            _ => {
+                let mut c = tokio_postgres::Config::new();
+                c.host(setting_str(config, "host")?.unwrap_or("localhost"));
+                c.port(setting_u64(config, "port")?.unwrap_or(5432) as u16);
+                if let Some(user) = setting_str(config, "user")? {
+                    c.user(user);
+                } else {
+                    return Err(ConfigError::new(format!("{}: give `url`, or `host`, `user`, `password` and `dbname`", config.site())));
+                }
+                if let Some(pw) = setting_str(config, "password")? {
+                    c.password(pw);
+                }
+                if let Some(db) = setting_str(config, "dbname")?.or(setting_str(config, "database")?) {
+                    c.dbname(db);
+                }
+                c
+            }
+        };
+        match setting_str(config, "sslmode")? {
+            None | Some("disable") | Some("prefer") => {}
+            Some(other) => {
+                return Err(ConfigError::new(format!("{}: sslmode `{other}` is not supported yet", config.site()))
+                    .with_hint("this release connects without TLS (sslmode: disable); use a local or tunnelled connection"));
+            }
+        }
+        pg.connect_timeout(Duration::from_secs(setting_u64(config, "connect_timeout_seconds")?.unwrap_or(10)));
+        let host = pg
+            .get_hosts()
+            .first()
+            .map(|h| match h {
+                tokio_postgres::config::Host::Tcp(s) => s.clone(),
+                tokio_postgres::config::Host::Unix(p) => p.display().to_string(),
+            })
+            .unwrap_or_default();
+        let port = pg.get_ports().first().copied().unwrap_or(5432);
+        let location = format!("postgres {host}:{port}/{}", pg.get_dbname().unwrap_or(""));
+        Ok(Self {
+            config: pg,
+            location,
+            schema: setting_str(config, "schema")?.unwrap_or("public").to_owned(),
+            batch_size: setting_u64(config, "batch_size")?.unwrap_or(10_000).max(1) as usize,
+            idle: Mutex::new(Vec::new()),
+            tables: Mutex::new(BTreeMap::new()),
+        })
+    }
+
+    async fn client(&self) -> Result<Client, DestinationError> {
+        if let Some(client) = self.idle.lock().await.pop() {
+            if !client.is_closed() {
+                return Ok(client);
+            }
+        }
+        let (client, connection) = self
+            .config
+            .connect(NoTls)
+            .await
+            .map_err(|e| DestinationError::new(format!("could not connect to {}: {}", self.location, secrets::redact(&e.to_string()))))?;
+        tokio::spawn(async move {
+            let _ = connection.await;
+        });
+        Ok(client)
+    }
+
+    async fn give_back(&self, client: Client) {
+        if !client.is_closed() {
+            self.idle.lock().await.push(client);
+        }
+    }
+
+    /// (schema, table) for an object: `table` in the configured schema, or `schema.table`.
+    fn table_of(&self, object: &str) -> (String, String) {
+        match object.split_once('.') {
+            Some((s, t)) => (s.to_owned(), t.to_owned()),
+            None => (self.schema.clone(), object.to_owned()),
+        }
+    }
+
+    fn qualified(&self, object: &str) -> String {
+        let (s, t) = self.table_of(object);
+        format!("{}.{}", quote_ident(&s), quote_ident(&t))
+    }
+
+    async fn columns(&self, client: &Client, object: &str) -> Result<Vec<Column>, DestinationError> {
+        if let Some(cols) = self.tables.lock().await.get(object) {
+            return Ok(cols.clone());
+        }
+        let (schema, table) = self.table_of(object);
+        let rows = client
+            .query(
+                "SELECT column_name::text, data_type::text FROM information_schema.columns \
+                 WHERE table_schema = $1 AND table_name = $2 ORDER BY ordinal_position",
+                &[&schema, &table],
+            )
+            .await
+            .map_err(|e| DestinationError::new(format!("{}: could not describe {schema}.{table}: {e}", self.location)))?;
+        let cols: Vec<Column> = rows.iter().map(|r| Column { name: r.get(0), data_type: r.get(1) }).collect();
+        if cols.is_empty() {
+            return Err(DestinationError::new(format!(
+                "table {schema}.{table} does not exist in {} (the postgres destination writes to existing tables; create it first)",
+                self.location
+            )));
+        }
+        self.tables.lock().await.insert(object.to_owned(), cols.clone());
+        Ok(cols)
+    }
+
+    fn write_range<'a>(
+        &'a self,
+        client: &'a mut Client,
+        batch: &'a WriteBatch<'a>,
+        types: &'a [String],
+        range: std::ops::Range<usize>,
+        rejected: &'a mut Vec<(usize, String)>,
+    ) -> BoxFuture<'a, Result<(), DestinationError>> {
+        Box::pin(async move {
+            match self.apply(client, batch, types, range.clone()).await {
+                Ok(missing) => {
+                    rejected.extend(missing);
+                    Ok(())
+                }
+                Err(Failure::Fatal(why)) => Err(DestinationError::new(why)),
+                Err(Failure::Data(why)) if range.len() == 1 => {
+                    rejected.push((range.start, why));
+                    Ok(())
+                }
+                Err(Failure::Data(_)) => {
+                    let mid = range.start + range.len() / 2;
+                    self.write_range(client, batch, types, range.start..mid, rejected).await?;
+                    self.write_range(client, batch, types, mid..range.end, rejected).await
+                }
+            }
+        })
+    }
+
+    /// One transaction for `range` of the batch. Returns per-row rejects for `update` rows that
+    /// matched nothing.
+    async fn apply(
+        &self,
+        client: &mut Client,
+        batch: &WriteBatch<'_>,
+        types: &[String],
+        range: std::ops::Range<usize>,
+    ) -> Result<Vec<(usize, String)>, Failure> {
+        let table = self.qualified(batch.object);
+        let cols: Vec<String> = batch.fields.iter().map(|f| quote_ident(f)).collect();
+        let keys: Vec<String> = batch.key_positions.iter().map(|&i| cols[i].clone()).collect();
+        let tx = client.transaction().await.map_err(fatal)?;
+        tx.batch_execute(&format!(
+            "CREATE TEMP TABLE \"__activate_stage\" ON COMMIT DROP AS SELECT 0::bigint AS \"__activate_row\", {} FROM {table} WITH NO DATA",
+            cols.join(", ")
+        ))
+        .await
+        .map_err(classify)?;
+        let sink = tx
+            .copy_in(&format!("COPY \"__activate_stage\" (\"__activate_row\", {}) FROM STDIN", cols.join(", ")))
+            .await
+            .map_err(classify)?;
+        let mut data = String::with_capacity(range.len() * 64);
+        for i in range.clone() {
+            data.push_str(&i.to_string());
+            for (value, ty) in batch.records[i].values.iter().zip(types) {
+                data.push('\t');
+                copy_text(&mut data, value, ty);
+            }
+            data.push('\n');
+        }
+        futures_util::pin_mut!(sink);
+        sink.send(bytes::Bytes::from(data)).await.map_err(classify)?;
+        sink.finish().await.map_err(classify)?;
+
+        let join: Vec<String> = keys.iter().map(|k| format!("t.{k} = s.{k}")).collect();
+        let non_key: Vec<&String> = cols.iter().enumerate().filter(|(i, _)| !batch.key_positions.contains(i)).map(|(_, c)| c).collect();
+        let set: Vec<String> = non_key.iter().map(|c| format!("{c} = s.{c}")).collect();
+        let mut missing = Vec::new();
+        match batch.op {
+            WriteOp::Upsert => {
+                let action = if non_key.is_empty() {
+                    "DO NOTHING".to_owned()
+                } else {
+                    format!("DO UPDATE SET {}", non_key.iter().map(|c| format!("{c} = EXCLUDED.{c}")).collect::<Vec<_>>().join(", "))
+                };
+                tx.execute(
+                    &format!(
+                        "INSERT INTO {table} ({cols}) SELECT {cols} FROM \"__activate_stage\" ORDER BY \"__activate_row\" ON CONFLICT ({keys}) {action}",
+                        cols = cols.join(", "),
+                        keys = keys.join(", ")
+                    ),
+                    &[],
+                )
+                .await
+                .map_err(classify)?;
+            }
+            WriteOp::Insert => {
+                tx.execute(
+                    &format!("INSERT INTO {table} ({cols}) SELECT {cols} FROM \"__activate_stage\" ORDER BY \"__activate_row\"", cols = cols.join(", ")),
+                    &[],
+                )
+                .await
+                .map_err(classify)?;
+            }
+            WriteOp::Update | WriteOp::Clear => {
+                let sql = if set.is_empty() {
+                    format!("SELECT s.\"__activate_row\" FROM \"__activate_stage\" s JOIN {table} t ON {}", join.join(" AND "))
+                } else {
+                    format!(
+                        "UPDATE {table} t SET {} FROM \"__activate_stage\" s WHERE {} RETURNING s.\"__activate_row\"",
+                        set.iter().map(|s| s.replace(" = s.", " = s.")).collect::<Vec<_>>().join(", "),
+                        join.join(" AND ")
+                    )
+                };
+                let rows = tx.query(&sql, &[]).await.map_err(classify)?;
+                if batch.op == WriteOp::Update {
+                    let found: HashSet<i64> = rows.iter().map(|r| r.get::<_, i64>(0)).collect();
+                    for i in range.clone() {
+                        if !found.contains(&(i as i64)) {
+                            missing.push((i, format!("no row in {} matches this key (operation: update never creates rows)", batch.object)));
+                        }
+                    }
+                }
+            }
+            WriteOp::Delete => {
+                tx.execute(&format!("DELETE FROM {table} t USING \"__activate_stage\" s WHERE {}", join.join(" AND ")), &[])
+                    .await
+                    .map_err(classify)?;
+            }
+        }
+        tx.commit().await.map_err(classify)?;
+        Ok(missing)
+    }
+}
+
+fn fatal(e: tokio_postgres::Error) -> Failure {
+    Failure::Fatal(secrets::redact(&e.to_string()))
+}
+
+/// Data exceptions (class 22) and integrity violations (class 23) belong to rows.
+fn classify(e: tokio_postgres::Error) -> Failure {
+    match e.as_db_error() {
+        Some(db) => {
+            let code = db.code().code();
+            let message = match db.detail() {
+                Some(detail) => format!("{} ({detail}) [SQLSTATE {code}]", db.message()),
+                None => format!("{} [SQLSTATE {code}]", db.message()),
+            };
+            if code.starts_with("22") || code.starts_with("23") {
+                Failure::Data(secrets::redact(&message))
+            } else {
+                Failure::Fatal(secrets::redact(&message))
+            }
+        }
+        None => fatal(e),
+    }
+}
+
+/// Appends a value in COPY text format for a column of type `ty`.
+fn copy_text(out: &mut String, value: &Value, ty: &str) {
+    let text = match (value, ty) {
+        (Value::Null, _) => {
+            out.push_str("\\N");
+            return;
+        }
+        (Value::Json(serde_json::Value::Array(items)), "ARRAY") => array_literal(items),
+        (Value::Blob(b), "bytea") => format!("\\x{}", hex::encode(b)),
+        (v, _) => v.to_text().unwrap_or_default(),
+    };
+    for c in text.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c => out.push(c),
+        }
+    }
+}
+
+/// A PostgreSQL array literal (`{"a","b"}`) from a JSON array.
+fn array_literal(items: &[serde_json::Value]) -> String {
+    let parts: Vec<String> = items
+        .iter()
+        .map(|v| match v {
+            serde_json::Value::Null => "NULL".to_owned(),
+            serde_json::Value::Array(inner) => array_literal(inner),
+            serde_json::Value::String(s) => format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\"")),
+            other => format!("\"{}\"", other.to_string().replace('\\', "\\\\").replace('"', "\\\"")),
+        })
+        .collect();
+    format!("{{{}}}", parts.join(","))
+}
+
+#[async_trait]
+impl Destination for PostgresDestination {
+    fn kind(&self) -> &'static str {
+        "postgres"
+    }
+
+    fn identity(&self) -> String {
+        format!("{}/{}", self.location, self.schema)
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities { max_batch_rows: self.batch_size }
+    }
+
+    async fn health_check(&self) -> Result<(), DestinationError> {
+        let client = self.client().await?;
+        client
+            .simple_query("SELECT 1")
+            .await
+            .map_err(|e| DestinationError::new(format!("{}: {}", self.location, secrets::redact(&e.to_string()))))?;
+        self.give_back(client).await;
+        Ok(())
+    }
+
+    async fn describe(&self, object: &str) -> Result<Option<ObjectSchema>, DestinationError> {
+        let client = self.client().await?;
+        let cols = self.columns(&client, object).await;
+        self.give_back(client).await;
+        Ok(Some(ObjectSchema { fields: cols?.into_iter().map(|c| c.name).collect() }))
+    }
+
+    async fn write(&self, batch: &WriteBatch<'_>) -> Result<BatchOutcome, DestinationError> {
+        if batch.records.is_empty() {
+            return Ok(BatchOutcome::default());
+        }
+        let mut client = self.client().await?;
+        let columns = self.columns(&client, batch.object).await?;
+        let types: Vec<String> = batch
+            .fields
+            .iter()
+            .map(|f| columns.iter().find(|c| &c.name == f).map(|c| c.data_type.clone()).unwrap_or_default())
+            .collect();
+        let mut rejected = Vec::new();
+        let result = self.write_range(&mut client, batch, &types, 0..batch.records.len(), &mut rejected).await;
+        self.give_back(client).await;
+        result?;
+        rejected.sort_by_key(|(i, _)| *i);
+        Ok(BatchOutcome { rejected })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn copy_escapes() {
+        let mut out = String::new();
+        copy_text(&mut out, &Value::Text("a\tb\\c\nd".into()), "text");
+        assert_eq!(out, "a\\tb\\\\c\\nd");
+        let mut out = String::new();
+        copy_text(&mut out, &Value::Null, "text");
+        assert_eq!(out, "\\N");
+        let mut out = String::new();
+        copy_text(&mut out, &Value::Json(serde_json::json!(["x\"y", null])), "ARRAY");
+        assert_eq!(out, "{\"x\\\\\"y\",NULL}");
+    }
+}

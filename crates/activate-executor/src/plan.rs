@@ -1,0 +1,248 @@
+//! The diff: rows from the warehouse against the last committed state, giving the plan of
+//! inserts, updates and deletes. Duplicate keys are found here, before anything is sent.
+
+use std::collections::HashSet;
+
+use activate_manifest::{OnDelete, Operation, SyncMode};
+use xxhash_rust::xxh3::Xxh3;
+
+use crate::destination::Record;
+use crate::state::{SyncState, key_hash};
+use crate::sync::{FieldSource, SyncDefinition};
+use crate::value::{self, Value};
+use crate::warehouse::RowBatch;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChangeKind {
+    /// The key was never delivered by this sync.
+    Insert,
+    /// The key was delivered and its mapped row changed (or a full refresh resends it).
+    Update,
+}
+
+#[derive(Debug, Clone)]
+pub struct PlannedRow {
+    pub kind: ChangeKind,
+    /// JSON array of the key values.
+    pub key: Box<str>,
+    pub row_hash: u64,
+    pub record: Record,
+    pub cursor: Option<Value>,
+}
+
+#[derive(Debug, Clone)]
+pub struct PlannedRemoval {
+    pub key: Box<str>,
+    pub record: Record,
+}
+
+#[derive(Debug, Clone)]
+pub struct Rejection {
+    pub key: String,
+    pub reason: String,
+}
+
+#[derive(Debug, Default)]
+pub struct Plan {
+    pub upserts: Vec<PlannedRow>,
+    /// Mirror: keys that left the model, to delete (`on_delete: delete`) or clear (`clear`).
+    pub removals: Vec<PlannedRemoval>,
+    /// Mirror with `on_delete: ignore`: keys that left the model, forgotten without a request.
+    pub forgotten: Vec<Box<str>>,
+    pub rows_read: u64,
+    pub unchanged: u64,
+    /// Rows not sent by rule (`operation: insert` never touches a delivered key).
+    pub skipped_rows: u64,
+    /// Rows rejected before sending (NULL key).
+    pub rejected: Vec<Rejection>,
+    pub duplicate_keys: Vec<String>,
+    pub duplicate_count: u64,
+    pub max_cursor: Option<Value>,
+    /// How many keys the destination holds from this sync (the state's size).
+    pub delivered_before: u64,
+}
+
+impl Plan {
+    pub fn inserts(&self) -> u64 {
+        self.upserts.iter().filter(|r| r.kind == ChangeKind::Insert).count() as u64
+    }
+    pub fn updates(&self) -> u64 {
+        self.upserts.iter().filter(|r| r.kind == ChangeKind::Update).count() as u64
+    }
+}
+
+/// Builds a plan batch by batch, so the rows stream through and only changes are kept.
+pub struct PlanBuilder<'a> {
+    def: &'a SyncDefinition,
+    state: &'a SyncState,
+    send_all: bool,
+    seen: HashSet<u128>,
+    templates: Option<minijinja::Environment<'static>>,
+    /// Field positions sorted by field name: the row hash does not depend on mapping order.
+    hash_order: Vec<usize>,
+    plan: Plan,
+}
+
+/// At most this many duplicate keys are named in the error.
+const DUPLICATES_SHOWN: usize = 5;
+
+impl<'a> PlanBuilder<'a> {
+    /// `full_refresh`: send every row whatever the state says (`--full-refresh` or the mode).
+    pub fn new(def: &'a SyncDefinition, state: &'a SyncState, full_refresh: bool) -> Self {
+        let templates = def
+            .field_sources
+            .iter()
+            .any(|s| matches!(s, FieldSource::Template(_)))
+            .then(|| {
+                let mut env = minijinja::Environment::new();
+                for (i, s) in def.field_sources.iter().enumerate() {
+                    if let FieldSource::Template(t) = s {
+                        let _ = env.add_template_owned(format!("f{i}"), t.clone());
+                    }
+                }
+                env
+            });
+        let mut hash_order: Vec<usize> = (0..def.fields.len()).collect();
+        hash_order.sort_by(|a, b| def.fields[*a].cmp(&def.fields[*b]));
+        Self {
+            def,
+            state,
+            hash_order,
+            send_all: full_refresh || def.spec.sync_mode == SyncMode::FullRefresh,
+            seen: HashSet::new(),
+            templates,
+            plan: Plan { delivered_before: state.snapshot.len() as u64, ..Plan::default() },
+        }
+    }
+
+    fn record_of(&self, row: &[Value]) -> Record {
+        let mut values = Vec::with_capacity(self.def.field_sources.len());
+        for (i, source) in self.def.field_sources.iter().enumerate() {
+            values.push(match source {
+                FieldSource::Column(c) => row[*c].clone(),
+                FieldSource::Literal(v) => v.clone(),
+                FieldSource::Template(_) => self.render(i, row),
+            });
+        }
+        Record { values }
+    }
+
+    fn render(&self, field: usize, row: &[Value]) -> Value {
+        let Some(env) = &self.templates else { return Value::Null };
+        let Ok(template) = env.get_template(&format!("f{field}")) else { return Value::Null };
+        let ctx: std::collections::BTreeMap<&str, serde_json::Value> = self
+            .def
+            .read_columns
+            .iter()
+            .zip(row)
+            .map(|(c, v)| (c.name.as_str(), v.to_json()))
+            .collect();
+        match template.render(ctx) {
+            Ok(text) => Value::Text(text),
+            Err(_) => Value::Null,
+        }
+    }
+
+    pub fn add_batch(&mut self, rows: RowBatch) {
+        for row in rows {
+            self.add_row(row);
+        }
+    }
+
+    fn add_row(&mut self, row: Vec<Value>) {
+        self.plan.rows_read += 1;
+        let record = self.record_of(&row);
+        let mut key = String::from("[");
+        let mut null_key = false;
+        for (n, &p) in self.def.key_positions.iter().enumerate() {
+            if n > 0 {
+                key.push(',');
+            }
+            let v = &record.values[p];
+            null_key |= v.is_null();
+            v.write_json(&mut key);
+        }
+        key.push(']');
+        if null_key {
+            self.plan.rejected.push(Rejection {
+                key,
+                reason: format!("primary key ({}) is NULL", self.def.spec.primary_key.join(", ")),
+            });
+            return;
+        }
+        let kh = key_hash(&key);
+        if !self.seen.insert(kh) {
+            self.plan.duplicate_count += 1;
+            if self.plan.duplicate_keys.len() < DUPLICATES_SHOWN && !self.plan.duplicate_keys.contains(&key) {
+                self.plan.duplicate_keys.push(key);
+            }
+            return;
+        }
+        let cursor = self.def.cursor_column.map(|c| row[c].clone());
+        if let Some(c) = &cursor {
+            if !c.is_null() && self.plan.max_cursor.as_ref().is_none_or(|m| c.cursor_cmp(m).is_gt()) {
+                self.plan.max_cursor = Some(c.clone());
+            }
+        }
+        let mut hasher = Xxh3::new();
+        for &p in &self.hash_order {
+            hasher.update(self.def.fields[p].as_bytes());
+            hasher.update(&[0]);
+            record.values[p].hash_into(&mut hasher);
+        }
+        let row_hash = hasher.digest();
+        let previous = self.state.snapshot.get(&kh);
+        let kind = match previous {
+            None => ChangeKind::Insert,
+            Some(entry) if entry.row_hash != row_hash || self.send_all => ChangeKind::Update,
+            Some(_) => {
+                self.plan.unchanged += 1;
+                return;
+            }
+        };
+        if kind == ChangeKind::Update && self.def.spec.operation == Operation::Insert {
+            self.plan.skipped_rows += 1;
+            return;
+        }
+        self.plan.upserts.push(PlannedRow { kind, key: key.into(), row_hash, record, cursor });
+    }
+
+    pub fn finish(mut self) -> Plan {
+        if self.def.spec.sync_mode == SyncMode::Mirror && self.plan.duplicate_count == 0 {
+            let mut gone: Vec<&Box<str>> = self
+                .state
+                .snapshot
+                .iter()
+                .filter(|(kh, _)| !self.seen.contains(kh))
+                .map(|(_, e)| &e.key)
+                .collect();
+            gone.sort();
+            for key in gone {
+                match self.def.spec.on_delete {
+                    OnDelete::Ignore => self.plan.forgotten.push(key.clone()),
+                    OnDelete::Delete | OnDelete::Clear => {
+                        let key_values: Vec<Value> = serde_json::from_str::<Vec<serde_json::Value>>(key)
+                            .unwrap_or_default()
+                            .iter()
+                            .map(value::from_json)
+                            .collect();
+                        let record = if self.def.spec.on_delete == OnDelete::Delete {
+                            Record { values: key_values }
+                        } else {
+                            let mut values = vec![Value::Null; self.def.fields.len()];
+                            for (n, &p) in self.def.key_positions.iter().enumerate() {
+                                values[p] = key_values.get(n).cloned().unwrap_or(Value::Null);
+                            }
+                            Record { values }
+                        };
+                        self.plan.removals.push(PlannedRemoval { key: key.clone(), record });
+                    }
+                }
+            }
+        }
+        self.plan
+    }
+}
+
+#[cfg(test)]
+mod tests;

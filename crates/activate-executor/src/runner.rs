@@ -1,0 +1,402 @@
+//! Runs the ready syncs: concurrently up to `threads`, each after the syncs it waits for, a
+//! failed sync skipping its dependents. One sync is one straight line:
+//! state → warehouse read → plan → breakers → batches → per-row outcomes → state commit.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::Instant;
+
+use activate_manifest::{OnDelete, Operation, SyncMode};
+use tokio::task::JoinSet;
+
+use crate::destination::{Destination, Record, WriteBatch, WriteOp};
+use crate::plan::{ChangeKind, Plan, PlanBuilder};
+use crate::results::{RowRejection, Status, SyncResult};
+use crate::secrets;
+use crate::state::{Confirmed, LocalStateStore, StateKey, SyncState};
+use crate::sync::SyncDefinition;
+use crate::value::Value;
+use crate::warehouse::{ReadRequest, Warehouse};
+
+/// What every sync of one run shares.
+pub struct RunContext {
+    pub warehouse: Arc<dyn Warehouse>,
+    pub store: Arc<LocalStateStore>,
+    pub target: String,
+    /// `--full-refresh`: send every row, ignore the cursor.
+    pub full_refresh: bool,
+    /// `plan`: compute and report, send nothing, write no state.
+    pub dry_run: bool,
+    /// Sample rows per change kind shown by `plan`.
+    pub samples: usize,
+    pub read_batch_rows: usize,
+}
+
+pub struct SyncJob {
+    pub def: Arc<SyncDefinition>,
+    pub destination: Arc<dyn Destination>,
+    /// Where this sync writes (destination name, type, location, object): part of the state key.
+    pub destination_identity: String,
+}
+
+pub enum Planned {
+    Run(SyncJob),
+    Skip(SyncResult),
+}
+
+impl Planned {
+    pub fn name(&self) -> &str {
+        match self {
+            Planned::Run(job) => &job.def.spec.name,
+            Planned::Skip(result) => &result.name,
+        }
+    }
+}
+
+/// Progress, in dbt's voice; the binary prints it.
+pub trait Reporter: Send + Sync {
+    fn started(&self, position: usize, total: usize, job: &SyncJob);
+    fn finished(&self, position: usize, total: usize, result: &SyncResult);
+}
+
+/// Runs `items` respecting `waits_for` (indices into `items`). Results come back in item order.
+pub async fn run_all(
+    ctx: Arc<RunContext>,
+    items: Vec<Planned>,
+    waits_for: BTreeMap<usize, Vec<usize>>,
+    threads: usize,
+    reporter: Arc<dyn Reporter>,
+) -> Vec<SyncResult> {
+    let total = items.len();
+    let mut results: Vec<Option<SyncResult>> = (0..total).map(|_| None).collect();
+    let mut pending: BTreeSet<usize> = (0..total).collect();
+    let mut items: Vec<Option<Planned>> = items.into_iter().map(Some).collect();
+    let mut running: JoinSet<(usize, usize, SyncResult)> = JoinSet::new();
+    let mut position = 0usize;
+    loop {
+        let mut progressed = true;
+        while progressed {
+            progressed = false;
+            for idx in pending.clone() {
+                let waits = waits_for.get(&idx).map(Vec::as_slice).unwrap_or(&[]);
+                if waits.iter().any(|w| results[*w].is_none()) {
+                    continue;
+                }
+                let failed_upstream = waits
+                    .iter()
+                    .filter_map(|w| results[*w].as_ref())
+                    .find(|r| r.status == Status::Error)
+                    .map(|r| r.name.clone());
+                let Some(item) = items[idx].take() else { continue };
+                match (item, failed_upstream) {
+                    (Planned::Skip(result), _) => {
+                        position += 1;
+                        reporter.finished(position, total, &result);
+                        results[idx] = Some(result);
+                    }
+                    (Planned::Run(job), Some(upstream)) => {
+                        position += 1;
+                        let result = SyncResult::skipped(
+                            job.def.unique_id.clone(),
+                            &job.def.spec,
+                            &format!("upstream sync {upstream} failed"),
+                        );
+                        reporter.finished(position, total, &result);
+                        results[idx] = Some(result);
+                    }
+                    (Planned::Run(job), None) => {
+                        if running.len() >= threads.max(1) {
+                            items[idx] = Some(Planned::Run(job));
+                            continue;
+                        }
+                        position += 1;
+                        reporter.started(position, total, &job);
+                        let ctx = ctx.clone();
+                        let at = position;
+                        running.spawn(async move { (idx, at, run_sync(&ctx, &job).await) });
+                    }
+                }
+                pending.remove(&idx);
+                progressed = true;
+            }
+        }
+        match running.join_next().await {
+            Some(Ok((idx, at, result))) => {
+                reporter.finished(at, total, &result);
+                results[idx] = Some(result);
+            }
+            Some(Err(e)) => {
+                // A panicking sync is a bug; report it instead of losing the run.
+                tracing::error!("a sync task failed: {e}");
+            }
+            None => break,
+        }
+    }
+    results.into_iter().flatten().collect()
+}
+
+/// Runs one sync and always returns its result (errors become `status: error`).
+pub async fn run_sync(ctx: &RunContext, job: &SyncJob) -> SyncResult {
+    let started = Instant::now();
+    let mut result = SyncResult::new(job.def.unique_id.clone(), &job.def.spec);
+    if let Err(message) = sync_inner(ctx, job, &mut result).await {
+        result.status = Status::Error;
+        result.message = secrets::redact(&message);
+    }
+    result.execution_time = started.elapsed().as_secs_f64();
+    result
+}
+
+async fn sync_inner(ctx: &RunContext, job: &SyncJob, result: &mut SyncResult) -> Result<(), String> {
+    let def = job.def.clone();
+    let spec = &def.spec;
+    let key = StateKey {
+        target: ctx.target.clone(),
+        sync: spec.name.clone(),
+        destination: job.destination_identity.clone(),
+    };
+
+    // State, then the warehouse read and the diff, off the async threads.
+    let store = ctx.store.clone();
+    let warehouse = ctx.warehouse.clone();
+    let full_refresh = ctx.full_refresh;
+    let batch_rows = ctx.read_batch_rows;
+    let load_key = key.clone();
+    let plan_def = def.clone();
+    let (plan, mut state) = tokio::task::spawn_blocking(move || -> Result<(Plan, SyncState), String> {
+        let state = store.load(&load_key).map_err(|e| e.to_string())?;
+        let cursor = match (&plan_def.spec.cursor, &state.cursor) {
+            (Some(column), Some(value)) if !full_refresh => Some((column.as_str(), value)),
+            _ => None,
+        };
+        let request = ReadRequest {
+            relation: &plan_def.relation,
+            columns: &plan_def.read_columns,
+            cursor_at_least: cursor,
+            batch_rows,
+        };
+        let mut builder = PlanBuilder::new(&plan_def, &state, full_refresh);
+        warehouse
+            .read(&request, &mut |batch| {
+                builder.add_batch(batch);
+                Ok(())
+            })
+            .map_err(|e| e.message)?;
+        let plan = builder.finish();
+        Ok((plan, state))
+    })
+    .await
+    .map_err(|e| format!("internal error: {e}"))??;
+
+    result.rows_read = plan.rows_read;
+    result.unchanged = plan.unchanged;
+    result.skipped_rows = plan.skipped_rows;
+    for r in &plan.rejected {
+        result.rejections.push(RowRejection { key: r.key.clone(), reason: r.reason.clone() });
+    }
+    result.rejected = plan.rejected.len() as u64;
+
+    if plan.duplicate_count > 0 {
+        return Err(format!(
+            "model `{}` returned {} row(s) whose primary key ({}) repeats an earlier row, e.g. {}; nothing was sent\n  hint: deduplicate in the model, and add a dbt `unique` test on the key so `dbt build` catches it",
+            spec.model_name,
+            plan.duplicate_count,
+            spec.primary_key.join(", "),
+            plan.duplicate_keys.join(", ")
+        ));
+    }
+    check_plan_breakers(spec, &plan)?;
+
+    let deletes = plan.removals.len() as u64;
+    if ctx.dry_run {
+        result.inserted = plan.inserts();
+        result.updated = plan.updates();
+        match spec.on_delete {
+            OnDelete::Clear => result.cleared = deletes,
+            _ => result.deleted = deletes,
+        }
+        result.samples = samples(&def, &plan, ctx.samples);
+        return Ok(());
+    }
+
+    let max_rows = job.destination.capabilities().max_batch_rows.max(1);
+    let op = match spec.operation {
+        Operation::Upsert => WriteOp::Upsert,
+        Operation::Update => WriteOp::Update,
+        Operation::Insert => WriteOp::Insert,
+    };
+    let mut rejected_cursors: Vec<Value> = Vec::new();
+    for chunk in plan.upserts.chunks(max_rows) {
+        let records: Vec<Record> = chunk.iter().map(|r| r.record.clone()).collect();
+        let batch = WriteBatch {
+            sync: &def.unique_id,
+            object: &spec.object,
+            op,
+            fields: &def.fields,
+            key_positions: &def.key_positions,
+            records: &records,
+        };
+        let outcome = job.destination.write(&batch).await.map_err(|e| {
+            format!("{} {}: {}", job.destination.kind(), job.destination.identity(), e.message)
+        })?;
+        let rejected: BTreeMap<usize, String> = outcome.rejected.into_iter().collect();
+        let mut confirmed = Vec::with_capacity(chunk.len());
+        for (i, row) in chunk.iter().enumerate() {
+            match rejected.get(&i) {
+                Some(reason) => {
+                    result.rejected += 1;
+                    result.rejections.push(RowRejection { key: row.key.to_string(), reason: secrets::redact(reason) });
+                    if let Some(c) = &row.cursor {
+                        rejected_cursors.push(c.clone());
+                    }
+                }
+                None => {
+                    match row.kind {
+                        ChangeKind::Insert => result.inserted += 1,
+                        ChangeKind::Update => result.updated += 1,
+                    }
+                    confirmed.push(Confirmed::Upserted { key: row.key.clone(), row_hash: row.row_hash });
+                }
+            }
+        }
+        journal(ctx, &key, &mut state, confirmed).await?;
+        check_rejected_breaker(spec, result)?;
+    }
+
+    if !plan.removals.is_empty() {
+        let (op, fields, positions): (WriteOp, Vec<String>, Vec<usize>) = match spec.on_delete {
+            OnDelete::Clear => (WriteOp::Clear, def.fields.clone(), def.key_positions.clone()),
+            _ => (WriteOp::Delete, spec.match_on.clone(), (0..spec.match_on.len()).collect()),
+        };
+        for chunk in plan.removals.chunks(max_rows) {
+            let records: Vec<Record> = chunk.iter().map(|r| r.record.clone()).collect();
+            let batch = WriteBatch {
+                sync: &def.unique_id,
+                object: &spec.object,
+                op,
+                fields: &fields,
+                key_positions: &positions,
+                records: &records,
+            };
+            let outcome = job.destination.write(&batch).await.map_err(|e| {
+                format!("{} {}: {}", job.destination.kind(), job.destination.identity(), e.message)
+            })?;
+            let rejected: BTreeMap<usize, String> = outcome.rejected.into_iter().collect();
+            let mut confirmed = Vec::with_capacity(chunk.len());
+            for (i, row) in chunk.iter().enumerate() {
+                match rejected.get(&i) {
+                    Some(reason) => {
+                        result.rejected += 1;
+                        result.rejections.push(RowRejection { key: row.key.to_string(), reason: secrets::redact(reason) });
+                    }
+                    None => {
+                        if op == WriteOp::Clear {
+                            result.cleared += 1;
+                        } else {
+                            result.deleted += 1;
+                        }
+                        confirmed.push(Confirmed::Removed { key: row.key.clone() });
+                    }
+                }
+            }
+            journal(ctx, &key, &mut state, confirmed).await?;
+            check_rejected_breaker(spec, result)?;
+        }
+    }
+    let forgotten: Vec<Confirmed> = plan.forgotten.iter().map(|k| Confirmed::Removed { key: k.clone() }).collect();
+    journal(ctx, &key, &mut state, forgotten).await?;
+
+    // The cursor moves to the newest row read, but never past a rejected row, so the rejected
+    // rows are read (and retried) again; rows at the boundary are deduplicated by the snapshot.
+    if spec.cursor.is_some() && spec.sync_mode == SyncMode::Incremental {
+        let mut next = plan.max_cursor.clone();
+        for c in &rejected_cursors {
+            if next.as_ref().is_none_or(|n| c.cursor_cmp(n).is_lt()) {
+                next = Some(c.clone());
+            }
+        }
+        if next.is_some() {
+            state.cursor = next;
+        }
+    }
+    let store = ctx.store.clone();
+    let commit_key = key.clone();
+    tokio::task::spawn_blocking(move || store.commit(&commit_key, &state))
+        .await
+        .map_err(|e| format!("internal error: {e}"))?
+        .map_err(|e| e.to_string())?;
+
+    if result.rejected > 0 {
+        result.status = Status::Warn;
+        result.message = format!(
+            "{} row(s) rejected by the destination (retried on the next run), e.g. {}: {}",
+            result.rejected, result.rejections[0].key, result.rejections[0].reason
+        );
+    }
+    Ok(())
+}
+
+async fn journal(ctx: &RunContext, key: &StateKey, state: &mut SyncState, confirmed: Vec<Confirmed>) -> Result<(), String> {
+    if confirmed.is_empty() {
+        return Ok(());
+    }
+    ctx.store.journal(key, &confirmed).map_err(|e| e.to_string())?;
+    for c in &confirmed {
+        state.apply(c);
+    }
+    Ok(())
+}
+
+fn check_plan_breakers(spec: &activate_manifest::ActivationSpec, plan: &Plan) -> Result<(), String> {
+    let delivered = plan.delivered_before;
+    let deletes = plan.removals.len() as u64;
+    if let Some(limit) = spec.limits.max_deletes {
+        if limit.exceeded(deletes, delivered) {
+            return Err(format!(
+                "circuit breaker max_deletes tripped: the plan removes {deletes} of the {delivered} rows this sync delivered, limit {limit}; nothing was sent\n  hint: if the model really lost these rows, raise limits.max_deletes or run `dbt-activate reset --select {}`",
+                spec.name
+            ));
+        }
+    }
+    if let Some(limit) = spec.limits.max_changes {
+        let changes = plan.upserts.len() as u64 + deletes;
+        if delivered > 0 && limit.exceeded(changes, delivered) {
+            return Err(format!(
+                "circuit breaker max_changes tripped: the plan changes {changes} rows against {delivered} delivered, limit {limit}; nothing was sent\n  hint: check the model's data; if the change is expected, raise limits.max_changes"
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn check_rejected_breaker(spec: &activate_manifest::ActivationSpec, result: &SyncResult) -> Result<(), String> {
+    let Some(limit) = spec.limits.max_rejected else { return Ok(()) };
+    let attempted = result.inserted + result.updated + result.deleted + result.cleared + result.rejected;
+    if limit.exceeded(result.rejected, attempted) {
+        return Err(format!(
+            "circuit breaker max_rejected tripped: {} of {attempted} rows attempted were rejected, limit {limit}; the sync stopped, keeping the {} rows already confirmed",
+            result.rejected,
+            attempted - result.rejected
+        ));
+    }
+    Ok(())
+}
+
+fn samples(def: &SyncDefinition, plan: &Plan, n: usize) -> Vec<serde_json::Value> {
+    let mut out = Vec::new();
+    let record_json = |fields: &[String], r: &Record| -> serde_json::Value {
+        serde_json::from_str(&crate::destination::record_json(fields, r)).unwrap_or(serde_json::Value::Null)
+    };
+    for kind in [ChangeKind::Insert, ChangeKind::Update] {
+        for row in plan.upserts.iter().filter(|r| r.kind == kind).take(n) {
+            out.push(serde_json::json!({
+                "change": if kind == ChangeKind::Insert { "insert" } else { "update" },
+                "record": record_json(&def.fields, &row.record),
+            }));
+        }
+    }
+    for row in plan.removals.iter().take(n) {
+        out.push(serde_json::json!({"change": "delete", "key": serde_json::from_str::<serde_json::Value>(&row.key).unwrap_or_default()}));
+    }
+    out
+}

@@ -1,0 +1,307 @@
+//! The local state store: files under `<project>/.dbt-activate/` (or `--state-dir`).
+//!
+//! ```text
+//! <root>/.lock                                   held for the whole run; refuses a second run
+//! <root>/<target>/history.jsonl                  one line per sync per run
+//! <root>/<target>/<sync>/<destination-hash>/snapshot   committed state, replaced atomically
+//! <root>/<target>/<sync>/<destination-hash>/journal    confirmed batches since the snapshot
+//! ```
+//! A run killed at any point leaves the last snapshot plus the journal of everything the
+//! destination confirmed since; the next load replays the journal (a torn last line is
+//! ignored, it was never acknowledged).
+
+use std::fs::{File, OpenOptions};
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+
+use fs4::fs_std::FileExt;
+
+use crate::destination::file::write_atomically;
+use crate::error::StateError;
+use crate::state::{Confirmed, SnapshotEntry, StateKey, SyncState, cursor_from_json, cursor_to_json, key_hash};
+
+const HEADER: &str = "dbt-activate state v1";
+const FORMAT_VERSION: u32 = 1;
+
+pub struct LocalStateStore {
+    root: PathBuf,
+    _lock: File,
+}
+
+fn io(path: &Path) -> impl Fn(std::io::Error) -> StateError + '_ {
+    move |source| StateError::Io { path: path.display().to_string(), source }
+}
+
+impl LocalStateStore {
+    /// Opens the store and takes its lock, or explains who holds it.
+    pub fn open(root: &Path) -> Result<Self, StateError> {
+        std::fs::create_dir_all(root).map_err(io(root))?;
+        let lock_path = root.join(".lock");
+        let mut lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .read(true)
+            .write(true)
+            .open(&lock_path)
+            .map_err(io(&lock_path))?;
+        match lock.try_lock_exclusive() {
+            Ok(true) => {}
+            Ok(false) | Err(_) => {
+                let holder = std::fs::read_to_string(&lock_path).unwrap_or_default();
+                return Err(StateError::Locked(format!(
+                    "another dbt-activate run holds the state lock {} ({}); wait for it to finish, or give this run its own --state-dir",
+                    lock_path.display(),
+                    if holder.trim().is_empty() { "pid unknown".to_owned() } else { format!("pid {}", holder.trim()) }
+                )));
+            }
+        }
+        lock.set_len(0).map_err(io(&lock_path))?;
+        let _ = write!(lock, "{}", std::process::id());
+        Ok(Self { root: root.to_path_buf(), _lock: lock })
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn dir_of(&self, key: &StateKey) -> PathBuf {
+        let identity = xxhash_rust::xxh3::xxh3_64(key.destination.as_bytes());
+        self.root.join(&key.target).join(&key.sync).join(format!("{identity:016x}"))
+    }
+
+    pub fn load(&self, key: &StateKey) -> Result<SyncState, StateError> {
+        let dir = self.dir_of(key);
+        let mut state = SyncState::default();
+        let snapshot = dir.join("snapshot");
+        match File::open(&snapshot) {
+            Ok(f) => read_snapshot(&snapshot, f, &mut state)?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io(&snapshot)(e)),
+        }
+        let journal = dir.join("journal");
+        match File::open(&journal) {
+            Ok(f) => replay_journal(&journal, f, &mut state)?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io(&journal)(e)),
+        }
+        Ok(state)
+    }
+
+    /// Appends confirmed changes to the sync's journal and syncs it to disk.
+    pub fn journal(&self, key: &StateKey, changes: &[Confirmed]) -> Result<(), StateError> {
+        if changes.is_empty() {
+            return Ok(());
+        }
+        let dir = self.dir_of(key);
+        std::fs::create_dir_all(&dir).map_err(io(&dir))?;
+        let path = dir.join("journal");
+        let mut text = String::with_capacity(changes.len() * 48);
+        for change in changes {
+            match change {
+                Confirmed::Upserted { key, row_hash } => {
+                    text.push_str(&format!("+{row_hash:016x} {key}\n"));
+                }
+                Confirmed::Removed { key } => {
+                    text.push('-');
+                    text.push_str(key);
+                    text.push('\n');
+                }
+            }
+        }
+        let mut f = OpenOptions::new().create(true).append(true).open(&path).map_err(io(&path))?;
+        f.write_all(text.as_bytes()).and_then(|_| f.sync_data()).map_err(io(&path))
+    }
+
+    /// Writes the whole state as the new snapshot, then empties the journal.
+    pub fn commit(&self, key: &StateKey, state: &SyncState) -> Result<(), StateError> {
+        let dir = self.dir_of(key);
+        std::fs::create_dir_all(&dir).map_err(io(&dir))?;
+        let path = dir.join("snapshot");
+        let mut text = String::with_capacity(64 + state.snapshot.len() * 48);
+        text.push_str(HEADER);
+        text.push('\n');
+        let meta = serde_json::json!({
+            "format": FORMAT_VERSION,
+            "sync": key.sync,
+            "target": key.target,
+            "destination": key.destination,
+            "cursor": state.cursor.as_ref().map(cursor_to_json),
+            "committed_at": chrono::Utc::now().to_rfc3339(),
+        });
+        text.push_str(&meta.to_string());
+        text.push('\n');
+        let mut entries: Vec<&SnapshotEntry> = state.snapshot.values().collect();
+        entries.sort_by(|a, b| a.key.cmp(&b.key));
+        for e in &entries {
+            text.push_str(&format!("{:016x} {}\n", e.row_hash, e.key));
+        }
+        text.push_str(&format!("end {}\n", entries.len()));
+        write_atomically(&path, text.as_bytes()).map_err(io(&path))?;
+        let journal = dir.join("journal");
+        match std::fs::remove_file(&journal) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(io(&journal)(e)),
+        }
+    }
+
+    /// Forgets a sync's state for a target (every destination it wrote to).
+    pub fn reset(&self, target: &str, sync: &str) -> Result<bool, StateError> {
+        let dir = self.root.join(target).join(sync);
+        match std::fs::remove_dir_all(&dir) {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(io(&dir)(e)),
+        }
+    }
+
+    /// Appends run records to the target's history.
+    pub fn append_history(&self, target: &str, records: &[serde_json::Value]) -> Result<(), StateError> {
+        let dir = self.root.join(target);
+        std::fs::create_dir_all(&dir).map_err(io(&dir))?;
+        let path = dir.join("history.jsonl");
+        let mut text = String::new();
+        for r in records {
+            text.push_str(&r.to_string());
+            text.push('\n');
+        }
+        let mut f = OpenOptions::new().create(true).append(true).open(&path).map_err(io(&path))?;
+        f.write_all(text.as_bytes()).and_then(|_| f.sync_data()).map_err(io(&path))
+    }
+
+    /// The last history record of each sync for a target.
+    pub fn last_runs(&self, target: &str) -> std::collections::BTreeMap<String, serde_json::Value> {
+        let path = self.root.join(target).join("history.jsonl");
+        let mut last = std::collections::BTreeMap::new();
+        if let Ok(text) = std::fs::read_to_string(path) {
+            for line in text.lines() {
+                if let Ok(v) = serde_json::from_str::<serde_json::Value>(line) {
+                    if let Some(name) = v.get("name").and_then(|n| n.as_str()) {
+                        last.insert(name.to_owned(), v);
+                    }
+                }
+            }
+        }
+        last
+    }
+}
+
+fn corrupt(path: &Path, message: impl Into<String>) -> StateError {
+    StateError::Corrupt {
+        path: path.display().to_string(),
+        message: format!(
+            "{}; it was not written whole by dbt-activate. Restore it from a backup, or run `dbt-activate reset --select <sync>` to forget it (the next run resends every row)",
+            message.into()
+        ),
+    }
+}
+
+fn read_snapshot(path: &Path, file: File, state: &mut SyncState) -> Result<(), StateError> {
+    let mut lines = BufReader::new(file).lines();
+    let header = lines.next().transpose().map_err(io(path))?.unwrap_or_default();
+    if header != HEADER {
+        if let Some(v) = header.strip_prefix("dbt-activate state v") {
+            return Err(StateError::Corrupt {
+                path: path.display().to_string(),
+                message: format!("written in state format v{v}, this dbt-activate reads v{FORMAT_VERSION}; upgrade dbt-activate"),
+            });
+        }
+        return Err(corrupt(path, "the header is missing"));
+    }
+    let meta_line = lines.next().transpose().map_err(io(path))?.unwrap_or_default();
+    let meta: serde_json::Value = serde_json::from_str(&meta_line).map_err(|_| corrupt(path, "the metadata line is not JSON"))?;
+    state.cursor = meta.get("cursor").and_then(cursor_from_json);
+    let mut count = 0usize;
+    for line in lines {
+        let line = line.map_err(io(path))?;
+        if let Some(n) = line.strip_prefix("end ") {
+            if n.parse::<usize>().ok() != Some(count) {
+                return Err(corrupt(path, format!("it ends after {count} entries but says {n}")));
+            }
+            return Ok(());
+        }
+        let (hash, key) = line.split_once(' ').ok_or_else(|| corrupt(path, format!("entry {} is malformed", count + 1)))?;
+        let row_hash = u64::from_str_radix(hash, 16).map_err(|_| corrupt(path, format!("entry {} has a bad hash", count + 1)))?;
+        state.snapshot.insert(key_hash(key), SnapshotEntry { row_hash, key: key.into() });
+        count += 1;
+    }
+    Err(corrupt(path, "it is truncated (no end marker)"))
+}
+
+fn replay_journal(path: &Path, file: File, state: &mut SyncState) -> Result<(), StateError> {
+    let mut reader = BufReader::new(file);
+    let mut line = String::new();
+    loop {
+        line.clear();
+        let n = reader.read_line(&mut line).map_err(io(path))?;
+        if n == 0 || !line.ends_with('\n') {
+            // End, or a torn last line that was never acknowledged.
+            return Ok(());
+        }
+        let entry = line.trim_end_matches('\n');
+        if let Some(rest) = entry.strip_prefix('+') {
+            if let Some((hash, key)) = rest.split_once(' ') {
+                if let Ok(row_hash) = u64::from_str_radix(hash, 16) {
+                    state.apply(&Confirmed::Upserted { key: key.into(), row_hash });
+                    continue;
+                }
+            }
+            return Err(corrupt(path, "a journal line is malformed"));
+        } else if let Some(key) = entry.strip_prefix('-') {
+            state.apply(&Confirmed::Removed { key: key.into() });
+        } else {
+            return Err(corrupt(path, "a journal line is malformed"));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::value::Value;
+
+    fn key() -> StateKey {
+        StateKey { target: "dev".into(), sync: "s".into(), destination: "file /x".into() }
+    }
+
+    #[test]
+    fn commit_load_and_journal_replay() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalStateStore::open(dir.path()).unwrap();
+        let mut state = SyncState::default();
+        state.apply(&Confirmed::Upserted { key: "[1]".into(), row_hash: 7 });
+        state.cursor = Some(Value::TimestampTz("2024-01-01T00:00:00.000000Z".into()));
+        store.commit(&key(), &state).unwrap();
+        store
+            .journal(&key(), &[Confirmed::Upserted { key: "[2]".into(), row_hash: 9 }, Confirmed::Removed { key: "[1]".into() }])
+            .unwrap();
+        // A torn line at the end is ignored.
+        let journal = store.dir_of(&key()).join("journal");
+        let mut f = OpenOptions::new().append(true).open(&journal).unwrap();
+        f.write_all(b"+00000000000000ff [3").unwrap();
+        let loaded = store.load(&key()).unwrap();
+        assert_eq!(loaded.snapshot.len(), 1);
+        assert_eq!(loaded.snapshot[&key_hash("[2]")].row_hash, 9);
+        assert_eq!(loaded.cursor, state.cursor);
+    }
+
+    #[test]
+    fn second_open_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let _first = LocalStateStore::open(dir.path()).unwrap();
+        let err = LocalStateStore::open(dir.path()).err().unwrap();
+        assert!(err.to_string().contains("another dbt-activate run holds the state lock"), "{err}");
+    }
+
+    #[test]
+    fn corrupt_and_newer_snapshots_are_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalStateStore::open(dir.path()).unwrap();
+        let d = store.dir_of(&key());
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::write(d.join("snapshot"), "dbt-activate state v1\n{}\n0000000000000001 [1]\n").unwrap();
+        assert!(store.load(&key()).unwrap_err().to_string().contains("truncated"));
+        std::fs::write(d.join("snapshot"), "dbt-activate state v9\n").unwrap();
+        assert!(store.load(&key()).unwrap_err().to_string().contains("upgrade dbt-activate"));
+    }
+}
