@@ -1,0 +1,70 @@
+//! `dbt-activate ls`: activations with destination, object, mode, schedule and last run.
+
+use activate_executor::state::LocalStateStore;
+use activate_graph::ProjectGraph;
+use anyhow::anyhow;
+
+use crate::ExitStatus;
+use crate::cli::CommonArgs;
+use crate::output;
+use crate::project;
+
+pub fn ls(args: CommonArgs) -> anyhow::Result<ExitStatus> {
+    output::set_format(args.log_format, &uuid::Uuid::new_v4().to_string());
+    let loaded = project::load(&args)?;
+    let graph = ProjectGraph::new(&loaded.manifest, &loaded.specs);
+    let selected = graph.select(&args.select, &args.exclude).map_err(|e| anyhow!("{e}"))?;
+    // Last runs are read from the history file; no lock is needed to read it.
+    let last_runs = read_last_runs(&loaded.state_dir, &loaded.profile.target_name);
+    let header = ["sync", "model", "destination", "mode", "schedule", "last run"];
+    let mut rows: Vec<[String; 6]> = Vec::new();
+    for &i in &selected {
+        let spec = &loaded.specs[i];
+        let last = match last_runs.get(&spec.name) {
+            Some(v) => format!(
+                "{} {}",
+                v.get("status").and_then(|s| s.as_str()).unwrap_or("?"),
+                v.get("finished_at").and_then(|s| s.as_str()).unwrap_or("")
+            ),
+            None => "never".to_owned(),
+        };
+        rows.push([
+            spec.name.clone(),
+            spec.model_name.clone(),
+            format!("{}.{}", spec.destination, spec.object),
+            spec.sync_mode.to_string(),
+            spec.schedule.to_string(),
+            last,
+        ]);
+    }
+    let widths: Vec<usize> = (0..6)
+        .map(|c| rows.iter().map(|r| r[c].len()).chain([header[c].len()]).max().unwrap_or(0))
+        .collect();
+    let fmt = |cells: &[&str]| -> String {
+        cells
+            .iter()
+            .enumerate()
+            .map(|(c, s)| format!("{s:<w$}", w = widths[c]))
+            .collect::<Vec<_>>()
+            .join("  ")
+            .trim_end()
+            .to_owned()
+    };
+    output::line(&fmt(&header));
+    for r in &rows {
+        output::line(&fmt(&r.iter().map(String::as_str).collect::<Vec<_>>()));
+    }
+    output::line(&format!(
+        "{} activation{} (schedules are validated and shown; `run` runs every selected sync until schedule enforcement ships)",
+        rows.len(),
+        if rows.len() == 1 { "" } else { "s" }
+    ));
+    Ok(ExitStatus::Success)
+}
+
+fn read_last_runs(state_dir: &std::path::Path, target: &str) -> std::collections::BTreeMap<String, serde_json::Value> {
+    match LocalStateStore::open(state_dir) {
+        Ok(store) => store.last_runs(target),
+        Err(_) => std::collections::BTreeMap::new(),
+    }
+}

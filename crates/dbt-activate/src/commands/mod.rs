@@ -1,0 +1,7 @@
+//! One file per command.
+
+pub mod debug;
+pub mod ls;
+pub mod reset;
+pub mod run;
+pub mod validate;

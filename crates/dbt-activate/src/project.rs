@@ -1,0 +1,167 @@
+//! Loading a project for a command: dbt_project.yml, the profile, activate.yml, the manifest
+//! and the activation specs; then, for commands that touch data, the preflight that probes the
+//! warehouse and the destinations before anything is sent.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use activate_executor::connections::{self, ActivateConfig, Profile, ProjectSettings};
+use activate_executor::destination::{self, Destination};
+use activate_executor::runner::{Planned, SyncJob};
+use activate_executor::sync::SyncDefinition;
+use activate_executor::warehouse::{self, Warehouse};
+use activate_manifest::{ActivationSpec, Manifest, RunResults};
+use anyhow::{Context, anyhow, bail};
+
+use crate::cli::CommonArgs;
+
+pub struct Loaded {
+    pub settings: ProjectSettings,
+    pub profile: Profile,
+    pub activate: ActivateConfig,
+    pub manifest: Manifest,
+    pub specs: Vec<ActivationSpec>,
+    pub state_dir: PathBuf,
+}
+
+impl Loaded {
+    pub fn unique_id(&self, spec: &ActivationSpec) -> String {
+        spec.unique_id(&self.settings.project_name)
+    }
+}
+
+pub fn load(common: &CommonArgs) -> anyhow::Result<Loaded> {
+    let project_dir = std::path::absolute(&common.project_dir)
+        .with_context(|| format!("project dir {}", common.project_dir.display()))?;
+    let settings = connections::load_project(&project_dir, common.target_path.as_deref())?;
+    let profile = connections::load_profile(&settings, common.profiles_dir.as_deref(), common.target.as_deref())?;
+    let activate = connections::load_activate_yml(&project_dir, &profile.target_name, &profile.profile_name)?;
+    let manifest_path = settings.target_path.join("manifest.json");
+    if !manifest_path.is_file() {
+        bail!(
+            "no manifest.json in {}\n  hint: run `dbt build` (or `dbt parse`) in the project first; dbt-activate reads what dbt wrote",
+            settings.target_path.display()
+        );
+    }
+    let manifest = Manifest::from_path(&manifest_path)?;
+    let specs = activate_manifest::extract_specs(&manifest, &activate.names()).map_err(|e| anyhow!("{e}"))?;
+    let state_dir = match &common.state_dir {
+        Some(dir) => std::path::absolute(dir)?,
+        None => project_dir.join(".dbt-activate"),
+    };
+    Ok(Loaded { settings, profile, activate, manifest, specs, state_dir })
+}
+
+/// `run_results.json`, if dbt wrote one.
+pub fn run_results(loaded: &Loaded) -> anyhow::Result<Option<RunResults>> {
+    let path = loaded.settings.target_path.join("run_results.json");
+    if !path.is_file() {
+        return Ok(None);
+    }
+    Ok(Some(RunResults::from_path(&path)?))
+}
+
+/// The destination a sync writes to, with its state identity.
+pub fn destination_identity(spec: &ActivationSpec, dest: &dyn Destination) -> String {
+    format!("{}|{}|{}|{}", spec.destination, dest.kind(), dest.identity(), spec.object)
+}
+
+/// Probes the warehouse (zero-row) and the destinations for every ready sync; every problem is
+/// collected and reported together, before anything is sent anywhere.
+pub async fn preflight(
+    loaded: &Loaded,
+    ready: &[usize],
+) -> anyhow::Result<(Option<Arc<dyn Warehouse>>, BTreeMap<usize, SyncJob>)> {
+    let mut jobs = BTreeMap::new();
+    if ready.is_empty() {
+        return Ok((None, jobs));
+    }
+    let warehouse: Arc<dyn Warehouse> = Arc::from(warehouse::open(&loaded.profile.warehouse)?);
+    let mut destinations: BTreeMap<String, Arc<dyn Destination>> = BTreeMap::new();
+    for &i in ready {
+        let name = &loaded.specs[i].destination;
+        if !destinations.contains_key(name) {
+            let config = &loaded.activate.destinations[name];
+            destinations.insert(name.clone(), destination::build(config, &loaded.settings.project_dir)?);
+        }
+    }
+    let mut problems: Vec<String> = Vec::new();
+    for &i in ready {
+        let spec = &loaded.specs[i];
+        let node = &loaded.manifest.nodes[&spec.model_id];
+        let Some(relation) = node.relation_name.clone() else {
+            problems.push(format!("model `{}` has no relation in the manifest (ephemeral models cannot be synced)", spec.model_name));
+            continue;
+        };
+        let wh = warehouse.clone();
+        let rel = relation.clone();
+        let columns = match tokio::task::spawn_blocking(move || wh.columns(&rel)).await? {
+            Ok(c) => c,
+            Err(e) => {
+                problems.push(format!(
+                    "model `{}`: could not read {relation}: {}\n  hint: run `dbt build` so the relation exists (or check --target)",
+                    spec.model_name, e.message
+                ));
+                continue;
+            }
+        };
+        let def = match SyncDefinition::resolve(spec, loaded.unique_id(spec), relation, &columns) {
+            Ok(d) => d,
+            Err(errs) => {
+                problems.extend(errs);
+                continue;
+            }
+        };
+        let dest = destinations[&spec.destination].clone();
+        match dest.describe(&spec.object).await {
+            Ok(Some(schema)) => {
+                for field in &def.fields {
+                    if !schema.fields.iter().any(|f| f == field) {
+                        let hint = match activate_manifest::did_you_mean(field, schema.fields.iter().map(String::as_str)) {
+                            Some(close) => format!("did you mean `{close}`?"),
+                            None => format!("{} has: {}", spec.object, schema.fields.join(", ")),
+                        };
+                        problems.push(format!(
+                            "model `{}` ({}): destination field `{field}` does not exist in {}.{}\n  hint: {hint}",
+                            spec.model_name, spec.defined_in, spec.destination, spec.object
+                        ));
+                    }
+                }
+            }
+            Ok(None) => {}
+            Err(e) => problems.push(format!("sync `{}`: destination `{}`: {}", spec.name, spec.destination, e.message)),
+        }
+        let identity = destination_identity(spec, dest.as_ref());
+        jobs.insert(i, SyncJob { def: Arc::new(def), destination: dest, destination_identity: identity });
+    }
+    if !problems.is_empty() {
+        let n = problems.len();
+        bail!(
+            "{n} problem{} found before sending anything:\n- {}",
+            if n == 1 { "" } else { "s" },
+            problems.join("\n- ")
+        );
+    }
+    Ok((Some(warehouse), jobs))
+}
+
+/// Turns gated, preflighted syncs into the runner's work list (in selection order).
+pub fn planned_items(
+    loaded: &Loaded,
+    selected: &[usize],
+    skips: &BTreeMap<usize, String>,
+    mut jobs: BTreeMap<usize, SyncJob>,
+) -> Vec<Planned> {
+    selected
+        .iter()
+        .map(|&i| match (skips.get(&i), jobs.remove(&i)) {
+            (None, Some(job)) => Planned::Run(job),
+            (reason, _) => Planned::Skip(activate_executor::results::SyncResult::skipped(
+                loaded.unique_id(&loaded.specs[i]),
+                &loaded.specs[i],
+                reason.map(String::as_str).unwrap_or("not prepared"),
+            )),
+        })
+        .collect()
+}
