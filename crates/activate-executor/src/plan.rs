@@ -64,10 +64,16 @@ pub struct Plan {
 
 impl Plan {
     pub fn inserts(&self) -> u64 {
-        self.upserts.iter().filter(|r| r.kind == ChangeKind::Insert).count() as u64
+        self.upserts
+            .iter()
+            .filter(|r| r.kind == ChangeKind::Insert)
+            .count() as u64
     }
     pub fn updates(&self) -> u64 {
-        self.upserts.iter().filter(|r| r.kind == ChangeKind::Update).count() as u64
+        self.upserts
+            .iter()
+            .filter(|r| r.kind == ChangeKind::Update)
+            .count() as u64
     }
 }
 
@@ -111,7 +117,10 @@ impl<'a> PlanBuilder<'a> {
             send_all: full_refresh || def.spec.sync_mode == SyncMode::FullRefresh,
             seen: HashSet::new(),
             templates,
-            plan: Plan { delivered_before: state.snapshot.len() as u64, ..Plan::default() },
+            plan: Plan {
+                delivered_before: state.snapshot.len() as u64,
+                ..Plan::default()
+            },
         }
     }
 
@@ -128,8 +137,12 @@ impl<'a> PlanBuilder<'a> {
     }
 
     fn render(&self, field: usize, row: &[Value]) -> Value {
-        let Some(env) = &self.templates else { return Value::Null };
-        let Ok(template) = env.get_template(&format!("f{field}")) else { return Value::Null };
+        let Some(env) = &self.templates else {
+            return Value::Null;
+        };
+        let Ok(template) = env.get_template(&format!("f{field}")) else {
+            return Value::Null;
+        };
         let ctx: std::collections::BTreeMap<&str, serde_json::Value> = self
             .def
             .read_columns
@@ -166,23 +179,33 @@ impl<'a> PlanBuilder<'a> {
         if null_key {
             self.plan.rejected.push(Rejection {
                 key,
-                reason: format!("primary key ({}) is NULL", self.def.spec.primary_key.join(", ")),
+                reason: format!(
+                    "primary key ({}) is NULL",
+                    self.def.spec.primary_key.join(", ")
+                ),
             });
             return;
         }
         let kh = key_hash(&key);
         if !self.seen.insert(kh) {
             self.plan.duplicate_count += 1;
-            if self.plan.duplicate_keys.len() < DUPLICATES_SHOWN && !self.plan.duplicate_keys.contains(&key) {
+            if self.plan.duplicate_keys.len() < DUPLICATES_SHOWN
+                && !self.plan.duplicate_keys.contains(&key)
+            {
                 self.plan.duplicate_keys.push(key);
             }
             return;
         }
         let cursor = self.def.cursor_column.map(|c| row[c].clone());
-        if let Some(c) = &cursor {
-            if !c.is_null() && self.plan.max_cursor.as_ref().is_none_or(|m| c.cursor_cmp(m).is_gt()) {
-                self.plan.max_cursor = Some(c.clone());
-            }
+        if let Some(c) = &cursor
+            && !c.is_null()
+            && self
+                .plan
+                .max_cursor
+                .as_ref()
+                .is_none_or(|m| c.cursor_cmp(m).is_gt())
+        {
+            self.plan.max_cursor = Some(c.clone());
         }
         let mut hasher = Xxh3::new();
         for &p in &self.hash_order {
@@ -204,7 +227,13 @@ impl<'a> PlanBuilder<'a> {
             self.plan.skipped_rows += 1;
             return;
         }
-        self.plan.upserts.push(PlannedRow { kind, key: key.into(), row_hash, record, cursor });
+        self.plan.upserts.push(PlannedRow {
+            kind,
+            key: key.into(),
+            row_hash,
+            record,
+            cursor,
+        });
     }
 
     pub fn finish(mut self) -> Plan {
@@ -221,11 +250,12 @@ impl<'a> PlanBuilder<'a> {
                 match self.def.spec.on_delete {
                     OnDelete::Ignore => self.plan.forgotten.push(key.clone()),
                     OnDelete::Delete | OnDelete::Clear => {
-                        let key_values: Vec<Value> = serde_json::from_str::<Vec<serde_json::Value>>(key)
-                            .unwrap_or_default()
-                            .iter()
-                            .map(value::from_json)
-                            .collect();
+                        let key_values: Vec<Value> =
+                            serde_json::from_str::<Vec<serde_json::Value>>(key)
+                                .unwrap_or_default()
+                                .iter()
+                                .map(value::from_json)
+                                .collect();
                         let record = if self.def.spec.on_delete == OnDelete::Delete {
                             Record { values: key_values }
                         } else {
@@ -235,7 +265,10 @@ impl<'a> PlanBuilder<'a> {
                             }
                             Record { values }
                         };
-                        self.plan.removals.push(PlannedRemoval { key: key.clone(), record });
+                        self.plan.removals.push(PlannedRemoval {
+                            key: key.clone(),
+                            record,
+                        });
                     }
                 }
             }

@@ -74,7 +74,11 @@ impl SyncResult {
         }
     }
 
-    pub fn skipped(unique_id: String, spec: &activate_manifest::ActivationSpec, reason: &str) -> Self {
+    pub fn skipped(
+        unique_id: String,
+        spec: &activate_manifest::ActivationSpec,
+        reason: &str,
+    ) -> Self {
         let mut r = Self::new(unique_id, spec);
         r.status = Status::Skipped;
         r.message = reason.to_owned();

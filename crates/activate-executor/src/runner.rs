@@ -41,7 +41,7 @@ pub struct SyncJob {
 
 pub enum Planned {
     Run(SyncJob),
-    Skip(SyncResult),
+    Skip(Box<SyncResult>),
 }
 
 impl Planned {
@@ -87,12 +87,14 @@ pub async fn run_all(
                     .filter_map(|w| results[*w].as_ref())
                     .find(|r| r.status == Status::Error)
                     .map(|r| r.name.clone());
-                let Some(item) = items[idx].take() else { continue };
+                let Some(item) = items[idx].take() else {
+                    continue;
+                };
                 match (item, failed_upstream) {
                     (Planned::Skip(result), _) => {
                         position += 1;
                         reporter.finished(position, total, &result);
-                        results[idx] = Some(result);
+                        results[idx] = Some(*result);
                     }
                     (Planned::Run(job), Some(upstream)) => {
                         position += 1;
@@ -147,7 +149,11 @@ pub async fn run_sync(ctx: &RunContext, job: &SyncJob) -> SyncResult {
     result
 }
 
-async fn sync_inner(ctx: &RunContext, job: &SyncJob, result: &mut SyncResult) -> Result<(), String> {
+async fn sync_inner(
+    ctx: &RunContext,
+    job: &SyncJob,
+    result: &mut SyncResult,
+) -> Result<(), String> {
     let def = job.def.clone();
     let spec = &def.spec;
     let key = StateKey {
@@ -163,36 +169,40 @@ async fn sync_inner(ctx: &RunContext, job: &SyncJob, result: &mut SyncResult) ->
     let batch_rows = ctx.read_batch_rows;
     let load_key = key.clone();
     let plan_def = def.clone();
-    let (plan, mut state) = tokio::task::spawn_blocking(move || -> Result<(Plan, SyncState), String> {
-        let state = store.load(&load_key).map_err(|e| e.to_string())?;
-        let cursor = match (&plan_def.spec.cursor, &state.cursor) {
-            (Some(column), Some(value)) if !full_refresh => Some((column.as_str(), value)),
-            _ => None,
-        };
-        let request = ReadRequest {
-            relation: &plan_def.relation,
-            columns: &plan_def.read_columns,
-            cursor_at_least: cursor,
-            batch_rows,
-        };
-        let mut builder = PlanBuilder::new(&plan_def, &state, full_refresh);
-        warehouse
-            .read(&request, &mut |batch| {
-                builder.add_batch(batch);
-                Ok(())
-            })
-            .map_err(|e| e.message)?;
-        let plan = builder.finish();
-        Ok((plan, state))
-    })
-    .await
-    .map_err(|e| format!("internal error: {e}"))??;
+    let (plan, mut state) =
+        tokio::task::spawn_blocking(move || -> Result<(Plan, SyncState), String> {
+            let state = store.load(&load_key).map_err(|e| e.to_string())?;
+            let cursor = match (&plan_def.spec.cursor, &state.cursor) {
+                (Some(column), Some(value)) if !full_refresh => Some((column.as_str(), value)),
+                _ => None,
+            };
+            let request = ReadRequest {
+                relation: &plan_def.relation,
+                columns: &plan_def.read_columns,
+                cursor_at_least: cursor,
+                batch_rows,
+            };
+            let mut builder = PlanBuilder::new(&plan_def, &state, full_refresh);
+            warehouse
+                .read(&request, &mut |batch| {
+                    builder.add_batch(batch);
+                    Ok(())
+                })
+                .map_err(|e| e.message)?;
+            let plan = builder.finish();
+            Ok((plan, state))
+        })
+        .await
+        .map_err(|e| format!("internal error: {e}"))??;
 
     result.rows_read = plan.rows_read;
     result.unchanged = plan.unchanged;
     result.skipped_rows = plan.skipped_rows;
     for r in &plan.rejected {
-        result.rejections.push(RowRejection { key: r.key.clone(), reason: r.reason.clone() });
+        result.rejections.push(RowRejection {
+            key: r.key.clone(),
+            reason: r.reason.clone(),
+        });
     }
     result.rejected = plan.rejected.len() as u64;
 
@@ -237,7 +247,12 @@ async fn sync_inner(ctx: &RunContext, job: &SyncJob, result: &mut SyncResult) ->
             records: &records,
         };
         let outcome = job.destination.write(&batch).await.map_err(|e| {
-            format!("{} {}: {}", job.destination.kind(), job.destination.identity(), e.message)
+            format!(
+                "{} {}: {}",
+                job.destination.kind(),
+                job.destination.identity(),
+                e.message
+            )
         })?;
         let rejected: BTreeMap<usize, String> = outcome.rejected.into_iter().collect();
         let mut confirmed = Vec::with_capacity(chunk.len());
@@ -245,7 +260,10 @@ async fn sync_inner(ctx: &RunContext, job: &SyncJob, result: &mut SyncResult) ->
             match rejected.get(&i) {
                 Some(reason) => {
                     result.rejected += 1;
-                    result.rejections.push(RowRejection { key: row.key.to_string(), reason: secrets::redact(reason) });
+                    result.rejections.push(RowRejection {
+                        key: row.key.to_string(),
+                        reason: secrets::redact(reason),
+                    });
                     if let Some(c) = &row.cursor {
                         rejected_cursors.push(c.clone());
                     }
@@ -255,7 +273,10 @@ async fn sync_inner(ctx: &RunContext, job: &SyncJob, result: &mut SyncResult) ->
                         ChangeKind::Insert => result.inserted += 1,
                         ChangeKind::Update => result.updated += 1,
                     }
-                    confirmed.push(Confirmed::Upserted { key: row.key.clone(), row_hash: row.row_hash });
+                    confirmed.push(Confirmed::Upserted {
+                        key: row.key.clone(),
+                        row_hash: row.row_hash,
+                    });
                 }
             }
         }
@@ -265,8 +286,16 @@ async fn sync_inner(ctx: &RunContext, job: &SyncJob, result: &mut SyncResult) ->
 
     if !plan.removals.is_empty() {
         let (op, fields, positions): (WriteOp, Vec<String>, Vec<usize>) = match spec.on_delete {
-            OnDelete::Clear => (WriteOp::Clear, def.fields.clone(), def.key_positions.clone()),
-            _ => (WriteOp::Delete, spec.match_on.clone(), (0..spec.match_on.len()).collect()),
+            OnDelete::Clear => (
+                WriteOp::Clear,
+                def.fields.clone(),
+                def.key_positions.clone(),
+            ),
+            _ => (
+                WriteOp::Delete,
+                spec.match_on.clone(),
+                (0..spec.match_on.len()).collect(),
+            ),
         };
         for chunk in plan.removals.chunks(max_rows) {
             let records: Vec<Record> = chunk.iter().map(|r| r.record.clone()).collect();
@@ -279,7 +308,12 @@ async fn sync_inner(ctx: &RunContext, job: &SyncJob, result: &mut SyncResult) ->
                 records: &records,
             };
             let outcome = job.destination.write(&batch).await.map_err(|e| {
-                format!("{} {}: {}", job.destination.kind(), job.destination.identity(), e.message)
+                format!(
+                    "{} {}: {}",
+                    job.destination.kind(),
+                    job.destination.identity(),
+                    e.message
+                )
             })?;
             let rejected: BTreeMap<usize, String> = outcome.rejected.into_iter().collect();
             let mut confirmed = Vec::with_capacity(chunk.len());
@@ -287,7 +321,10 @@ async fn sync_inner(ctx: &RunContext, job: &SyncJob, result: &mut SyncResult) ->
                 match rejected.get(&i) {
                     Some(reason) => {
                         result.rejected += 1;
-                        result.rejections.push(RowRejection { key: row.key.to_string(), reason: secrets::redact(reason) });
+                        result.rejections.push(RowRejection {
+                            key: row.key.to_string(),
+                            reason: secrets::redact(reason),
+                        });
                     }
                     None => {
                         if op == WriteOp::Clear {
@@ -295,7 +332,9 @@ async fn sync_inner(ctx: &RunContext, job: &SyncJob, result: &mut SyncResult) ->
                         } else {
                             result.deleted += 1;
                         }
-                        confirmed.push(Confirmed::Removed { key: row.key.clone() });
+                        confirmed.push(Confirmed::Removed {
+                            key: row.key.clone(),
+                        });
                     }
                 }
             }
@@ -303,7 +342,11 @@ async fn sync_inner(ctx: &RunContext, job: &SyncJob, result: &mut SyncResult) ->
             check_rejected_breaker(spec, result)?;
         }
     }
-    let forgotten: Vec<Confirmed> = plan.forgotten.iter().map(|k| Confirmed::Removed { key: k.clone() }).collect();
+    let forgotten: Vec<Confirmed> = plan
+        .forgotten
+        .iter()
+        .map(|k| Confirmed::Removed { key: k.clone() })
+        .collect();
     journal(ctx, &key, &mut state, forgotten).await?;
 
     // The cursor moves to the newest row read, but never past a rejected row, so the rejected
@@ -336,27 +379,37 @@ async fn sync_inner(ctx: &RunContext, job: &SyncJob, result: &mut SyncResult) ->
     Ok(())
 }
 
-async fn journal(ctx: &RunContext, key: &StateKey, state: &mut SyncState, confirmed: Vec<Confirmed>) -> Result<(), String> {
+async fn journal(
+    ctx: &RunContext,
+    key: &StateKey,
+    state: &mut SyncState,
+    confirmed: Vec<Confirmed>,
+) -> Result<(), String> {
     if confirmed.is_empty() {
         return Ok(());
     }
-    ctx.store.journal(key, &confirmed).map_err(|e| e.to_string())?;
+    ctx.store
+        .journal(key, &confirmed)
+        .map_err(|e| e.to_string())?;
     for c in &confirmed {
         state.apply(c);
     }
     Ok(())
 }
 
-fn check_plan_breakers(spec: &activate_manifest::ActivationSpec, plan: &Plan) -> Result<(), String> {
+fn check_plan_breakers(
+    spec: &activate_manifest::ActivationSpec,
+    plan: &Plan,
+) -> Result<(), String> {
     let delivered = plan.delivered_before;
     let deletes = plan.removals.len() as u64;
-    if let Some(limit) = spec.limits.max_deletes {
-        if limit.exceeded(deletes, delivered) {
-            return Err(format!(
-                "circuit breaker max_deletes tripped: the plan removes {deletes} of the {delivered} rows this sync delivered, limit {limit}; nothing was sent\n  hint: if the model really lost these rows, raise limits.max_deletes or run `dbt-activate reset --select {}`",
-                spec.name
-            ));
-        }
+    if let Some(limit) = spec.limits.max_deletes
+        && limit.exceeded(deletes, delivered)
+    {
+        return Err(format!(
+            "circuit breaker max_deletes tripped: the plan removes {deletes} of the {delivered} rows this sync delivered, limit {limit}; nothing was sent\n  hint: if the model really lost these rows, raise limits.max_deletes or run `dbt-activate reset --select {}`",
+            spec.name
+        ));
     }
     if let Some(limit) = spec.limits.max_changes {
         let changes = plan.upserts.len() as u64 + deletes;
@@ -369,9 +422,15 @@ fn check_plan_breakers(spec: &activate_manifest::ActivationSpec, plan: &Plan) ->
     Ok(())
 }
 
-fn check_rejected_breaker(spec: &activate_manifest::ActivationSpec, result: &SyncResult) -> Result<(), String> {
-    let Some(limit) = spec.limits.max_rejected else { return Ok(()) };
-    let attempted = result.inserted + result.updated + result.deleted + result.cleared + result.rejected;
+fn check_rejected_breaker(
+    spec: &activate_manifest::ActivationSpec,
+    result: &SyncResult,
+) -> Result<(), String> {
+    let Some(limit) = spec.limits.max_rejected else {
+        return Ok(());
+    };
+    let attempted =
+        result.inserted + result.updated + result.deleted + result.cleared + result.rejected;
     if limit.exceeded(result.rejected, attempted) {
         return Err(format!(
             "circuit breaker max_rejected tripped: {} of {attempted} rows attempted were rejected, limit {limit}; the sync stopped, keeping the {} rows already confirmed",
@@ -385,7 +444,8 @@ fn check_rejected_breaker(spec: &activate_manifest::ActivationSpec, result: &Syn
 fn samples(def: &SyncDefinition, plan: &Plan, n: usize) -> Vec<serde_json::Value> {
     let mut out = Vec::new();
     let record_json = |fields: &[String], r: &Record| -> serde_json::Value {
-        serde_json::from_str(&crate::destination::record_json(fields, r)).unwrap_or(serde_json::Value::Null)
+        serde_json::from_str(&crate::destination::record_json(fields, r))
+            .unwrap_or(serde_json::Value::Null)
     };
     for kind in [ChangeKind::Insert, ChangeKind::Update] {
         for row in plan.upserts.iter().filter(|r| r.kind == kind).take(n) {

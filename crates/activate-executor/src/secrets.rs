@@ -98,13 +98,20 @@ mod tests {
             "headers": {"Authorization": "Bearer tok-123456"},
             "name": "visible",
         }));
-        let text = redact("failed postgres://app:s3cr3t-pw@127.0.0.1 with Bearer tok-123456 for visible");
-        assert_eq!(text, "failed postgres://app:****@127.0.0.1 with **** for visible");
+        let text =
+            redact("failed postgres://app:s3cr3t-pw@127.0.0.1 with Bearer tok-123456 for visible");
+        assert_eq!(
+            text,
+            "failed postgres://app:****@127.0.0.1 with **** for visible"
+        );
     }
 
     #[test]
     fn url_password_parsing() {
-        assert_eq!(url_password("postgres://u:p%40ss@h/db").as_deref(), Some("p%40ss"));
+        assert_eq!(
+            url_password("postgres://u:p%40ss@h/db").as_deref(),
+            Some("p%40ss")
+        );
         assert_eq!(url_password("postgres://u@h/db"), None);
         assert_eq!(url_password("not a url"), None);
     }

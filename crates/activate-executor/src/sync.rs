@@ -46,10 +46,11 @@ impl SyncDefinition {
     ) -> Result<Self, Vec<String>> {
         let mut errors = Vec::new();
         let find = |name: &str| -> Option<usize> {
-            columns
-                .iter()
-                .position(|c| c.name == name)
-                .or_else(|| columns.iter().position(|c| c.name.eq_ignore_ascii_case(name)))
+            columns.iter().position(|c| c.name == name).or_else(|| {
+                columns
+                    .iter()
+                    .position(|c| c.name.eq_ignore_ascii_case(name))
+            })
         };
         let missing = |what: &str, name: &str| -> String {
             let names: Vec<&str> = columns.iter().map(|c| c.name.as_str()).collect();
@@ -65,7 +66,10 @@ impl SyncDefinition {
 
         let mut read_columns: Vec<ColumnDesc> = Vec::new();
         let read = |index: usize, read_columns: &mut Vec<ColumnDesc>| -> usize {
-            match read_columns.iter().position(|c| c.name == columns[index].name) {
+            match read_columns
+                .iter()
+                .position(|c| c.name == columns[index].name)
+            {
                 Some(i) => i,
                 None => {
                     read_columns.push(columns[index].clone());
@@ -105,7 +109,9 @@ impl SyncDefinition {
                                 continue;
                             }
                         },
-                        MappingSource::Literal(text) => FieldSource::Literal(Value::Text(text.clone())),
+                        MappingSource::Literal(text) => {
+                            FieldSource::Literal(Value::Text(text.clone()))
+                        }
                         MappingSource::Template(t) => FieldSource::Template(t.clone()),
                     };
                     fields.push(m.field.clone());

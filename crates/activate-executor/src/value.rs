@@ -66,8 +66,9 @@ impl Value {
             Value::Number(digits) => serde_json::from_str(digits)
                 .unwrap_or_else(|_| serde_json::Value::String(digits.clone())),
             Value::Json(v) => v.clone(),
-            other => serde_json::from_str(&other.to_json_string())
-                .unwrap_or(serde_json::Value::Null),
+            other => {
+                serde_json::from_str(&other.to_json_string()).unwrap_or(serde_json::Value::Null)
+            }
         }
     }
 
@@ -215,10 +216,16 @@ mod tests {
             (Value::Null, "null"),
             (Value::Bool(true), "true"),
             (Value::Int(-5), "-5"),
-            (Value::Number("12345678901234567890.123456789".into()), "12345678901234567890.123456789"),
+            (
+                Value::Number("12345678901234567890.123456789".into()),
+                "12345678901234567890.123456789",
+            ),
             (Value::Float(f64::NAN), "null"),
             (Value::Float(1.5), "1.5"),
-            (Value::Text("a\"b\\c\nd\u{1}é".into()), "\"a\\\"b\\\\c\\nd\\u0001é\""),
+            (
+                Value::Text("a\"b\\c\nd\u{1}é".into()),
+                "\"a\\\"b\\\\c\\nd\\u0001é\"",
+            ),
             (Value::Blob(vec![0, 1, 2]), "\"AAEC\""),
         ];
         for (v, want) in cases {
@@ -230,15 +237,24 @@ mod tests {
     fn text_encoding() {
         assert_eq!(Value::Null.to_text(), None);
         assert_eq!(Value::Float(f64::INFINITY).to_text().unwrap(), "Infinity");
-        assert_eq!(Value::Json(serde_json::json!([1, "a"])).to_text().unwrap(), "[1,\"a\"]");
+        assert_eq!(
+            Value::Json(serde_json::json!([1, "a"])).to_text().unwrap(),
+            "[1,\"a\"]"
+        );
     }
 
     #[test]
     fn time_formats() {
         assert_eq!(format_date_days(0), "1970-01-01");
         assert_eq!(format_date_days(19_723), "2024-01-01");
-        assert_eq!(format_timestamp_micros(1_704_067_200_000_001, true), "2024-01-01T00:00:00.000001Z");
-        assert_eq!(format_timestamp_micros(0, false), "1970-01-01T00:00:00.000000");
+        assert_eq!(
+            format_timestamp_micros(1_704_067_200_000_001, true),
+            "2024-01-01T00:00:00.000001Z"
+        );
+        assert_eq!(
+            format_timestamp_micros(0, false),
+            "1970-01-01T00:00:00.000000"
+        );
     }
 
     #[test]
@@ -255,7 +271,10 @@ mod tests {
     #[test]
     fn cursor_order() {
         assert_eq!(Value::Int(2).cursor_cmp(&Value::Int(10)), Ordering::Less);
-        assert_eq!(Value::Number("10.5".into()).cursor_cmp(&Value::Int(10)), Ordering::Greater);
+        assert_eq!(
+            Value::Number("10.5".into()).cursor_cmp(&Value::Int(10)),
+            Ordering::Greater
+        );
         assert_eq!(
             Value::TimestampTz("2024-01-02T00:00:00.000000Z".into())
                 .cursor_cmp(&Value::TimestampTz("2024-01-01T23:59:59.999999Z".into())),

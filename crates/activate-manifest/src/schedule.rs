@@ -31,7 +31,9 @@ impl Schedule {
             None => text,
         };
         validate_cron(expr)?;
-        Ok(Self::Cron(expr.split_whitespace().collect::<Vec<_>>().join(" ")))
+        Ok(Self::Cron(
+            expr.split_whitespace().collect::<Vec<_>>().join(" "),
+        ))
     }
 }
 

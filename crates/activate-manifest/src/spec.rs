@@ -144,12 +144,14 @@ impl Limit {
                     }
                     Ok(Limit::Share(pct / 100.0))
                 } else {
-                    s.parse()
-                        .map(Limit::Count)
-                        .map_err(|_| format!("`{s}` is neither a row count nor a percentage like \"5%\""))
+                    s.parse().map(Limit::Count).map_err(|_| {
+                        format!("`{s}` is neither a row count nor a percentage like \"5%\"")
+                    })
                 }
             }
-            other => Err(format!("`{other}` is neither a row count nor a percentage like \"5%\"")),
+            other => Err(format!(
+                "`{other}` is neither a row count nor a percentage like \"5%\""
+            )),
         }
     }
 
@@ -287,13 +289,20 @@ struct SpecSite<'a> {
 }
 
 impl SpecSite<'_> {
-    fn error(&self, key: Option<&str>, message: impl Into<String>, hint: Option<String>) -> SpecError {
+    fn error(
+        &self,
+        key: Option<&str>,
+        message: impl Into<String>,
+        hint: Option<String>,
+    ) -> SpecError {
         SpecError {
             model: self.node.name.clone(),
             file: self.node.defined_in().to_owned(),
             key: match key {
                 Some(k) => Some(format!("{}{k}", self.prefix)),
-                None if !self.prefix.is_empty() => Some(self.prefix.trim_end_matches('.').to_owned()),
+                None if !self.prefix.is_empty() => {
+                    Some(self.prefix.trim_end_matches('.').to_owned())
+                }
                 None => None,
             },
             message: message.into(),
@@ -329,7 +338,11 @@ fn parse_block(
         None => true,
         Some(Value::Bool(b)) => *b,
         Some(other) => {
-            errors.push(at.error(Some("enabled"), format!("expected true or false, found `{other}`"), None));
+            errors.push(at.error(
+                Some("enabled"),
+                format!("expected true or false, found `{other}`"),
+                None,
+            ));
             true
         }
     };
@@ -339,7 +352,11 @@ fn parse_block(
             None | Some(Value::Null) => None,
             Some(Value::String(s)) if !s.trim().is_empty() => Some(s.trim().to_owned()),
             Some(other) => {
-                errors.push(at.error(Some(key), format!("expected a non-empty string, found `{other}`"), None));
+                errors.push(at.error(
+                    Some(key),
+                    format!("expected a non-empty string, found `{other}`"),
+                    None,
+                ));
                 None
             }
         }
@@ -354,7 +371,11 @@ fn parse_block(
                     match item.as_str() {
                         Some(s) if !s.trim().is_empty() => out.push(s.trim().to_owned()),
                         _ => {
-                            errors.push(at.error(Some(key), format!("expected a list of strings, found `{item}` in it"), None));
+                            errors.push(at.error(
+                                Some(key),
+                                format!("expected a list of strings, found `{item}` in it"),
+                                None,
+                            ));
                             return None;
                         }
                     }
@@ -362,7 +383,11 @@ fn parse_block(
                 Some(out)
             }
             Some(other) => {
-                errors.push(at.error(Some(key), format!("expected a string or a list of strings, found `{other}`"), None));
+                errors.push(at.error(
+                    Some(key),
+                    format!("expected a string or a list of strings, found `{other}`"),
+                    None,
+                ));
                 None
             }
         }
@@ -419,7 +444,11 @@ fn parse_block(
         "sync_mode",
         string("sync_mode", &mut errors),
         SyncMode::NAMES,
-        &[SyncMode::FullRefresh, SyncMode::Incremental, SyncMode::Mirror],
+        &[
+            SyncMode::FullRefresh,
+            SyncMode::Incremental,
+            SyncMode::Mirror,
+        ],
         SyncMode::Incremental,
         &mut errors,
     );
@@ -446,7 +475,10 @@ fn parse_block(
     if sync_mode == SyncMode::Mirror && operation != Operation::Upsert && operation_given {
         errors.push(at.error(
             Some("operation"),
-            format!("sync_mode mirror needs operation upsert, found `{}`", operation.as_str()),
+            format!(
+                "sync_mode mirror needs operation upsert, found `{}`",
+                operation.as_str()
+            ),
             Some("remove `operation:` (mirror upserts) or use sync_mode incremental".into()),
         ));
     }
@@ -491,7 +523,11 @@ fn parse_block(
             }
         },
         Some(other) => {
-            errors.push(at.error(Some("schedule"), format!("expected a string, found `{other}`"), None));
+            errors.push(at.error(
+                Some("schedule"),
+                format!("expected a string, found `{other}`"),
+                None,
+            ));
             Schedule::Always
         }
     };
@@ -500,7 +536,11 @@ fn parse_block(
         None | Some(Value::Null) => Limits::default(),
         Some(Value::Object(m)) => parse_limits(at, m, &mut errors),
         Some(other) => {
-            errors.push(at.error(Some("limits"), format!("expected a mapping, found `{other}`"), Some("write `limits: {max_deletes: \"5%\", max_rejected: \"1%\"}`".into())));
+            errors.push(at.error(
+                Some("limits"),
+                format!("expected a mapping, found `{other}`"),
+                Some("write `limits: {max_deletes: \"5%\", max_rejected: \"1%\"}`".into()),
+            ));
             Limits::default()
         }
     };
@@ -590,9 +630,23 @@ fn parse_block(
                 .any(|k| k.eq_ignore_ascii_case(column))
             {
                 let hint = did_you_mean(column, known.iter().copied())
-                    .map(|c| format!("did you mean `{c}`? The model's contract declares: {}", known.join(", ")))
-                    .or_else(|| Some(format!("the model's contract declares: {}", known.join(", "))));
-                errors.push(at.error(Some("mapping"), format!("column `{column}` is not in the model's enforced contract"), hint));
+                    .map(|c| {
+                        format!(
+                            "did you mean `{c}`? The model's contract declares: {}",
+                            known.join(", ")
+                        )
+                    })
+                    .or_else(|| {
+                        Some(format!(
+                            "the model's contract declares: {}",
+                            known.join(", ")
+                        ))
+                    });
+                errors.push(at.error(
+                    Some("mapping"),
+                    format!("column `{column}` is not in the model's enforced contract"),
+                    hint,
+                ));
             }
         }
     }
@@ -605,9 +659,8 @@ fn parse_block(
     }
     let destination = destination.unwrap_or_default();
     let object = object.unwrap_or_default();
-    let name = string("name", &mut errors).unwrap_or_else(|| {
-        default_sync_name(&at.node.name, &destination, &object)
-    });
+    let name = string("name", &mut errors)
+        .unwrap_or_else(|| default_sync_name(&at.node.name, &destination, &object));
     Ok(Some(ActivationSpec {
         name,
         model_id: at.node.unique_id.clone(),
@@ -630,7 +683,11 @@ fn parse_block(
     }))
 }
 
-fn parse_mapping(at: &SpecSite<'_>, m: &Map<String, Value>, errors: &mut Vec<SpecError>) -> Vec<FieldMapping> {
+fn parse_mapping(
+    at: &SpecSite<'_>,
+    m: &Map<String, Value>,
+    errors: &mut Vec<SpecError>,
+) -> Vec<FieldMapping> {
     let mut fields = Vec::new();
     let mut targets: BTreeMap<String, String> = BTreeMap::new();
     for (source, field) in m {
@@ -673,10 +730,16 @@ fn parse_limits(at: &SpecSite<'_>, m: &Map<String, Value>, errors: &mut Vec<Spec
             "max_changes" => limits.max_changes = parsed,
             other => {
                 let hint = match did_you_mean(other, LIMIT_KEYS.iter().copied()) {
-                    Some(close) => format!("did you mean `{close}`? Valid: {}", LIMIT_KEYS.join(", ")),
+                    Some(close) => {
+                        format!("did you mean `{close}`? Valid: {}", LIMIT_KEYS.join(", "))
+                    }
                     None => format!("valid: {}", LIMIT_KEYS.join(", ")),
                 };
-                errors.push(at.error(Some(&format!("limits.{other}")), format!("unknown limit `{other}`"), Some(hint)));
+                errors.push(at.error(
+                    Some(&format!("limits.{other}")),
+                    format!("unknown limit `{other}`"),
+                    Some(hint),
+                ));
             }
         }
     }
@@ -688,17 +751,32 @@ fn parse_limits(at: &SpecSite<'_>, m: &Map<String, Value>, errors: &mut Vec<Spec
 pub fn default_sync_name(model: &str, destination: &str, object: &str) -> String {
     let clean = |s: &str| -> String {
         s.chars()
-            .map(|c| if c.is_ascii_alphanumeric() || c == '_' { c } else { '_' })
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '_' {
+                    c
+                } else {
+                    '_'
+                }
+            })
             .collect()
     };
-    format!("{}__{}__{}", clean(model), clean(destination), clean(object))
+    format!(
+        "{}__{}__{}",
+        clean(model),
+        clean(destination),
+        clean(object)
+    )
 }
 
 fn list_or_none(names: &BTreeSet<String>) -> String {
     if names.is_empty() {
         "none".into()
     } else {
-        names.iter().map(String::as_str).collect::<Vec<_>>().join(", ")
+        names
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 }
 

@@ -61,7 +61,12 @@ pub struct CommonArgs {
     #[arg(long, num_args = 1..)]
     pub exclude: Vec<String>,
     /// text for people, json for machines (one event per line).
-    #[arg(long, value_enum, env = "DBT_ACTIVATE_LOG_FORMAT", default_value = "text")]
+    #[arg(
+        long,
+        value_enum,
+        env = "DBT_ACTIVATE_LOG_FORMAT",
+        default_value = "text"
+    )]
     pub log_format: LogFormat,
 }
 

@@ -33,7 +33,10 @@ impl From<ExitStatus> for ExitCode {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     output::init_logging();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: could not start the async runtime: {e}");

@@ -114,6 +114,9 @@ pub fn finished_line(position: usize, total: usize, r: &SyncResult, dry_run: boo
             r.execution_time,
             r.message
         ),
-        Status::Skipped => format!("{position} of {total} SKIP sync {} -> {target}: {}", r.name, r.message),
+        Status::Skipped => format!(
+            "{position} of {total} SKIP sync {} -> {target}: {}",
+            r.name, r.message
+        ),
     }
 }

@@ -35,8 +35,13 @@ pub fn load(common: &CommonArgs) -> anyhow::Result<Loaded> {
     let project_dir = std::path::absolute(&common.project_dir)
         .with_context(|| format!("project dir {}", common.project_dir.display()))?;
     let settings = connections::load_project(&project_dir, common.target_path.as_deref())?;
-    let profile = connections::load_profile(&settings, common.profiles_dir.as_deref(), common.target.as_deref())?;
-    let activate = connections::load_activate_yml(&project_dir, &profile.target_name, &profile.profile_name)?;
+    let profile = connections::load_profile(
+        &settings,
+        common.profiles_dir.as_deref(),
+        common.target.as_deref(),
+    )?;
+    let activate =
+        connections::load_activate_yml(&project_dir, &profile.target_name, &profile.profile_name)?;
     let manifest_path = settings.target_path.join("manifest.json");
     if !manifest_path.is_file() {
         bail!(
@@ -45,12 +50,20 @@ pub fn load(common: &CommonArgs) -> anyhow::Result<Loaded> {
         );
     }
     let manifest = Manifest::from_path(&manifest_path)?;
-    let specs = activate_manifest::extract_specs(&manifest, &activate.names()).map_err(|e| anyhow!("{e}"))?;
+    let specs = activate_manifest::extract_specs(&manifest, &activate.names())
+        .map_err(|e| anyhow!("{e}"))?;
     let state_dir = match &common.state_dir {
         Some(dir) => std::path::absolute(dir)?,
         None => project_dir.join(".dbt-activate"),
     };
-    Ok(Loaded { settings, profile, activate, manifest, specs, state_dir })
+    Ok(Loaded {
+        settings,
+        profile,
+        activate,
+        manifest,
+        specs,
+        state_dir,
+    })
 }
 
 /// `run_results.json`, if dbt wrote one.
@@ -64,7 +77,13 @@ pub fn run_results(loaded: &Loaded) -> anyhow::Result<Option<RunResults>> {
 
 /// The destination a sync writes to, with its state identity.
 pub fn destination_identity(spec: &ActivationSpec, dest: &dyn Destination) -> String {
-    format!("{}|{}|{}|{}", spec.destination, dest.kind(), dest.identity(), spec.object)
+    format!(
+        "{}|{}|{}|{}",
+        spec.destination,
+        dest.kind(),
+        dest.identity(),
+        spec.object
+    )
 }
 
 /// Probes the warehouse (zero-row) and the destinations for every ready sync; every problem is
@@ -83,7 +102,10 @@ pub async fn preflight(
         let name = &loaded.specs[i].destination;
         if !destinations.contains_key(name) {
             let config = &loaded.activate.destinations[name];
-            destinations.insert(name.clone(), destination::build(config, &loaded.settings.project_dir)?);
+            destinations.insert(
+                name.clone(),
+                destination::build(config, &loaded.settings.project_dir)?,
+            );
         }
     }
     let mut problems: Vec<String> = Vec::new();
@@ -91,7 +113,10 @@ pub async fn preflight(
         let spec = &loaded.specs[i];
         let node = &loaded.manifest.nodes[&spec.model_id];
         let Some(relation) = node.relation_name.clone() else {
-            problems.push(format!("model `{}` has no relation in the manifest (ephemeral models cannot be synced)", spec.model_name));
+            problems.push(format!(
+                "model `{}` has no relation in the manifest (ephemeral models cannot be synced)",
+                spec.model_name
+            ));
             continue;
         };
         let wh = warehouse.clone();
@@ -118,7 +143,10 @@ pub async fn preflight(
             Ok(Some(schema)) => {
                 for field in &def.fields {
                     if !schema.fields.iter().any(|f| f == field) {
-                        let hint = match activate_manifest::did_you_mean(field, schema.fields.iter().map(String::as_str)) {
+                        let hint = match activate_manifest::did_you_mean(
+                            field,
+                            schema.fields.iter().map(String::as_str),
+                        ) {
                             Some(close) => format!("did you mean `{close}`?"),
                             None => format!("{} has: {}", spec.object, schema.fields.join(", ")),
                         };
@@ -130,10 +158,20 @@ pub async fn preflight(
                 }
             }
             Ok(None) => {}
-            Err(e) => problems.push(format!("sync `{}`: destination `{}`: {}", spec.name, spec.destination, e.message)),
+            Err(e) => problems.push(format!(
+                "sync `{}`: destination `{}`: {}",
+                spec.name, spec.destination, e.message
+            )),
         }
         let identity = destination_identity(spec, dest.as_ref());
-        jobs.insert(i, SyncJob { def: Arc::new(def), destination: dest, destination_identity: identity });
+        jobs.insert(
+            i,
+            SyncJob {
+                def: Arc::new(def),
+                destination: dest,
+                destination_identity: identity,
+            },
+        );
     }
     if !problems.is_empty() {
         let n = problems.len();
@@ -157,11 +195,13 @@ pub fn planned_items(
         .iter()
         .map(|&i| match (skips.get(&i), jobs.remove(&i)) {
             (None, Some(job)) => Planned::Run(job),
-            (reason, _) => Planned::Skip(activate_executor::results::SyncResult::skipped(
-                loaded.unique_id(&loaded.specs[i]),
-                &loaded.specs[i],
-                reason.map(String::as_str).unwrap_or("not prepared"),
-            )),
+            (reason, _) => {
+                Planned::Skip(Box::new(activate_executor::results::SyncResult::skipped(
+                    loaded.unique_id(&loaded.specs[i]),
+                    &loaded.specs[i],
+                    reason.map(String::as_str).unwrap_or("not prepared"),
+                )))
+            }
         })
         .collect()
 }

@@ -59,13 +59,18 @@ pub fn load_activate_yml(
 ) -> Result<ActivateConfig, ConfigError> {
     let file = project_dir.join("activate.yml");
     if !file.is_file() {
-        return Err(ConfigError::new(format!("no activate.yml in {}", project_dir.display()))
-            .with_hint("create activate.yml with a `destinations:` mapping (see docs/activate-yml.md)"));
+        return Err(
+            ConfigError::new(format!("no activate.yml in {}", project_dir.display())).with_hint(
+                "create activate.yml with a `destinations:` mapping (see docs/activate-yml.md)",
+            ),
+        );
     }
     let yaml = read_yaml(&file)?;
     let shown = "activate.yml";
     let Some(top) = yaml.as_mapping() else {
-        return Err(ConfigError::new(format!("{shown}: expected a mapping with `destinations:` at the top")));
+        return Err(ConfigError::new(format!(
+            "{shown}: expected a mapping with `destinations:` at the top"
+        )));
     };
     for key in top.keys() {
         let key = key.as_str().unwrap_or("?");
@@ -74,7 +79,9 @@ pub fn load_activate_yml(
                 Some(close) => format!("did you mean `{close}`?"),
                 None => format!("valid top-level keys: {}", TOP_KEYS.join(", ")),
             };
-            return Err(ConfigError::new(format!("{shown}: unknown top-level key `{key}`")).with_hint(hint));
+            return Err(
+                ConfigError::new(format!("{shown}: unknown top-level key `{key}`")).with_hint(hint),
+            );
         }
     }
     let mut chosen: BTreeMap<String, serde_yaml_ng::Value> = BTreeMap::new();
@@ -83,7 +90,9 @@ pub fn load_activate_yml(
     }
     if let Some(targets) = yaml.get("targets") {
         let Some(targets) = targets.as_mapping() else {
-            return Err(ConfigError::new(format!("{shown}: `targets:` must map dbt target names to overrides")));
+            return Err(ConfigError::new(format!(
+                "{shown}: `targets:` must map dbt target names to overrides"
+            )));
         };
         if let Some(over) = targets.get(target_name) {
             for key in over.as_mapping().into_iter().flat_map(|m| m.keys()) {
@@ -96,31 +105,51 @@ pub fn load_activate_yml(
                 }
             }
             if let Some(dests) = over.get("destinations") {
-                merge_destinations(&mut chosen, dests, shown, &format!("targets.{target_name}.destinations"))?;
+                merge_destinations(
+                    &mut chosen,
+                    dests,
+                    shown,
+                    &format!("targets.{target_name}.destinations"),
+                )?;
             }
         }
     }
     let mut ctx = RenderContext::default();
     ctx.target.insert("name".into(), target_name.to_owned());
-    ctx.target.insert("profile_name".into(), profile_name.to_owned());
+    ctx.target
+        .insert("profile_name".into(), profile_name.to_owned());
     let mut destinations = BTreeMap::new();
     for (name, raw) in chosen {
-        let rendered = render_yaml(&raw, &ctx, shown)
-            .map_err(|e| ConfigError { message: format!("{} (destination `{name}`)", e.message), hint: e.hint })?;
+        let rendered = render_yaml(&raw, &ctx, shown).map_err(|e| ConfigError {
+            message: format!("{} (destination `{name}`)", e.message),
+            hint: e.hint,
+        })?;
         secrets::register_in(&rendered);
         let serde_json::Value::Object(mut settings) = rendered else {
-            return Err(ConfigError::new(format!("{shown}: destination `{name}` must be a mapping with `type:`")));
+            return Err(ConfigError::new(format!(
+                "{shown}: destination `{name}` must be a mapping with `type:`"
+            )));
         };
         let kind = match settings.remove("type") {
             Some(serde_json::Value::String(k)) => k,
             _ => {
-                return Err(ConfigError::new(format!("{shown}: destination `{name}` has no `type:`"))
-                    .with_hint(format!("add `type:` (one of: {})", crate::destination::KINDS.join(", "))));
+                return Err(ConfigError::new(format!(
+                    "{shown}: destination `{name}` has no `type:`"
+                ))
+                .with_hint(format!(
+                    "add `type:` (one of: {})",
+                    crate::destination::KINDS.join(", ")
+                )));
             }
         };
         destinations.insert(
             name.clone(),
-            DestinationConfig { name, kind, settings, file: shown.to_owned() },
+            DestinationConfig {
+                name,
+                kind,
+                settings,
+                file: shown.to_owned(),
+            },
         );
     }
     Ok(ActivateConfig { file, destinations })
@@ -133,11 +162,15 @@ fn merge_destinations(
     at: &str,
 ) -> Result<(), ConfigError> {
     let Some(map) = value.as_mapping() else {
-        return Err(ConfigError::new(format!("{file}: `{at}` must map destination names to settings")));
+        return Err(ConfigError::new(format!(
+            "{file}: `{at}` must map destination names to settings"
+        )));
     };
     for (k, v) in map {
         let Some(name) = k.as_str() else {
-            return Err(ConfigError::new(format!("{file}: `{at}` has a non-string name")));
+            return Err(ConfigError::new(format!(
+                "{file}: `{at}` has a non-string name"
+            )));
         };
         into.insert(name.to_owned(), v.clone());
     }

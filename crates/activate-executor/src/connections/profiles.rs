@@ -2,8 +2,8 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::connections::read_yaml;
 use crate::connections::project::ProjectSettings;
+use crate::connections::read_yaml;
 use crate::connections::render::{RenderContext, render_yaml};
 use crate::error::ConfigError;
 use crate::secrets;
@@ -36,7 +36,10 @@ impl WarehouseConfig {
 
 /// Where profiles.yml is: `--profiles-dir` / `DBT_PROFILES_DIR`, else the project dir when it
 /// has one, else `~/.dbt`.
-pub fn find_profiles_file(project_dir: &Path, profiles_dir: Option<&Path>) -> Result<PathBuf, ConfigError> {
+pub fn find_profiles_file(
+    project_dir: &Path,
+    profiles_dir: Option<&Path>,
+) -> Result<PathBuf, ConfigError> {
     let candidates: Vec<PathBuf> = match profiles_dir {
         Some(dir) => vec![dir.join("profiles.yml")],
         None => {
@@ -47,11 +50,18 @@ pub fn find_profiles_file(project_dir: &Path, profiles_dir: Option<&Path>) -> Re
             c
         }
     };
-    candidates.iter().find(|p| p.is_file()).cloned().ok_or_else(|| {
-        let looked: Vec<String> = candidates.iter().map(|p| p.display().to_string()).collect();
-        ConfigError::new(format!("no profiles.yml found (looked in {})", looked.join(", ")))
+    candidates
+        .iter()
+        .find(|p| p.is_file())
+        .cloned()
+        .ok_or_else(|| {
+            let looked: Vec<String> = candidates.iter().map(|p| p.display().to_string()).collect();
+            ConfigError::new(format!(
+                "no profiles.yml found (looked in {})",
+                looked.join(", ")
+            ))
             .with_hint("pass --profiles-dir or set DBT_PROFILES_DIR, as for dbt")
-    })
+        })
 }
 
 pub fn load_profile(
@@ -65,13 +75,25 @@ pub fn load_profile(
     let entry = yaml.get(project.profile_name.as_str()).ok_or_else(|| {
         let names: Vec<String> = yaml
             .as_mapping()
-            .map(|m| m.keys().filter_map(|k| k.as_str().map(str::to_owned)).filter(|k| k != "config").collect())
+            .map(|m| {
+                m.keys()
+                    .filter_map(|k| k.as_str().map(str::to_owned))
+                    .filter(|k| k != "config")
+                    .collect()
+            })
             .unwrap_or_default();
         ConfigError::new(format!(
             "profile `{}` (named in dbt_project.yml) is not in {shown}",
             project.profile_name
         ))
-        .with_hint(format!("profiles there: {}", if names.is_empty() { "none".into() } else { names.join(", ") }))
+        .with_hint(format!(
+            "profiles there: {}",
+            if names.is_empty() {
+                "none".into()
+            } else {
+                names.join(", ")
+            }
+        ))
     })?;
     let ctx = RenderContext::default();
     let default_target = match entry.get("target") {
@@ -83,12 +105,19 @@ pub fn load_profile(
         .or(default_target)
         .unwrap_or_else(|| "default".to_owned());
     let outputs = entry.get("outputs").ok_or_else(|| {
-        ConfigError::new(format!("{shown}: profile `{}` has no `outputs:`", project.profile_name))
+        ConfigError::new(format!(
+            "{shown}: profile `{}` has no `outputs:`",
+            project.profile_name
+        ))
     })?;
     let output = outputs.get(target_name.as_str()).ok_or_else(|| {
         let names: Vec<String> = outputs
             .as_mapping()
-            .map(|m| m.keys().filter_map(|k| k.as_str().map(str::to_owned)).collect())
+            .map(|m| {
+                m.keys()
+                    .filter_map(|k| k.as_str().map(str::to_owned))
+                    .collect()
+            })
             .unwrap_or_default();
         ConfigError::new(format!(
             "target `{target_name}` is not an output of profile `{}` in {shown}",
@@ -108,10 +137,16 @@ pub fn load_profile(
             ))
         })?
         .to_owned();
-    let threads = rendered.get("threads").and_then(|v| v.as_u64()).map(|t| t as usize);
+    let threads = rendered
+        .get("threads")
+        .and_then(|v| v.as_u64())
+        .map(|t| t as usize);
     let warehouse = match kind.as_str() {
         "duckdb" => {
-            let path = rendered.get("path").and_then(|v| v.as_str()).unwrap_or(":memory:");
+            let path = rendered
+                .get("path")
+                .and_then(|v| v.as_str())
+                .unwrap_or(":memory:");
             if path == ":memory:" || path.starts_with("md:") {
                 return Err(ConfigError::new(format!(
                     "{shown}: profile `{}` target `{target_name}` uses DuckDB `path: {path}`, which dbt-activate cannot read after dbt exits",
@@ -120,10 +155,16 @@ pub fn load_profile(
                 .with_hint("point `path:` at a database file, e.g. `path: dev.duckdb`"));
             }
             let path = PathBuf::from(path);
-            let path = if path.is_absolute() { path } else { project.project_dir.join(path) };
+            let path = if path.is_absolute() {
+                path
+            } else {
+                project.project_dir.join(path)
+            };
             WarehouseConfig::DuckDb { path }
         }
-        other => WarehouseConfig::Unsupported { kind: other.to_owned() },
+        other => WarehouseConfig::Unsupported {
+            kind: other.to_owned(),
+        },
     };
     Ok(Profile {
         profile_name: project.profile_name.clone(),

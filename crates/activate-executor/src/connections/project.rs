@@ -17,14 +17,16 @@ pub struct ProjectSettings {
 
 /// `target_path` is `--target-path` / `DBT_TARGET_PATH` when given; otherwise dbt_project.yml's
 /// `target-path`, otherwise `target`, relative to the project dir.
-pub fn load_project(project_dir: &Path, target_path: Option<&Path>) -> Result<ProjectSettings, ConfigError> {
+pub fn load_project(
+    project_dir: &Path,
+    target_path: Option<&Path>,
+) -> Result<ProjectSettings, ConfigError> {
     let file = project_dir.join("dbt_project.yml");
     if !file.is_file() {
-        return Err(ConfigError::new(format!(
-            "no dbt_project.yml in {}",
-            project_dir.display()
-        ))
-        .with_hint("run dbt-activate from your dbt project, or pass --project-dir"));
+        return Err(
+            ConfigError::new(format!("no dbt_project.yml in {}", project_dir.display()))
+                .with_hint("run dbt-activate from your dbt project, or pass --project-dir"),
+        );
     }
     let yaml = read_yaml(&file)?;
     let rendered = render_yaml(&yaml, &RenderContext::default(), "dbt_project.yml")?;
@@ -47,7 +49,11 @@ pub fn load_project(project_dir: &Path, target_path: Option<&Path>) -> Result<Pr
                 .unwrap_or("target"),
         ),
     };
-    let target_path = if target.is_absolute() { target } else { project_dir.join(target) };
+    let target_path = if target.is_absolute() {
+        target
+    } else {
+        project_dir.join(target)
+    };
     Ok(ProjectSettings {
         project_dir: project_dir.to_path_buf(),
         project_name: name,

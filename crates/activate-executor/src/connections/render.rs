@@ -57,7 +57,11 @@ fn render_node(
                         )));
                     }
                 };
-                let child = if path.is_empty() { key.clone() } else { format!("{path}.{key}") };
+                let child = if path.is_empty() {
+                    key.clone()
+                } else {
+                    format!("{path}.{key}")
+                };
                 let rendered = render_node(v, ctx, file, &child)?;
                 out.insert(key, rendered);
             }
@@ -146,7 +150,10 @@ mod tests {
         )
         .unwrap();
         let out = render_yaml(&yaml, &ctx, "activate.yml").unwrap();
-        assert_eq!(out, serde_json::json!({"a": "from-env", "b": "dflt", "c": "x-ci", "d": 5}));
+        assert_eq!(
+            out,
+            serde_json::json!({"a": "from-env", "b": "dflt", "c": "x-ci", "d": 5})
+        );
     }
 
     #[test]
@@ -163,5 +170,4 @@ mod tests {
         assert!(text.contains("destinations.crm.url"), "{text}");
         assert!(text.contains("hint:"), "{text}");
     }
-
 }

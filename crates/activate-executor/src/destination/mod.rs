@@ -71,7 +71,10 @@ pub struct WriteBatch<'a> {
 
 impl WriteBatch<'_> {
     pub fn key_of(&self, record: &Record) -> Vec<Value> {
-        self.key_positions.iter().map(|&i| record.values[i].clone()).collect()
+        self.key_positions
+            .iter()
+            .map(|&i| record.values[i].clone())
+            .collect()
     }
 }
 
@@ -84,7 +87,9 @@ pub struct BatchOutcome {
 
 impl BatchOutcome {
     pub fn all_rejected(n: usize, reason: &str) -> Self {
-        Self { rejected: (0..n).map(|i| (i, reason.to_owned())).collect() }
+        Self {
+            rejected: (0..n).map(|i| (i, reason.to_owned())).collect(),
+        }
     }
 }
 
@@ -107,17 +112,29 @@ pub trait Destination: Send + Sync {
 }
 
 /// Builds the destination an `activate.yml` entry describes.
-pub fn build(config: &DestinationConfig, project_dir: &std::path::Path) -> Result<Arc<dyn Destination>, ConfigError> {
+pub fn build(
+    config: &DestinationConfig,
+    project_dir: &std::path::Path,
+) -> Result<Arc<dyn Destination>, ConfigError> {
     match config.kind.as_str() {
-        "postgres" => Ok(Arc::new(postgres::PostgresDestination::from_config(config)?)),
+        "postgres" => Ok(Arc::new(postgres::PostgresDestination::from_config(
+            config,
+        )?)),
         "webhook" => Ok(Arc::new(webhook::WebhookDestination::from_config(config)?)),
-        "file" => Ok(Arc::new(file::FileDestination::from_config(config, project_dir)?)),
+        "file" => Ok(Arc::new(file::FileDestination::from_config(
+            config,
+            project_dir,
+        )?)),
         other => {
             let hint = match activate_manifest::did_you_mean(other, KINDS.iter().copied()) {
                 Some(close) => format!("did you mean `{close}`? Types: {}", KINDS.join(", ")),
                 None => format!("types in this release: {}", KINDS.join(", ")),
             };
-            Err(ConfigError::new(format!("{}: unknown destination type `{other}`", config.site())).with_hint(hint))
+            Err(ConfigError::new(format!(
+                "{}: unknown destination type `{other}`",
+                config.site()
+            ))
+            .with_hint(hint))
         }
     }
 }
@@ -127,16 +144,25 @@ pub(crate) fn check_keys(config: &DestinationConfig, known: &[&str]) -> Result<(
     for key in config.settings.keys() {
         if !known.contains(&key.as_str()) {
             let hint = match activate_manifest::did_you_mean(key, known.iter().copied()) {
-                Some(close) => format!("did you mean `{close}`? Keys for {}: type, {}", config.kind, known.join(", ")),
+                Some(close) => format!(
+                    "did you mean `{close}`? Keys for {}: type, {}",
+                    config.kind,
+                    known.join(", ")
+                ),
                 None => format!("keys for {}: type, {}", config.kind, known.join(", ")),
             };
-            return Err(ConfigError::new(format!("{}: unknown key `{key}`", config.site())).with_hint(hint));
+            return Err(
+                ConfigError::new(format!("{}: unknown key `{key}`", config.site())).with_hint(hint),
+            );
         }
     }
     Ok(())
 }
 
-pub(crate) fn setting_str<'a>(config: &'a DestinationConfig, key: &str) -> Result<Option<&'a str>, ConfigError> {
+pub(crate) fn setting_str<'a>(
+    config: &'a DestinationConfig,
+    key: &str,
+) -> Result<Option<&'a str>, ConfigError> {
     match config.settings.get(key) {
         None | Some(serde_json::Value::Null) => Ok(None),
         Some(serde_json::Value::String(s)) => Ok(Some(s.as_str())),
@@ -148,7 +174,10 @@ pub(crate) fn setting_str<'a>(config: &'a DestinationConfig, key: &str) -> Resul
     }
 }
 
-pub(crate) fn setting_u64(config: &DestinationConfig, key: &str) -> Result<Option<u64>, ConfigError> {
+pub(crate) fn setting_u64(
+    config: &DestinationConfig,
+    key: &str,
+) -> Result<Option<u64>, ConfigError> {
     match config.settings.get(key) {
         None | Some(serde_json::Value::Null) => Ok(None),
         Some(serde_json::Value::Number(n)) if n.as_u64().is_some() => Ok(n.as_u64()),

@@ -1,1 +1,255 @@
+use std::path::Path;
 
+use activate_manifest::{ActivationSpec, Manifest, extract_specs};
+use serde_json::json;
+
+use super::*;
+use crate::state::{Confirmed, SyncState};
+use crate::sync::SyncDefinition;
+use crate::warehouse::ColumnDesc;
+
+fn spec(activate: serde_json::Value) -> ActivationSpec {
+    let doc = json!({
+        "metadata": {"dbt_schema_version": "https://schemas.getdbt.com/dbt/manifest/v12.json", "project_name": "p"},
+        "nodes": {"model.p.m": {"unique_id": "model.p.m", "resource_type": "model", "name": "m",
+            "original_file_path": "models/m.sql", "primary_key": ["id"], "config": {"meta": {"activate": activate}}}},
+    });
+    let manifest =
+        Manifest::from_slice(doc.to_string().as_bytes(), Path::new("manifest.json")).unwrap();
+    let dests = ["d".to_owned()].into_iter().collect();
+    extract_specs(&manifest, &dests).unwrap().remove(0)
+}
+
+fn def(activate: serde_json::Value) -> SyncDefinition {
+    let columns = vec![
+        ColumnDesc {
+            name: "id".into(),
+            data_type: "INTEGER".into(),
+        },
+        ColumnDesc {
+            name: "name".into(),
+            data_type: "VARCHAR".into(),
+        },
+        ColumnDesc {
+            name: "ts".into(),
+            data_type: "INTEGER".into(),
+        },
+    ];
+    SyncDefinition::resolve(&spec(activate), "sync.p.s".into(), "m".into(), &columns).unwrap()
+}
+
+fn row(id: i64, name: &str, ts: i64) -> Vec<Value> {
+    vec![Value::Int(id), Value::Text(name.into()), Value::Int(ts)]
+}
+
+/// Rows as the warehouse returns them: in the order of the columns the sync reads.
+fn plan(def: &SyncDefinition, state: &SyncState, rows: Vec<Vec<Value>>) -> Plan {
+    let position = |name: &str| {
+        ["id", "name", "ts"]
+            .iter()
+            .position(|c| *c == name)
+            .unwrap()
+    };
+    let rows = rows
+        .into_iter()
+        .map(|r| {
+            def.read_columns
+                .iter()
+                .map(|c| r[position(&c.name)].clone())
+                .collect()
+        })
+        .collect();
+    let mut b = PlanBuilder::new(def, state, false);
+    b.add_batch(rows);
+    b.finish()
+}
+
+/// The state after the destination confirmed every change of a plan.
+fn confirm(state: &mut SyncState, plan: &Plan) {
+    for r in &plan.upserts {
+        state.apply(&Confirmed::Upserted {
+            key: r.key.clone(),
+            row_hash: r.row_hash,
+        });
+    }
+    for r in &plan.removals {
+        state.apply(&Confirmed::Removed { key: r.key.clone() });
+    }
+    for k in &plan.forgotten {
+        state.apply(&Confirmed::Removed { key: k.clone() });
+    }
+}
+
+#[test]
+fn incremental_sends_only_changes() {
+    let d =
+        def(json!({"destination": "d", "object": "o", "mapping": {"id": "Id", "name": "Name"}}));
+    let mut state = SyncState::default();
+    let first = plan(&d, &state, vec![row(1, "a", 1), row(2, "b", 1)]);
+    assert_eq!((first.inserts(), first.updates()), (2, 0));
+    confirm(&mut state, &first);
+    // ts is not mapped: changing it is not a change of the mapped output.
+    let second = plan(
+        &d,
+        &state,
+        vec![row(1, "a", 9), row(2, "B", 1), row(3, "c", 1)],
+    );
+    assert_eq!(
+        (second.inserts(), second.updates(), second.unchanged),
+        (1, 1, 1)
+    );
+    assert!(second.removals.is_empty());
+    confirm(&mut state, &second);
+    let third = plan(
+        &d,
+        &state,
+        vec![row(1, "a", 9), row(2, "B", 1), row(3, "c", 1)],
+    );
+    assert!(third.upserts.is_empty());
+}
+
+#[test]
+fn mirror_deletes_only_delivered_keys_that_left() {
+    let d = def(
+        json!({"destination": "d", "object": "o", "sync_mode": "mirror", "mapping": {"id": "Id", "name": "Name"}}),
+    );
+    let mut state = SyncState::default();
+    let first = plan(&d, &state, vec![row(1, "a", 1), row(2, "b", 1)]);
+    confirm(&mut state, &first);
+    let second = plan(&d, &state, vec![row(2, "b", 1), row(3, "c", 1)]);
+    assert_eq!(second.inserts(), 1);
+    assert_eq!(second.removals.len(), 1);
+    assert_eq!(&*second.removals[0].key, "[1]");
+    assert_eq!(second.removals[0].record.values, vec![Value::Int(1)]);
+}
+
+#[test]
+fn mirror_clear_nulls_non_key_fields() {
+    let d = def(
+        json!({"destination": "d", "object": "o", "sync_mode": "mirror", "on_delete": "clear", "mapping": {"id": "Id", "name": "Name"}}),
+    );
+    let mut state = SyncState::default();
+    let p0 = plan(&d, &state, vec![row(1, "a", 1)]);
+    confirm(&mut state, &p0);
+    let p = plan(&d, &state, vec![]);
+    assert_eq!(
+        p.removals[0].record.values,
+        vec![Value::Int(1), Value::Null]
+    );
+}
+
+#[test]
+fn mirror_ignore_forgets_without_sending() {
+    let d = def(
+        json!({"destination": "d", "object": "o", "sync_mode": "mirror", "on_delete": "ignore"}),
+    );
+    let mut state = SyncState::default();
+    let p0 = plan(&d, &state, vec![row(1, "a", 1)]);
+    confirm(&mut state, &p0);
+    let p = plan(&d, &state, vec![]);
+    assert!(p.removals.is_empty());
+    assert_eq!(p.forgotten.len(), 1);
+}
+
+#[test]
+fn duplicates_and_null_keys() {
+    let d = def(json!({"destination": "d", "object": "o"}));
+    let state = SyncState::default();
+    let p = plan(
+        &d,
+        &state,
+        vec![
+            row(1, "a", 1),
+            row(1, "b", 1),
+            vec![Value::Null, Value::Text("x".into()), Value::Int(1)],
+            row(1, "c", 1),
+        ],
+    );
+    assert_eq!(p.duplicate_count, 2);
+    assert_eq!(p.duplicate_keys, vec!["[1]".to_owned()]);
+    assert_eq!(p.rejected.len(), 1);
+    assert!(
+        p.rejected[0].reason.contains("NULL"),
+        "{}",
+        p.rejected[0].reason
+    );
+}
+
+#[test]
+fn full_refresh_resends_everything_and_tracks_cursor() {
+    let d = def(json!({"destination": "d", "object": "o", "sync_mode": "full_refresh"}));
+    let mut state = SyncState::default();
+    let p0 = plan(&d, &state, vec![row(1, "a", 1)]);
+    confirm(&mut state, &p0);
+    let p = plan(&d, &state, vec![row(1, "a", 1)]);
+    assert_eq!(p.updates(), 1);
+    let c = def(json!({"destination": "d", "object": "o", "cursor": "ts"}));
+    let p = plan(
+        &c,
+        &SyncState::default(),
+        vec![row(1, "a", 5), row(2, "b", 7), row(3, "c", 6)],
+    );
+    assert_eq!(p.max_cursor, Some(Value::Int(7)));
+}
+
+#[test]
+fn insert_operation_never_touches_delivered_keys() {
+    let d = def(json!({"destination": "d", "object": "o", "operation": "insert"}));
+    let mut state = SyncState::default();
+    let p0 = plan(&d, &state, vec![row(1, "a", 1)]);
+    confirm(&mut state, &p0);
+    let p = plan(&d, &state, vec![row(1, "changed", 1), row(2, "b", 1)]);
+    assert_eq!((p.inserts(), p.updates(), p.skipped_rows), (1, 0, 1));
+}
+
+#[test]
+fn hash_ignores_mapping_order_and_literals_are_sent() {
+    let a = def(
+        json!({"destination": "d", "object": "o", "mapping": {"id": "Id", "name": "Name", "'web'": "Source"}}),
+    );
+    let b = def(
+        json!({"destination": "d", "object": "o", "mapping": {"'web'": "Source", "name": "Name", "id": "Id"}}),
+    );
+    let pa = plan(&a, &SyncState::default(), vec![row(1, "a", 1)]);
+    let pb = plan(&b, &SyncState::default(), vec![row(1, "a", 1)]);
+    assert_eq!(pa.upserts[0].row_hash, pb.upserts[0].row_hash);
+    assert!(
+        pa.upserts[0]
+            .record
+            .values
+            .contains(&Value::Text("web".into()))
+    );
+}
+
+#[test]
+fn templates_render_per_row() {
+    let d = def(
+        json!({"destination": "d", "object": "o", "mapping": {"id": "Id", "{{ name }}-{{ id }}": "Label"}}),
+    );
+    let p = plan(&d, &SyncState::default(), vec![row(7, "x", 1)]);
+    assert_eq!(p.upserts[0].record.values[1], Value::Text("x-7".into()));
+}
+
+#[test]
+fn missing_columns_are_named_with_a_hint() {
+    let columns = vec![ColumnDesc {
+        name: "id".into(),
+        data_type: "INTEGER".into(),
+    }];
+    let errs = SyncDefinition::resolve(
+        &spec(json!({"destination": "d", "object": "o", "mapping": {"idd": "Id"}, "cursor": "ts"})),
+        "sync.p.s".into(),
+        "m".into(),
+        &columns,
+    )
+    .unwrap_err();
+    assert!(
+        errs[0].contains("column `idd` is not returned by m"),
+        "{errs:?}"
+    );
+    assert!(errs[0].contains("did you mean `id`"), "{errs:?}");
+    assert!(
+        errs.iter().any(|e| e.contains("meta.activate.cursor")),
+        "{errs:?}"
+    );
+}

@@ -18,7 +18,9 @@ use fs4::fs_std::FileExt;
 
 use crate::destination::file::write_atomically;
 use crate::error::StateError;
-use crate::state::{Confirmed, SnapshotEntry, StateKey, SyncState, cursor_from_json, cursor_to_json, key_hash};
+use crate::state::{
+    Confirmed, SnapshotEntry, StateKey, SyncState, cursor_from_json, cursor_to_json, key_hash,
+};
 
 const HEADER: &str = "dbt-activate state v1";
 const FORMAT_VERSION: u32 = 1;
@@ -29,7 +31,10 @@ pub struct LocalStateStore {
 }
 
 fn io(path: &Path) -> impl Fn(std::io::Error) -> StateError + '_ {
-    move |source| StateError::Io { path: path.display().to_string(), source }
+    move |source| StateError::Io {
+        path: path.display().to_string(),
+        source,
+    }
 }
 
 impl LocalStateStore {
@@ -51,13 +56,20 @@ impl LocalStateStore {
                 return Err(StateError::Locked(format!(
                     "another dbt-activate run holds the state lock {} ({}); wait for it to finish, or give this run its own --state-dir",
                     lock_path.display(),
-                    if holder.trim().is_empty() { "pid unknown".to_owned() } else { format!("pid {}", holder.trim()) }
+                    if holder.trim().is_empty() {
+                        "pid unknown".to_owned()
+                    } else {
+                        format!("pid {}", holder.trim())
+                    }
                 )));
             }
         }
         lock.set_len(0).map_err(io(&lock_path))?;
         let _ = write!(lock, "{}", std::process::id());
-        Ok(Self { root: root.to_path_buf(), _lock: lock })
+        Ok(Self {
+            root: root.to_path_buf(),
+            _lock: lock,
+        })
     }
 
     pub fn root(&self) -> &Path {
@@ -66,7 +78,10 @@ impl LocalStateStore {
 
     fn dir_of(&self, key: &StateKey) -> PathBuf {
         let identity = xxhash_rust::xxh3::xxh3_64(key.destination.as_bytes());
-        self.root.join(&key.target).join(&key.sync).join(format!("{identity:016x}"))
+        self.root
+            .join(&key.target)
+            .join(&key.sync)
+            .join(format!("{identity:016x}"))
     }
 
     pub fn load(&self, key: &StateKey) -> Result<SyncState, StateError> {
@@ -108,8 +123,14 @@ impl LocalStateStore {
                 }
             }
         }
-        let mut f = OpenOptions::new().create(true).append(true).open(&path).map_err(io(&path))?;
-        f.write_all(text.as_bytes()).and_then(|_| f.sync_data()).map_err(io(&path))
+        let mut f = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map_err(io(&path))?;
+        f.write_all(text.as_bytes())
+            .and_then(|_| f.sync_data())
+            .map_err(io(&path))
     }
 
     /// Writes the whole state as the new snapshot, then empties the journal.
@@ -156,7 +177,11 @@ impl LocalStateStore {
     }
 
     /// Appends run records to the target's history.
-    pub fn append_history(&self, target: &str, records: &[serde_json::Value]) -> Result<(), StateError> {
+    pub fn append_history(
+        &self,
+        target: &str,
+        records: &[serde_json::Value],
+    ) -> Result<(), StateError> {
         let dir = self.root.join(target);
         std::fs::create_dir_all(&dir).map_err(io(&dir))?;
         let path = dir.join("history.jsonl");
@@ -165,8 +190,14 @@ impl LocalStateStore {
             text.push_str(&r.to_string());
             text.push('\n');
         }
-        let mut f = OpenOptions::new().create(true).append(true).open(&path).map_err(io(&path))?;
-        f.write_all(text.as_bytes()).and_then(|_| f.sync_data()).map_err(io(&path))
+        let mut f = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map_err(io(&path))?;
+        f.write_all(text.as_bytes())
+            .and_then(|_| f.sync_data())
+            .map_err(io(&path))
     }
 
     /// The last history record of each sync for a target.
@@ -175,10 +206,10 @@ impl LocalStateStore {
         let mut last = std::collections::BTreeMap::new();
         if let Ok(text) = std::fs::read_to_string(path) {
             for line in text.lines() {
-                if let Ok(v) = serde_json::from_str::<serde_json::Value>(line) {
-                    if let Some(name) = v.get("name").and_then(|n| n.as_str()) {
-                        last.insert(name.to_owned(), v);
-                    }
+                if let Ok(v) = serde_json::from_str::<serde_json::Value>(line)
+                    && let Some(name) = v.get("name").and_then(|n| n.as_str())
+                {
+                    last.insert(name.to_owned(), v);
                 }
             }
         }
@@ -198,32 +229,53 @@ fn corrupt(path: &Path, message: impl Into<String>) -> StateError {
 
 fn read_snapshot(path: &Path, file: File, state: &mut SyncState) -> Result<(), StateError> {
     let mut lines = BufReader::new(file).lines();
-    let header = lines.next().transpose().map_err(io(path))?.unwrap_or_default();
+    let header = lines
+        .next()
+        .transpose()
+        .map_err(io(path))?
+        .unwrap_or_default();
     if header != HEADER {
         if let Some(v) = header.strip_prefix("dbt-activate state v") {
             return Err(StateError::Corrupt {
                 path: path.display().to_string(),
-                message: format!("written in state format v{v}, this dbt-activate reads v{FORMAT_VERSION}; upgrade dbt-activate"),
+                message: format!(
+                    "written in state format v{v}, this dbt-activate reads v{FORMAT_VERSION}; upgrade dbt-activate"
+                ),
             });
         }
         return Err(corrupt(path, "the header is missing"));
     }
-    let meta_line = lines.next().transpose().map_err(io(path))?.unwrap_or_default();
-    let meta: serde_json::Value = serde_json::from_str(&meta_line).map_err(|_| corrupt(path, "the metadata line is not JSON"))?;
+    let meta_line = lines
+        .next()
+        .transpose()
+        .map_err(io(path))?
+        .unwrap_or_default();
+    let meta: serde_json::Value = serde_json::from_str(&meta_line)
+        .map_err(|_| corrupt(path, "the metadata line is not JSON"))?;
     state.cursor = meta.get("cursor").and_then(cursor_from_json);
-    let mut count = 0usize;
-    for line in lines {
+    for (count, line) in lines.enumerate() {
         let line = line.map_err(io(path))?;
         if let Some(n) = line.strip_prefix("end ") {
             if n.parse::<usize>().ok() != Some(count) {
-                return Err(corrupt(path, format!("it ends after {count} entries but says {n}")));
+                return Err(corrupt(
+                    path,
+                    format!("it ends after {count} entries but says {n}"),
+                ));
             }
             return Ok(());
         }
-        let (hash, key) = line.split_once(' ').ok_or_else(|| corrupt(path, format!("entry {} is malformed", count + 1)))?;
-        let row_hash = u64::from_str_radix(hash, 16).map_err(|_| corrupt(path, format!("entry {} has a bad hash", count + 1)))?;
-        state.snapshot.insert(key_hash(key), SnapshotEntry { row_hash, key: key.into() });
-        count += 1;
+        let (hash, key) = line
+            .split_once(' ')
+            .ok_or_else(|| corrupt(path, format!("entry {} is malformed", count + 1)))?;
+        let row_hash = u64::from_str_radix(hash, 16)
+            .map_err(|_| corrupt(path, format!("entry {} has a bad hash", count + 1)))?;
+        state.snapshot.insert(
+            key_hash(key),
+            SnapshotEntry {
+                row_hash,
+                key: key.into(),
+            },
+        );
     }
     Err(corrupt(path, "it is truncated (no end marker)"))
 }
@@ -240,11 +292,14 @@ fn replay_journal(path: &Path, file: File, state: &mut SyncState) -> Result<(), 
         }
         let entry = line.trim_end_matches('\n');
         if let Some(rest) = entry.strip_prefix('+') {
-            if let Some((hash, key)) = rest.split_once(' ') {
-                if let Ok(row_hash) = u64::from_str_radix(hash, 16) {
-                    state.apply(&Confirmed::Upserted { key: key.into(), row_hash });
-                    continue;
-                }
+            if let Some((hash, key)) = rest.split_once(' ')
+                && let Ok(row_hash) = u64::from_str_radix(hash, 16)
+            {
+                state.apply(&Confirmed::Upserted {
+                    key: key.into(),
+                    row_hash,
+                });
+                continue;
             }
             return Err(corrupt(path, "a journal line is malformed"));
         } else if let Some(key) = entry.strip_prefix('-') {
@@ -261,7 +316,11 @@ mod tests {
     use crate::value::Value;
 
     fn key() -> StateKey {
-        StateKey { target: "dev".into(), sync: "s".into(), destination: "file /x".into() }
+        StateKey {
+            target: "dev".into(),
+            sync: "s".into(),
+            destination: "file /x".into(),
+        }
     }
 
     #[test]
@@ -269,11 +328,23 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = LocalStateStore::open(dir.path()).unwrap();
         let mut state = SyncState::default();
-        state.apply(&Confirmed::Upserted { key: "[1]".into(), row_hash: 7 });
+        state.apply(&Confirmed::Upserted {
+            key: "[1]".into(),
+            row_hash: 7,
+        });
         state.cursor = Some(Value::TimestampTz("2024-01-01T00:00:00.000000Z".into()));
         store.commit(&key(), &state).unwrap();
         store
-            .journal(&key(), &[Confirmed::Upserted { key: "[2]".into(), row_hash: 9 }, Confirmed::Removed { key: "[1]".into() }])
+            .journal(
+                &key(),
+                &[
+                    Confirmed::Upserted {
+                        key: "[2]".into(),
+                        row_hash: 9,
+                    },
+                    Confirmed::Removed { key: "[1]".into() },
+                ],
+            )
             .unwrap();
         // A torn line at the end is ignored.
         let journal = store.dir_of(&key()).join("journal");
@@ -290,7 +361,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let _first = LocalStateStore::open(dir.path()).unwrap();
         let err = LocalStateStore::open(dir.path()).err().unwrap();
-        assert!(err.to_string().contains("another dbt-activate run holds the state lock"), "{err}");
+        assert!(
+            err.to_string()
+                .contains("another dbt-activate run holds the state lock"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -299,9 +374,25 @@ mod tests {
         let store = LocalStateStore::open(dir.path()).unwrap();
         let d = store.dir_of(&key());
         std::fs::create_dir_all(&d).unwrap();
-        std::fs::write(d.join("snapshot"), "dbt-activate state v1\n{}\n0000000000000001 [1]\n").unwrap();
-        assert!(store.load(&key()).unwrap_err().to_string().contains("truncated"));
+        std::fs::write(
+            d.join("snapshot"),
+            "dbt-activate state v1\n{}\n0000000000000001 [1]\n",
+        )
+        .unwrap();
+        assert!(
+            store
+                .load(&key())
+                .unwrap_err()
+                .to_string()
+                .contains("truncated")
+        );
         std::fs::write(d.join("snapshot"), "dbt-activate state v9\n").unwrap();
-        assert!(store.load(&key()).unwrap_err().to_string().contains("upgrade dbt-activate"));
+        assert!(
+            store
+                .load(&key())
+                .unwrap_err()
+                .to_string()
+                .contains("upgrade dbt-activate")
+        );
     }
 }

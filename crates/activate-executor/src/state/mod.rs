@@ -46,7 +46,13 @@ impl SyncState {
     pub fn apply(&mut self, change: &Confirmed) {
         match change {
             Confirmed::Upserted { key, row_hash } => {
-                self.snapshot.insert(key_hash(key), SnapshotEntry { row_hash: *row_hash, key: key.clone() });
+                self.snapshot.insert(
+                    key_hash(key),
+                    SnapshotEntry {
+                        row_hash: *row_hash,
+                        key: key.clone(),
+                    },
+                );
             }
             Confirmed::Removed { key } => {
                 self.snapshot.remove(&key_hash(key));

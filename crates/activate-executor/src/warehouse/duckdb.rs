@@ -28,15 +28,25 @@ impl DuckDbWarehouse {
             .access_mode(AccessMode::ReadOnly)
             .map_err(|e| ConfigError::new(format!("DuckDB configuration: {e}")))?;
         let connection = Connection::open_with_flags(path, config).map_err(|e| {
-            ConfigError::new(format!("could not open the DuckDB database {}: {e}", path.display()))
-                .with_hint("is it a DuckDB file written by dbt-duckdb, and is no other process writing it?")
+            ConfigError::new(format!(
+                "could not open the DuckDB database {}: {e}",
+                path.display()
+            ))
+            .with_hint(
+                "is it a DuckDB file written by dbt-duckdb, and is no other process writing it?",
+            )
         })?;
-        Ok(Self { path: path.to_path_buf(), connection: Mutex::new(connection) })
+        Ok(Self {
+            path: path.to_path_buf(),
+            connection: Mutex::new(connection),
+        })
     }
 
     fn connection(&self) -> Result<Connection, WarehouseError> {
         let guard = self.connection.lock().unwrap_or_else(|e| e.into_inner());
-        guard.try_clone().map_err(|e| WarehouseError::new(format!("DuckDB: {e}")))
+        guard
+            .try_clone()
+            .map_err(|e| WarehouseError::new(format!("DuckDB: {e}")))
     }
 }
 
@@ -55,17 +65,43 @@ enum ReadAs {
 
 fn read_as(data_type: &str) -> ReadAs {
     let t = data_type.to_ascii_uppercase();
-    if t.ends_with(']') || t.starts_with("STRUCT") || t.starts_with("MAP") || t.starts_with("UNION") || t == "JSON" {
+    if t.ends_with(']')
+        || t.starts_with("STRUCT")
+        || t.starts_with("MAP")
+        || t.starts_with("UNION")
+        || t == "JSON"
+    {
         ReadAs::JsonText
-    } else if t.starts_with("DECIMAL") || t.starts_with("NUMERIC") || t == "HUGEINT" || t == "UHUGEINT" || t == "UBIGINT" || t == "VARINT" || t == "BIGNUM" {
+    } else if t.starts_with("DECIMAL")
+        || t.starts_with("NUMERIC")
+        || t == "HUGEINT"
+        || t == "UHUGEINT"
+        || t == "UBIGINT"
+        || t == "VARINT"
+        || t == "BIGNUM"
+    {
         ReadAs::NumberText
     } else if t == "TIMESTAMP WITH TIME ZONE" || t == "TIMESTAMPTZ" {
         ReadAs::TimestampTz
     } else if matches!(
         t.as_str(),
-        "BOOLEAN" | "TINYINT" | "SMALLINT" | "INTEGER" | "BIGINT" | "UTINYINT" | "USMALLINT" | "UINTEGER"
-            | "FLOAT" | "DOUBLE" | "VARCHAR" | "DATE" | "TIMESTAMP" | "TIMESTAMP_S" | "TIMESTAMP_MS"
-            | "TIMESTAMP_NS" | "BLOB"
+        "BOOLEAN"
+            | "TINYINT"
+            | "SMALLINT"
+            | "INTEGER"
+            | "BIGINT"
+            | "UTINYINT"
+            | "USMALLINT"
+            | "UINTEGER"
+            | "FLOAT"
+            | "DOUBLE"
+            | "VARCHAR"
+            | "DATE"
+            | "TIMESTAMP"
+            | "TIMESTAMP_S"
+            | "TIMESTAMP_MS"
+            | "TIMESTAMP_NS"
+            | "BLOB"
     ) || t.starts_with("VARCHAR")
     {
         ReadAs::Native
@@ -95,7 +131,9 @@ fn micros(unit: TimeUnit, v: i64) -> i64 {
 fn convert(v: ValueRef<'_>, how: ReadAs) -> Value {
     match (v, how) {
         (ValueRef::Null, _) => Value::Null,
-        (ValueRef::Text(bytes), ReadAs::NumberText) => Value::Number(String::from_utf8_lossy(bytes).into_owned()),
+        (ValueRef::Text(bytes), ReadAs::NumberText) => {
+            Value::Number(String::from_utf8_lossy(bytes).into_owned())
+        }
         (ValueRef::Text(bytes), ReadAs::JsonText) => {
             let text = String::from_utf8_lossy(bytes);
             match serde_json::from_str(&text) {
@@ -121,7 +159,9 @@ fn convert(v: ValueRef<'_>, how: ReadAs) -> Value {
         (ValueRef::Timestamp(unit, v), ReadAs::TimestampTz) => {
             Value::TimestampTz(value::format_timestamp_micros(micros(unit, v), true))
         }
-        (ValueRef::Timestamp(unit, v), _) => Value::Timestamp(value::format_timestamp_micros(micros(unit, v), false)),
+        (ValueRef::Timestamp(unit, v), _) => {
+            Value::Timestamp(value::format_timestamp_micros(micros(unit, v), false))
+        }
         (ValueRef::Blob(b), _) => Value::Blob(b.to_vec()),
         (other, _) => Value::Text(format!("{other:?}")),
     }
@@ -150,7 +190,12 @@ impl Warehouse for DuckDbWarehouse {
             .prepare(&sql)
             .map_err(|e| WarehouseError::new(format!("could not read relation {relation}: {e}")))?;
         let rows = stmt
-            .query_map([], |r| Ok(ColumnDesc { name: r.get(0)?, data_type: r.get(1)? }))
+            .query_map([], |r| {
+                Ok(ColumnDesc {
+                    name: r.get(0)?,
+                    data_type: r.get(1)?,
+                })
+            })
             .map_err(|e| WarehouseError::new(format!("could not read relation {relation}: {e}")))?;
         rows.collect::<Result<Vec<_>, _>>()
             .map_err(|e| WarehouseError::new(format!("could not read relation {relation}: {e}")))
@@ -165,10 +210,20 @@ impl Warehouse for DuckDbWarehouse {
         let select: Vec<String> = request.columns.iter().map(select_expr).collect();
         let mut sql = format!("SELECT {} FROM {}", select.join(", "), request.relation);
         if let Some((column, value)) = request.cursor_at_least {
-            sql.push_str(&format!(" WHERE {} >= {}", quote_ident(column), sql_literal(value)));
+            sql.push_str(&format!(
+                " WHERE {} >= {}",
+                quote_ident(column),
+                sql_literal(value)
+            ));
         }
-        let how: Vec<ReadAs> = request.columns.iter().map(|c| read_as(&c.data_type)).collect();
-        let fail = |e: duckdb::Error| WarehouseError::new(format!("query on {} failed: {e}", request.relation));
+        let how: Vec<ReadAs> = request
+            .columns
+            .iter()
+            .map(|c| read_as(&c.data_type))
+            .collect();
+        let fail = |e: duckdb::Error| {
+            WarehouseError::new(format!("query on {} failed: {e}", request.relation))
+        };
         let mut stmt = conn.prepare(&sql).map_err(fail)?;
         let mut rows = stmt.query([]).map_err(fail)?;
         let mut batch: RowBatch = Vec::with_capacity(request.batch_rows);
@@ -179,7 +234,10 @@ impl Warehouse for DuckDbWarehouse {
             }
             batch.push(values);
             if batch.len() >= request.batch_rows {
-                on_batch(std::mem::replace(&mut batch, Vec::with_capacity(request.batch_rows)))?;
+                on_batch(std::mem::replace(
+                    &mut batch,
+                    Vec::with_capacity(request.batch_rows),
+                ))?;
             }
         }
         if !batch.is_empty() {
@@ -212,7 +270,12 @@ mod tests {
         let columns = wh.columns("t").unwrap();
         let mut rows = Vec::new();
         wh.read(
-            &ReadRequest { relation: "t", columns: &columns, cursor_at_least: None, batch_rows: 10 },
+            &ReadRequest {
+                relation: "t",
+                columns: &columns,
+                cursor_at_least: None,
+                batch_rows: 10,
+            },
             &mut |b| {
                 rows.extend(b);
                 Ok(())
@@ -222,22 +285,36 @@ mod tests {
         let row = &rows[0];
         assert_eq!(row[0], Value::Int(1));
         assert_eq!(row[1], Value::Number("12345678901234567890.123".into()));
-        assert_eq!(row[2], Value::Number("170141183460469231731687303715884105727".into()));
+        assert_eq!(
+            row[2],
+            Value::Number("170141183460469231731687303715884105727".into())
+        );
         assert_eq!(row[3], Value::Float(1.5));
         assert_eq!(row[4], Value::Text("x'y".into()));
         assert_eq!(row[5], Value::Date("2024-02-29".into()));
-        assert_eq!(row[6], Value::Timestamp("2024-01-01T10:00:00.500000".into()));
-        assert_eq!(row[7], Value::TimestampTz("2024-01-01T08:00:00.000000Z".into()));
+        assert_eq!(
+            row[6],
+            Value::Timestamp("2024-01-01T10:00:00.500000".into())
+        );
+        assert_eq!(
+            row[7],
+            Value::TimestampTz("2024-01-01T08:00:00.000000Z".into())
+        );
         assert_eq!(row[8], Value::Json(serde_json::json!([1, 2])));
         assert_eq!(row[9], Value::Json(serde_json::json!({"a": 1})));
         assert_eq!(row[10], Value::Null);
         assert_eq!(row[11], Value::Bool(true));
-        assert_eq!(row[12], Value::Text("7a5a4c8e-5e3a-4b7c-9d1e-2f3a4b5c6d7e".into()));
+        assert_eq!(
+            row[12],
+            Value::Text("7a5a4c8e-5e3a-4b7c-9d1e-2f3a4b5c6d7e".into())
+        );
     }
 
     #[test]
     fn missing_file_is_a_config_error() {
-        let err = DuckDbWarehouse::open(Path::new("/nonexistent/dev.duckdb")).err().unwrap();
+        let err = DuckDbWarehouse::open(Path::new("/nonexistent/dev.duckdb"))
+            .err()
+            .unwrap();
         assert!(err.to_string().contains("does not exist"));
         assert!(err.hint.unwrap().contains("dbt build"));
     }

@@ -48,7 +48,9 @@ pub fn open(config: &WarehouseConfig) -> Result<Box<dyn Warehouse>, ConfigError>
         WarehouseConfig::Unsupported { kind } => Err(ConfigError::new(format!(
             "warehouse type `{kind}` is not supported by this release of dbt-activate"
         ))
-        .with_hint("supported: duckdb (snowflake, bigquery and postgres sources are on the roadmap)")),
+        .with_hint(
+            "supported: duckdb (snowflake, bigquery and postgres sources are on the roadmap)",
+        )),
     }
 }
 
@@ -63,7 +65,12 @@ pub fn sql_literal(value: &Value) -> String {
         Value::Null => "NULL".into(),
         Value::Bool(b) => b.to_string(),
         Value::Int(i) => i.to_string(),
-        Value::Number(d) if d.chars().all(|c| c.is_ascii_digit() || matches!(c, '-' | '.' | 'e' | 'E' | '+')) => d.clone(),
+        Value::Number(d)
+            if d.chars()
+                .all(|c| c.is_ascii_digit() || matches!(c, '-' | '.' | 'e' | 'E' | '+')) =>
+        {
+            d.clone()
+        }
         Value::Float(f) if f.is_finite() => format!("{f:?}"),
         other => {
             let text = other.to_text().unwrap_or_default();
@@ -78,7 +85,10 @@ mod tests {
 
     #[test]
     fn literals_are_quoted() {
-        assert_eq!(sql_literal(&Value::Text("a'; drop table x; --".into())), "'a''; drop table x; --'");
+        assert_eq!(
+            sql_literal(&Value::Text("a'; drop table x; --".into())),
+            "'a''; drop table x; --'"
+        );
         assert_eq!(sql_literal(&Value::Number("1; drop".into())), "'1; drop'");
         assert_eq!(sql_literal(&Value::Int(5)), "5");
         assert_eq!(quote_ident("we\"ird"), "\"we\"\"ird\"");

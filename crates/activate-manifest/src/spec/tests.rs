@@ -28,7 +28,10 @@ fn model(name: &str, activate: serde_json::Value) -> serde_json::Value {
 }
 
 fn destinations() -> BTreeSet<String> {
-    ["crm", "warehouse_ops"].iter().map(|s| s.to_string()).collect()
+    ["crm", "warehouse_ops"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
 }
 
 #[test]
@@ -50,7 +53,10 @@ fn full_spec_parses() {
 
 #[test]
 fn defaults_and_inferred_key() {
-    let m = manifest_with(vec![model("enriched_leads", json!({"destination": "crm", "object": "Lead"}))]);
+    let m = manifest_with(vec![model(
+        "enriched_leads",
+        json!({"destination": "crm", "object": "Lead"}),
+    )]);
     let spec = &extract_specs(&m, &destinations()).unwrap()[0];
     assert_eq!(spec.name, "enriched_leads__crm__Lead");
     assert_eq!(spec.sync_mode, SyncMode::Incremental);
@@ -83,23 +89,38 @@ fn typo_gets_did_you_mean() {
 
 #[test]
 fn unknown_destination_and_mode() {
-    let text = errors_of(json!({"destination": "crn", "object": "Lead", "sync_mode": "mirrors", "operation": "merge"}));
+    let text = errors_of(
+        json!({"destination": "crn", "object": "Lead", "sync_mode": "mirrors", "operation": "merge"}),
+    );
     insta::assert_snapshot!(text);
 }
 
 #[test]
 fn mirror_rules() {
-    let text = errors_of(json!({"destination": "crm", "object": "Lead", "sync_mode": "mirror", "operation": "insert"}));
+    let text = errors_of(
+        json!({"destination": "crm", "object": "Lead", "sync_mode": "mirror", "operation": "insert"}),
+    );
     assert!(text.contains("mirror needs operation upsert"), "{text}");
     let text = errors_of(json!({"destination": "crm", "object": "Lead", "on_delete": "delete"}));
-    assert!(text.contains("on_delete applies only to sync_mode mirror"), "{text}");
-    let text = errors_of(json!({"destination": "crm", "object": "Lead", "sync_mode": "mirror", "cursor": "x"}));
-    assert!(text.contains("cursor applies only to sync_mode incremental"), "{text}");
+    assert!(
+        text.contains("on_delete applies only to sync_mode mirror"),
+        "{text}"
+    );
+    let text = errors_of(
+        json!({"destination": "crm", "object": "Lead", "sync_mode": "mirror", "cursor": "x"}),
+    );
+    assert!(
+        text.contains("cursor applies only to sync_mode incremental"),
+        "{text}"
+    );
 }
 
 #[test]
 fn ambiguous_inferred_key_lists_candidates() {
-    let mut node = model("enriched_leads", json!({"destination": "crm", "object": "Lead"}));
+    let mut node = model(
+        "enriched_leads",
+        json!({"destination": "crm", "object": "Lead"}),
+    );
     node["primary_key"] = json!(["email", "lead_id"]);
     let m = manifest_with(vec![node]);
     let text = extract_specs(&m, &destinations()).unwrap_err().to_string();
@@ -108,7 +129,10 @@ fn ambiguous_inferred_key_lists_candidates() {
 
 #[test]
 fn missing_key_explains_fix() {
-    let mut node = model("enriched_leads", json!({"destination": "crm", "object": "Lead"}));
+    let mut node = model(
+        "enriched_leads",
+        json!({"destination": "crm", "object": "Lead"}),
+    );
     node["primary_key"] = json!([]);
     let m = manifest_with(vec![node]);
     let text = extract_specs(&m, &destinations()).unwrap_err().to_string();
@@ -117,30 +141,43 @@ fn missing_key_explains_fix() {
 
 #[test]
 fn match_on_length_must_match() {
-    let text = errors_of(json!({"destination": "crm", "object": "Lead", "primary_key": ["a", "b"], "match_on": "A"}));
+    let text = errors_of(
+        json!({"destination": "crm", "object": "Lead", "primary_key": ["a", "b"], "match_on": "A"}),
+    );
     assert!(text.contains("pair up by position"), "{text}");
 }
 
 #[test]
 fn bad_limits_and_schedule() {
-    let text = errors_of(json!({"destination": "crm", "object": "Lead", "limits": {"max_delete": "5%", "max_rejected": "150%"}, "schedule": "every_hours"}));
+    let text = errors_of(
+        json!({"destination": "crm", "object": "Lead", "limits": {"max_delete": "5%", "max_rejected": "150%"}, "schedule": "every_hours"}),
+    );
     insta::assert_snapshot!(text);
 }
 
 #[test]
 fn contract_checks_columns() {
-    let mut node = model("enriched_leads", json!({"destination": "crm", "object": "Lead", "mapping": {"emial": "Email"}}));
+    let mut node = model(
+        "enriched_leads",
+        json!({"destination": "crm", "object": "Lead", "mapping": {"emial": "Email"}}),
+    );
     node["config"]["contract"] = json!({"enforced": true});
     node["columns"] = json!({"email": {"name": "email"}, "company": {"name": "company"}});
     let m = manifest_with(vec![node]);
     let text = extract_specs(&m, &destinations()).unwrap_err().to_string();
-    assert!(text.contains("column `emial` is not in the model's enforced contract"), "{text}");
+    assert!(
+        text.contains("column `emial` is not in the model's enforced contract"),
+        "{text}"
+    );
     assert!(text.contains("did you mean `email`"), "{text}");
 }
 
 #[test]
 fn disabled_activation_is_dropped() {
-    let m = manifest_with(vec![model("enriched_leads", json!({"destination": "crm", "object": "Lead", "enabled": false}))]);
+    let m = manifest_with(vec![model(
+        "enriched_leads",
+        json!({"destination": "crm", "object": "Lead", "enabled": false}),
+    )]);
     assert!(extract_specs(&m, &destinations()).unwrap().is_empty());
 }
 
@@ -165,9 +202,18 @@ fn duplicate_names_are_refused() {
 
 #[test]
 fn mapping_sources() {
-    assert_eq!(MappingSource::parse("'web'"), MappingSource::Literal("web".into()));
-    assert_eq!(MappingSource::parse("email"), MappingSource::Column("email".into()));
-    assert!(matches!(MappingSource::parse("{{ a }}-{{ b }}"), MappingSource::Template(_)));
+    assert_eq!(
+        MappingSource::parse("'web'"),
+        MappingSource::Literal("web".into())
+    );
+    assert_eq!(
+        MappingSource::parse("email"),
+        MappingSource::Column("email".into())
+    );
+    assert!(matches!(
+        MappingSource::parse("{{ a }}-{{ b }}"),
+        MappingSource::Template(_)
+    ));
 }
 
 #[test]

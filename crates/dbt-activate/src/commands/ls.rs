@@ -13,10 +13,19 @@ pub fn ls(args: CommonArgs) -> anyhow::Result<ExitStatus> {
     output::set_format(args.log_format, &uuid::Uuid::new_v4().to_string());
     let loaded = project::load(&args)?;
     let graph = ProjectGraph::new(&loaded.manifest, &loaded.specs);
-    let selected = graph.select(&args.select, &args.exclude).map_err(|e| anyhow!("{e}"))?;
+    let selected = graph
+        .select(&args.select, &args.exclude)
+        .map_err(|e| anyhow!("{e}"))?;
     // Last runs are read from the history file; no lock is needed to read it.
     let last_runs = read_last_runs(&loaded.state_dir, &loaded.profile.target_name);
-    let header = ["sync", "model", "destination", "mode", "schedule", "last run"];
+    let header = [
+        "sync",
+        "model",
+        "destination",
+        "mode",
+        "schedule",
+        "last run",
+    ];
     let mut rows: Vec<[String; 6]> = Vec::new();
     for &i in &selected {
         let spec = &loaded.specs[i];
@@ -38,7 +47,13 @@ pub fn ls(args: CommonArgs) -> anyhow::Result<ExitStatus> {
         ]);
     }
     let widths: Vec<usize> = (0..6)
-        .map(|c| rows.iter().map(|r| r[c].len()).chain([header[c].len()]).max().unwrap_or(0))
+        .map(|c| {
+            rows.iter()
+                .map(|r| r[c].len())
+                .chain([header[c].len()])
+                .max()
+                .unwrap_or(0)
+        })
         .collect();
     let fmt = |cells: &[&str]| -> String {
         cells
@@ -62,7 +77,10 @@ pub fn ls(args: CommonArgs) -> anyhow::Result<ExitStatus> {
     Ok(ExitStatus::Success)
 }
 
-fn read_last_runs(state_dir: &std::path::Path, target: &str) -> std::collections::BTreeMap<String, serde_json::Value> {
+fn read_last_runs(
+    state_dir: &std::path::Path,
+    target: &str,
+) -> std::collections::BTreeMap<String, serde_json::Value> {
     match LocalStateStore::open(state_dir) {
         Ok(store) => store.last_runs(target),
         Err(_) => std::collections::BTreeMap::new(),

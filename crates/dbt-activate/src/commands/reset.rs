@@ -12,20 +12,32 @@ use crate::project;
 pub fn reset(args: CommonArgs) -> anyhow::Result<ExitStatus> {
     output::set_format(args.log_format, &uuid::Uuid::new_v4().to_string());
     if args.select.is_empty() {
-        bail!("reset needs --select naming the syncs to forget\n  hint: `dbt-activate reset --select enriched_leads` (a model selects all its syncs)");
+        bail!(
+            "reset needs --select naming the syncs to forget\n  hint: `dbt-activate reset --select enriched_leads` (a model selects all its syncs)"
+        );
     }
     let loaded = project::load(&args)?;
     let graph = ProjectGraph::new(&loaded.manifest, &loaded.specs);
-    let selected = graph.select(&args.select, &args.exclude).map_err(|e| anyhow!("{e}"))?;
+    let selected = graph
+        .select(&args.select, &args.exclude)
+        .map_err(|e| anyhow!("{e}"))?;
     let store = LocalStateStore::open(&loaded.state_dir)?;
     for &i in &selected {
         let name = &loaded.specs[i].name;
         let existed = store.reset(&loaded.profile.target_name, name)?;
         output::info(&format!(
             "{} {name} (target {}){}",
-            if existed { "Forgot the state of" } else { "No state to forget for" },
+            if existed {
+                "Forgot the state of"
+            } else {
+                "No state to forget for"
+            },
             loaded.profile.target_name,
-            if existed { ": the next run sends every row" } else { "" }
+            if existed {
+                ": the next run sends every row"
+            } else {
+                ""
+            }
         ));
     }
     Ok(ExitStatus::Success)

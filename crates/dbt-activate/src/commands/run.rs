@@ -50,13 +50,21 @@ impl Reporter for Printer {
             serde_json::json!({"node_info": {"unique_id": result.unique_id, "node_status": result.status}, "result": result}),
         );
         for r in result.rejections.iter().take(3) {
-            output::event(level, "Q013", &format!("    rejected {}: {}", r.key, r.reason), serde_json::Value::Null);
+            output::event(
+                level,
+                "Q013",
+                &format!("    rejected {}: {}", r.key, r.reason),
+                serde_json::Value::Null,
+            );
         }
         if result.rejections.len() > 3 {
             output::event(
                 level,
                 "Q013",
-                &format!("    ... and {} more in target/activate_results.json", result.rejections.len() - 3),
+                &format!(
+                    "    ... and {} more in target/activate_results.json",
+                    result.rejections.len() - 3
+                ),
                 serde_json::Value::Null,
             );
         }
@@ -82,7 +90,9 @@ pub async fn run(args: RunArgs, plan_samples: Option<usize>) -> anyhow::Result<E
     ));
 
     let graph = ProjectGraph::new(&loaded.manifest, &loaded.specs);
-    let selected = graph.select(&args.common.select, &args.common.exclude).map_err(|e| anyhow!("{e}"))?;
+    let selected = graph
+        .select(&args.common.select, &args.common.exclude)
+        .map_err(|e| anyhow!("{e}"))?;
     let order = graph.order(&selected).map_err(|e| anyhow!("{e}"))?;
     let run_results = project::run_results(&loaded)?;
     if run_results.is_none() && !args.include_unbuilt && !selected.is_empty() {
@@ -91,7 +101,9 @@ pub async fn run(args: RunArgs, plan_samples: Option<usize>) -> anyhow::Result<E
             loaded.settings.target_path.display()
         );
     }
-    let policy = GatePolicy { include_unbuilt: args.include_unbuilt };
+    let policy = GatePolicy {
+        include_unbuilt: args.include_unbuilt,
+    };
     let mut skips: BTreeMap<usize, String> = BTreeMap::new();
     let mut ready = Vec::new();
     for &i in &selected {
@@ -114,13 +126,20 @@ pub async fn run(args: RunArgs, plan_samples: Option<usize>) -> anyhow::Result<E
     let store = Arc::new(LocalStateStore::open(&loaded.state_dir)?);
     let items = project::planned_items(&loaded, &selected, &skips, jobs);
     // Map the graph's waits (spec indices) onto item positions.
-    let position: BTreeMap<usize, usize> = selected.iter().enumerate().map(|(p, &i)| (i, p)).collect();
+    let position: BTreeMap<usize, usize> =
+        selected.iter().enumerate().map(|(p, &i)| (i, p)).collect();
     let waits_for: BTreeMap<usize, Vec<usize>> = order
         .waits_for
         .iter()
         .filter_map(|(i, waits)| {
             let p = *position.get(i)?;
-            Some((p, waits.iter().filter_map(|w| position.get(w).copied()).collect()))
+            Some((
+                p,
+                waits
+                    .iter()
+                    .filter_map(|w| position.get(w).copied())
+                    .collect(),
+            ))
         })
         .collect();
 
@@ -136,7 +155,14 @@ pub async fn run(args: RunArgs, plan_samples: Option<usize>) -> anyhow::Result<E
                 samples: plan_samples.unwrap_or(0),
                 read_batch_rows: 10_000,
             });
-            runner::run_all(ctx, items, waits_for, threads, Arc::new(Printer { dry_run })).await
+            runner::run_all(
+                ctx,
+                items,
+                waits_for,
+                threads,
+                Arc::new(Printer { dry_run }),
+            )
+            .await
         }
         None => {
             let printer = Printer { dry_run };
@@ -147,9 +173,13 @@ pub async fn run(args: RunArgs, plan_samples: Option<usize>) -> anyhow::Result<E
                 .map(|(n, item)| match item {
                     runner::Planned::Skip(r) => {
                         printer.finished(n + 1, total, &r);
-                        r
+                        *r
                     }
-                    runner::Planned::Run(job) => SyncResult::skipped(job.def.unique_id.clone(), &job.def.spec, "not prepared"),
+                    runner::Planned::Run(job) => SyncResult::skipped(
+                        job.def.unique_id.clone(),
+                        &job.def.spec,
+                        "not prepared",
+                    ),
                 })
                 .collect()
         }
@@ -157,7 +187,12 @@ pub async fn run(args: RunArgs, plan_samples: Option<usize>) -> anyhow::Result<E
 
     let elapsed = started.elapsed().as_secs_f64();
     let count = |s: Status| results.iter().filter(|r| r.status == s).count();
-    let (pass, warn, error, skip) = (count(Status::Success), count(Status::Warn), count(Status::Error), count(Status::Skipped));
+    let (pass, warn, error, skip) = (
+        count(Status::Success),
+        count(Status::Warn),
+        count(Status::Error),
+        count(Status::Skipped),
+    );
     if !dry_run {
         let file = RunResultsFile {
             metadata: Metadata {
@@ -172,7 +207,8 @@ pub async fn run(args: RunArgs, plan_samples: Option<usize>) -> anyhow::Result<E
             elapsed_time: elapsed,
         };
         let path = loaded.settings.target_path.join("activate_results.json");
-        results::write(&path, &file).map_err(|e| anyhow!("could not write {}: {e}", path.display()))?;
+        results::write(&path, &file)
+            .map_err(|e| anyhow!("could not write {}: {e}", path.display()))?;
         let history: Vec<serde_json::Value> = results
             .iter()
             .map(|r| {
@@ -197,8 +233,15 @@ pub async fn run(args: RunArgs, plan_samples: Option<usize>) -> anyhow::Result<E
     output::event(
         if error > 0 { "error" } else { "info" },
         "Z030",
-        &format!("Done. PASS={pass} WARN={warn} ERROR={error} SKIP={skip} TOTAL={}", results.len()),
+        &format!(
+            "Done. PASS={pass} WARN={warn} ERROR={error} SKIP={skip} TOTAL={}",
+            results.len()
+        ),
         serde_json::json!({"pass": pass, "warn": warn, "error": error, "skip": skip, "total": results.len()}),
     );
-    Ok(if error > 0 { ExitStatus::Failure } else { ExitStatus::Success })
+    Ok(if error > 0 {
+        ExitStatus::Failure
+    } else {
+        ExitStatus::Success
+    })
 }

@@ -15,7 +15,9 @@ pub async fn validate(args: CommonArgs) -> anyhow::Result<ExitStatus> {
     output::set_format(args.log_format, &uuid::Uuid::new_v4().to_string());
     let loaded = project::load(&args)?;
     let graph = ProjectGraph::new(&loaded.manifest, &loaded.specs);
-    let selected = graph.select(&args.select, &args.exclude).map_err(|e| anyhow!("{e}"))?;
+    let selected = graph
+        .select(&args.select, &args.exclude)
+        .map_err(|e| anyhow!("{e}"))?;
     graph.order(&selected).map_err(|e| anyhow!("{e}"))?;
     // Ownership is checked across every activation, not only the selected ones.
     let all: Vec<usize> = (0..loaded.specs.len()).collect();

@@ -12,7 +12,8 @@ use tokio::sync::Mutex;
 
 use crate::connections::DestinationConfig;
 use crate::destination::{
-    BatchOutcome, Capabilities, Destination, ObjectSchema, WriteBatch, WriteOp, check_keys, setting_str,
+    BatchOutcome, Capabilities, Destination, ObjectSchema, WriteBatch, WriteOp, check_keys,
+    setting_str,
 };
 use crate::error::{ConfigError, DestinationError};
 use crate::value::Value;
@@ -59,25 +60,44 @@ pub struct FileDestination {
 }
 
 impl FileDestination {
-    pub fn from_config(config: &DestinationConfig, project_dir: &Path) -> Result<Self, ConfigError> {
+    pub fn from_config(
+        config: &DestinationConfig,
+        project_dir: &Path,
+    ) -> Result<Self, ConfigError> {
         check_keys(config, KEYS)?;
-        let path = setting_str(config, "path")?
-            .ok_or_else(|| ConfigError::new(format!("{}: `path` (a folder) is required", config.site())))?;
+        let path = setting_str(config, "path")?.ok_or_else(|| {
+            ConfigError::new(format!("{}: `path` (a folder) is required", config.site()))
+        })?;
         let format = match setting_str(config, "format")?.unwrap_or("jsonl") {
             "jsonl" => Format::Jsonl,
             "csv" => Format::Csv,
             other => {
-                return Err(ConfigError::new(format!("{}: unknown format `{other}`", config.site()))
-                    .with_hint("format: jsonl or csv"));
+                return Err(ConfigError::new(format!(
+                    "{}: unknown format `{other}`",
+                    config.site()
+                ))
+                .with_hint("format: jsonl or csv"));
             }
         };
         let dir = PathBuf::from(path);
-        let dir = if dir.is_absolute() { dir } else { project_dir.join(dir) };
-        Ok(Self { dir, format, objects: Mutex::new(BTreeMap::new()) })
+        let dir = if dir.is_absolute() {
+            dir
+        } else {
+            project_dir.join(dir)
+        };
+        Ok(Self {
+            dir,
+            format,
+            objects: Mutex::new(BTreeMap::new()),
+        })
     }
 
     fn file_of(&self, object: &str) -> PathBuf {
-        self.dir.join(format!("{}.{}", safe_file_name(object), self.format.extension()))
+        self.dir.join(format!(
+            "{}.{}",
+            safe_file_name(object),
+            self.format.extension()
+        ))
     }
 
     fn load(&self, object: &str, key_fields: &[String]) -> Result<ObjectFile, DestinationError> {
@@ -86,19 +106,36 @@ impl FileDestination {
         let text = match std::fs::read_to_string(&path) {
             Ok(t) => t,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(file),
-            Err(e) => return Err(DestinationError::new(format!("could not read {}: {e}", path.display()))),
+            Err(e) => {
+                return Err(DestinationError::new(format!(
+                    "could not read {}: {e}",
+                    path.display()
+                )));
+            }
         };
-        let bad = |why: String| DestinationError::new(format!("{} is not a file this destination wrote: {why}", path.display()));
+        let bad = |why: String| {
+            DestinationError::new(format!(
+                "{} is not a file this destination wrote: {why}",
+                path.display()
+            ))
+        };
         match self.format {
             Format::Jsonl => {
                 for line in text.lines().filter(|l| !l.trim().is_empty()) {
-                    let map: serde_json::Map<String, serde_json::Value> = serde_json::from_str(line)
-                        .map_err(|e| bad(e.to_string()))?;
+                    let map: serde_json::Map<String, serde_json::Value> =
+                        serde_json::from_str(line).map_err(|e| bad(e.to_string()))?;
                     let raw: BTreeMap<String, Box<serde_json::value::RawValue>> =
                         serde_json::from_str(line).map_err(|e| bad(e.to_string()))?;
                     let fields: Vec<Field> = map
                         .keys()
-                        .map(|k| (k.clone(), raw.get(k).map(|r| r.get().to_owned()).unwrap_or_else(|| "null".into())))
+                        .map(|k| {
+                            (
+                                k.clone(),
+                                raw.get(k)
+                                    .map(|r| r.get().to_owned())
+                                    .unwrap_or_else(|| "null".into()),
+                            )
+                        })
                         .collect();
                     file.records.insert(key_text(key_fields, &fields), fields);
                 }
@@ -112,7 +149,11 @@ impl FileDestination {
                         .iter()
                         .zip(row.iter())
                         .map(|(h, v)| {
-                            let json = if v.is_empty() { "null".to_owned() } else { serde_json::Value::String(v.to_owned()).to_string() };
+                            let json = if v.is_empty() {
+                                "null".to_owned()
+                            } else {
+                                serde_json::Value::String(v.to_owned()).to_string()
+                            };
                             (h.to_owned(), json)
                         })
                         .collect();
@@ -152,15 +193,27 @@ impl FileDestination {
                     }
                 }
                 let mut writer = csv::Writer::from_writer(&mut out);
-                writer.write_record(&header).map_err(|e| DestinationError::new(e.to_string()))?;
+                writer
+                    .write_record(&header)
+                    .map_err(|e| DestinationError::new(e.to_string()))?;
                 for fields in file.records.values() {
                     let row: Vec<String> = header
                         .iter()
-                        .map(|h| fields.iter().find(|(k, _)| k == h).map(|(_, v)| cell_text(v)).unwrap_or_default())
+                        .map(|h| {
+                            fields
+                                .iter()
+                                .find(|(k, _)| k == h)
+                                .map(|(_, v)| cell_text(v))
+                                .unwrap_or_default()
+                        })
                         .collect();
-                    writer.write_record(&row).map_err(|e| DestinationError::new(e.to_string()))?;
+                    writer
+                        .write_record(&row)
+                        .map_err(|e| DestinationError::new(e.to_string()))?;
                 }
-                writer.flush().map_err(|e| DestinationError::new(e.to_string()))?;
+                writer
+                    .flush()
+                    .map_err(|e| DestinationError::new(e.to_string()))?;
             }
         }
         write_atomically(&path, &out)
@@ -168,8 +221,12 @@ impl FileDestination {
     }
 
     fn log_deletes(&self, object: &str, keys: &[String]) -> Result<(), DestinationError> {
-        let path = self.dir.join(format!("{}.deletes.jsonl", safe_file_name(object)));
-        let now = chrono::Utc::now().format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string();
+        let path = self
+            .dir
+            .join(format!("{}.deletes.jsonl", safe_file_name(object)));
+        let now = chrono::Utc::now()
+            .format("%Y-%m-%dT%H:%M:%S%.6fZ")
+            .to_string();
         let mut text = String::new();
         for key in keys {
             text.push_str(&format!("{{\"key\":{key},\"deleted_at\":\"{now}\"}}\n"));
@@ -178,10 +235,14 @@ impl FileDestination {
             .create(true)
             .append(true)
             .open(&path)
-            .map_err(|e| DestinationError::new(format!("could not open {}: {e}", path.display())))?;
+            .map_err(|e| {
+                DestinationError::new(format!("could not open {}: {e}", path.display()))
+            })?;
         f.write_all(text.as_bytes())
             .and_then(|_| f.sync_data())
-            .map_err(|e| DestinationError::new(format!("could not append to {}: {e}", path.display())))
+            .map_err(|e| {
+                DestinationError::new(format!("could not append to {}: {e}", path.display()))
+            })
     }
 }
 
@@ -200,7 +261,13 @@ fn key_text(key_fields: &[String], fields: &[Field]) -> String {
 fn safe_file_name(object: &str) -> String {
     object
         .chars()
-        .map(|c| if c.is_alphanumeric() || matches!(c, '_' | '-' | '.') { c } else { '_' })
+        .map(|c| {
+            if c.is_alphanumeric() || matches!(c, '_' | '-' | '.') {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect()
 }
 
@@ -236,12 +303,15 @@ impl Destination for FileDestination {
     }
 
     fn capabilities(&self) -> Capabilities {
-        Capabilities { max_batch_rows: 50_000 }
+        Capabilities {
+            max_batch_rows: 50_000,
+        }
     }
 
     async fn health_check(&self) -> Result<(), DestinationError> {
-        std::fs::create_dir_all(&self.dir)
-            .map_err(|e| DestinationError::new(format!("cannot create {}: {e}", self.dir.display())))
+        std::fs::create_dir_all(&self.dir).map_err(|e| {
+            DestinationError::new(format!("cannot create {}: {e}", self.dir.display()))
+        })
     }
 
     async fn describe(&self, _object: &str) -> Result<Option<ObjectSchema>, DestinationError> {
@@ -249,7 +319,11 @@ impl Destination for FileDestination {
     }
 
     async fn write(&self, batch: &WriteBatch<'_>) -> Result<BatchOutcome, DestinationError> {
-        let key_fields: Vec<String> = batch.key_positions.iter().map(|&i| batch.fields[i].clone()).collect();
+        let key_fields: Vec<String> = batch
+            .key_positions
+            .iter()
+            .map(|&i| batch.fields[i].clone())
+            .collect();
         let mut objects = self.objects.lock().await;
         if !objects.contains_key(batch.object) {
             let loaded = self.load(batch.object, &key_fields)?;
@@ -273,13 +347,17 @@ impl Destination for FileDestination {
                 WriteOp::Upsert => {
                     file.records.insert(key, fields);
                 }
-                WriteOp::Insert if exists => outcome.rejected.push((i, "a record with this key already exists".into())),
+                WriteOp::Insert if exists => outcome
+                    .rejected
+                    .push((i, "a record with this key already exists".into())),
                 WriteOp::Insert => {
                     file.records.insert(key, fields);
                 }
                 WriteOp::Update | WriteOp::Clear if !exists => {
                     if batch.op == WriteOp::Update {
-                        outcome.rejected.push((i, "no record with this key exists".into()));
+                        outcome
+                            .rejected
+                            .push((i, "no record with this key exists".into()));
                     }
                 }
                 WriteOp::Update | WriteOp::Clear => {
@@ -294,8 +372,9 @@ impl Destination for FileDestination {
                 }
                 WriteOp::Delete => {
                     if file.records.remove(&key).is_some() || !exists {
-                        let values: Vec<String> = record.values.iter().map(Value::to_json_string).collect();
-                    deleted.push(format!("[{}]", values.join(",")));
+                        let values: Vec<String> =
+                            record.values.iter().map(Value::to_json_string).collect();
+                        deleted.push(format!("[{}]", values.join(",")));
                     }
                 }
             }

@@ -29,7 +29,9 @@ impl Default for RetryPolicy {
 impl RetryPolicy {
     /// Exponential backoff with full jitter for attempt `n` (1-based).
     pub fn backoff(&self, attempt: u32) -> Duration {
-        let exp = self.base_delay.saturating_mul(1u32 << attempt.saturating_sub(1).min(16));
+        let exp = self
+            .base_delay
+            .saturating_mul(1u32 << attempt.saturating_sub(1).min(16));
         let capped = exp.min(self.max_delay);
         let jitter: f64 = rand::random::<f64>() * 0.5 + 0.5;
         capped.mul_f64(jitter)
@@ -40,7 +42,10 @@ impl RetryPolicy {
 #[derive(Debug)]
 pub enum Verdict {
     Done(Response),
-    Retry { after: Option<Duration>, why: String },
+    Retry {
+        after: Option<Duration>,
+        why: String,
+    },
     /// The request was refused for its content: the rows are rejected with this reason.
     Refused(String),
 }
@@ -52,8 +57,14 @@ pub async fn judge(response: Response) -> Verdict {
         return Verdict::Done(response);
     }
     let after = retry_after(&response);
-    if status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error() || status == StatusCode::REQUEST_TIMEOUT {
-        return Verdict::Retry { after, why: format!("HTTP {}", status.as_u16()) };
+    if status == StatusCode::TOO_MANY_REQUESTS
+        || status.is_server_error()
+        || status == StatusCode::REQUEST_TIMEOUT
+    {
+        return Verdict::Retry {
+            after,
+            why: format!("HTTP {}", status.as_u16()),
+        };
     }
     let body = response.text().await.unwrap_or_default();
     Verdict::Refused(format!("HTTP {}: {}", status.as_u16(), excerpt(&body)))
@@ -61,7 +72,11 @@ pub async fn judge(response: Response) -> Verdict {
 
 /// `Retry-After` as seconds (HTTP dates are treated as "soon").
 pub fn retry_after(response: &Response) -> Option<Duration> {
-    let value = response.headers().get(reqwest::header::RETRY_AFTER)?.to_str().ok()?;
+    let value = response
+        .headers()
+        .get(reqwest::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?;
     match value.trim().parse::<f64>() {
         Ok(secs) if secs >= 0.0 => Some(Duration::from_secs_f64(secs.min(300.0))),
         _ => Some(Duration::from_secs(1)),
@@ -84,11 +99,18 @@ where
     for attempt in 1..=policy.max_attempts {
         let verdict = match send().await {
             Ok(response) => judge(response).await,
-            Err(e) if e.is_timeout() || e.is_connect() || e.is_request() || e.is_body() => Verdict::Retry {
-                after: None,
-                why: describe_reqwest_error(&e),
-            },
-            Err(e) => return Err(DestinationError::new(format!("{what}: {}", describe_reqwest_error(&e)))),
+            Err(e) if e.is_timeout() || e.is_connect() || e.is_request() || e.is_body() => {
+                Verdict::Retry {
+                    after: None,
+                    why: describe_reqwest_error(&e),
+                }
+            }
+            Err(e) => {
+                return Err(DestinationError::new(format!(
+                    "{what}: {}",
+                    describe_reqwest_error(&e)
+                )));
+            }
         };
         match verdict {
             Verdict::Done(response) => return Ok(Ok(response)),
@@ -143,7 +165,11 @@ mod tests {
 
     #[test]
     fn backoff_grows_and_caps() {
-        let p = RetryPolicy { max_attempts: 5, base_delay: Duration::from_millis(100), max_delay: Duration::from_secs(1) };
+        let p = RetryPolicy {
+            max_attempts: 5,
+            base_delay: Duration::from_millis(100),
+            max_delay: Duration::from_secs(1),
+        };
         assert!(p.backoff(1) <= Duration::from_millis(100));
         assert!(p.backoff(1) >= Duration::from_millis(50));
         assert!(p.backoff(10) <= Duration::from_secs(1));

@@ -17,14 +17,27 @@ use tokio_postgres::{Client, NoTls};
 
 use crate::connections::DestinationConfig;
 use crate::destination::{
-    BatchOutcome, Capabilities, Destination, ObjectSchema, WriteBatch, WriteOp, check_keys, setting_str, setting_u64,
+    BatchOutcome, Capabilities, Destination, ObjectSchema, WriteBatch, WriteOp, check_keys,
+    setting_str, setting_u64,
 };
 use crate::error::{ConfigError, DestinationError};
 use crate::secrets;
 use crate::value::Value;
 use crate::warehouse::quote_ident;
 
-const KEYS: &[&str] = &["url", "host", "port", "user", "password", "dbname", "database", "schema", "batch_size", "connect_timeout_seconds", "sslmode"];
+const KEYS: &[&str] = &[
+    "url",
+    "host",
+    "port",
+    "user",
+    "password",
+    "dbname",
+    "database",
+    "schema",
+    "batch_size",
+    "connect_timeout_seconds",
+    "sslmode",
+];
 
 #[derive(Debug, Clone)]
 struct Column {
@@ -54,7 +67,11 @@ impl PostgresDestination {
         check_keys(config, KEYS)?;
         let mut pg = match setting_str(config, "url")? {
             Some(url) if !url.is_empty() => url.parse::<tokio_postgres::Config>().map_err(|e| {
-                ConfigError::new(format!("{}: `url` is not a valid postgres:// URI: {}", config.site(), secrets::redact(&e.to_string())))
+                ConfigError::new(format!(
+                    "{}: `url` is not a valid postgres:// URI: {}",
+                    config.site(),
+                    secrets::redact(&e.to_string())
+                ))
             })?,
             _ => {
                 let mut c = tokio_postgres::Config::new();
@@ -63,12 +80,17 @@ impl PostgresDestination {
                 if let Some(user) = setting_str(config, "user")? {
                     c.user(user);
                 } else {
-                    return Err(ConfigError::new(format!("{}: give `url`, or `host`, `user`, `password` and `dbname`", config.site())));
+                    return Err(ConfigError::new(format!(
+                        "{}: give `url`, or `host`, `user`, `password` and `dbname`",
+                        config.site()
+                    )));
                 }
                 if let Some(pw) = setting_str(config, "password")? {
                     c.password(pw);
                 }
-                if let Some(db) = setting_str(config, "dbname")?.or(setting_str(config, "database")?) {
+                if let Some(db) =
+                    setting_str(config, "dbname")?.or(setting_str(config, "database")?)
+                {
                     c.dbname(db);
                 }
                 c
@@ -81,7 +103,9 @@ impl PostgresDestination {
                     .with_hint("this release connects without TLS (sslmode: disable); use a local or tunnelled connection"));
             }
         }
-        pg.connect_timeout(Duration::from_secs(setting_u64(config, "connect_timeout_seconds")?.unwrap_or(10)));
+        pg.connect_timeout(Duration::from_secs(
+            setting_u64(config, "connect_timeout_seconds")?.unwrap_or(10),
+        ));
         let host = pg
             .get_hosts()
             .first()
@@ -95,7 +119,9 @@ impl PostgresDestination {
         Ok(Self {
             config: pg,
             location,
-            schema: setting_str(config, "schema")?.unwrap_or("public").to_owned(),
+            schema: setting_str(config, "schema")?
+                .unwrap_or("public")
+                .to_owned(),
             batch_size: setting_u64(config, "batch_size")?.unwrap_or(10_000).max(1) as usize,
             idle: Mutex::new(Vec::new()),
             tables: Mutex::new(BTreeMap::new()),
@@ -103,16 +129,18 @@ impl PostgresDestination {
     }
 
     async fn client(&self) -> Result<Client, DestinationError> {
-        if let Some(client) = self.idle.lock().await.pop() {
-            if !client.is_closed() {
-                return Ok(client);
-            }
+        if let Some(client) = self.idle.lock().await.pop()
+            && !client.is_closed()
+        {
+            return Ok(client);
         }
-        let (client, connection) = self
-            .config
-            .connect(NoTls)
-            .await
-            .map_err(|e| DestinationError::new(format!("could not connect to {}: {}", self.location, secrets::redact(&e.to_string()))))?;
+        let (client, connection) = self.config.connect(NoTls).await.map_err(|e| {
+            DestinationError::new(format!(
+                "could not connect to {}: {}",
+                self.location,
+                secrets::redact(&e.to_string())
+            ))
+        })?;
         tokio::spawn(async move {
             let _ = connection.await;
         });
@@ -138,7 +166,11 @@ impl PostgresDestination {
         format!("{}.{}", quote_ident(&s), quote_ident(&t))
     }
 
-    async fn columns(&self, client: &Client, object: &str) -> Result<Vec<Column>, DestinationError> {
+    async fn columns(
+        &self,
+        client: &Client,
+        object: &str,
+    ) -> Result<Vec<Column>, DestinationError> {
         if let Some(cols) = self.tables.lock().await.get(object) {
             return Ok(cols.clone());
         }
@@ -150,15 +182,29 @@ impl PostgresDestination {
                 &[&schema, &table],
             )
             .await
-            .map_err(|e| DestinationError::new(format!("{}: could not describe {schema}.{table}: {e}", self.location)))?;
-        let cols: Vec<Column> = rows.iter().map(|r| Column { name: r.get(0), data_type: r.get(1) }).collect();
+            .map_err(|e| {
+                DestinationError::new(format!(
+                    "{}: could not describe {schema}.{table}: {e}",
+                    self.location
+                ))
+            })?;
+        let cols: Vec<Column> = rows
+            .iter()
+            .map(|r| Column {
+                name: r.get(0),
+                data_type: r.get(1),
+            })
+            .collect();
         if cols.is_empty() {
             return Err(DestinationError::new(format!(
                 "table {schema}.{table} does not exist in {} (the postgres destination writes to existing tables; create it first)",
                 self.location
             )));
         }
-        self.tables.lock().await.insert(object.to_owned(), cols.clone());
+        self.tables
+            .lock()
+            .await
+            .insert(object.to_owned(), cols.clone());
         Ok(cols)
     }
 
@@ -183,8 +229,10 @@ impl PostgresDestination {
                 }
                 Err(Failure::Data(_)) => {
                     let mid = range.start + range.len() / 2;
-                    self.write_range(client, batch, types, range.start..mid, rejected).await?;
-                    self.write_range(client, batch, types, mid..range.end, rejected).await
+                    self.write_range(client, batch, types, range.start..mid, rejected)
+                        .await?;
+                    self.write_range(client, batch, types, mid..range.end, rejected)
+                        .await
                 }
             }
         })
@@ -201,7 +249,11 @@ impl PostgresDestination {
     ) -> Result<Vec<(usize, String)>, Failure> {
         let table = self.qualified(batch.object);
         let cols: Vec<String> = batch.fields.iter().map(|f| quote_ident(f)).collect();
-        let keys: Vec<String> = batch.key_positions.iter().map(|&i| cols[i].clone()).collect();
+        let keys: Vec<String> = batch
+            .key_positions
+            .iter()
+            .map(|&i| cols[i].clone())
+            .collect();
         let tx = client.transaction().await.map_err(fatal)?;
         tx.batch_execute(&format!(
             "CREATE TEMP TABLE \"__activate_stage\" ON COMMIT DROP AS SELECT 0::bigint AS \"__activate_row\", {} FROM {table} WITH NO DATA",
@@ -210,7 +262,10 @@ impl PostgresDestination {
         .await
         .map_err(classify)?;
         let sink = tx
-            .copy_in(&format!("COPY \"__activate_stage\" (\"__activate_row\", {}) FROM STDIN", cols.join(", ")))
+            .copy_in(&format!(
+                "COPY \"__activate_stage\" (\"__activate_row\", {}) FROM STDIN",
+                cols.join(", ")
+            ))
             .await
             .map_err(classify)?;
         let mut data = String::with_capacity(range.len() * 64);
@@ -223,11 +278,18 @@ impl PostgresDestination {
             data.push('\n');
         }
         futures_util::pin_mut!(sink);
-        sink.send(bytes::Bytes::from(data)).await.map_err(classify)?;
+        sink.send(bytes::Bytes::from(data))
+            .await
+            .map_err(classify)?;
         sink.finish().await.map_err(classify)?;
 
         let join: Vec<String> = keys.iter().map(|k| format!("t.{k} = s.{k}")).collect();
-        let non_key: Vec<&String> = cols.iter().enumerate().filter(|(i, _)| !batch.key_positions.contains(i)).map(|(_, c)| c).collect();
+        let non_key: Vec<&String> = cols
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| !batch.key_positions.contains(i))
+            .map(|(_, c)| c)
+            .collect();
         let set: Vec<String> = non_key.iter().map(|c| format!("{c} = s.{c}")).collect();
         let mut missing = Vec::new();
         match batch.op {
@@ -235,7 +297,14 @@ impl PostgresDestination {
                 let action = if non_key.is_empty() {
                     "DO NOTHING".to_owned()
                 } else {
-                    format!("DO UPDATE SET {}", non_key.iter().map(|c| format!("{c} = EXCLUDED.{c}")).collect::<Vec<_>>().join(", "))
+                    format!(
+                        "DO UPDATE SET {}",
+                        non_key
+                            .iter()
+                            .map(|c| format!("{c} = EXCLUDED.{c}"))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )
                 };
                 tx.execute(
                     &format!(
@@ -258,11 +327,14 @@ impl PostgresDestination {
             }
             WriteOp::Update | WriteOp::Clear => {
                 let sql = if set.is_empty() {
-                    format!("SELECT s.\"__activate_row\" FROM \"__activate_stage\" s JOIN {table} t ON {}", join.join(" AND "))
+                    format!(
+                        "SELECT s.\"__activate_row\" FROM \"__activate_stage\" s JOIN {table} t ON {}",
+                        join.join(" AND ")
+                    )
                 } else {
                     format!(
                         "UPDATE {table} t SET {} FROM \"__activate_stage\" s WHERE {} RETURNING s.\"__activate_row\"",
-                        set.iter().map(|s| s.replace(" = s.", " = s.")).collect::<Vec<_>>().join(", "),
+                        set.join(", "),
                         join.join(" AND ")
                     )
                 };
@@ -277,9 +349,15 @@ impl PostgresDestination {
                 }
             }
             WriteOp::Delete => {
-                tx.execute(&format!("DELETE FROM {table} t USING \"__activate_stage\" s WHERE {}", join.join(" AND ")), &[])
-                    .await
-                    .map_err(classify)?;
+                tx.execute(
+                    &format!(
+                        "DELETE FROM {table} t USING \"__activate_stage\" s WHERE {}",
+                        join.join(" AND ")
+                    ),
+                    &[],
+                )
+                .await
+                .map_err(classify)?;
             }
         }
         tx.commit().await.map_err(classify)?;
@@ -339,8 +417,13 @@ fn array_literal(items: &[serde_json::Value]) -> String {
         .map(|v| match v {
             serde_json::Value::Null => "NULL".to_owned(),
             serde_json::Value::Array(inner) => array_literal(inner),
-            serde_json::Value::String(s) => format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\"")),
-            other => format!("\"{}\"", other.to_string().replace('\\', "\\\\").replace('"', "\\\"")),
+            serde_json::Value::String(s) => {
+                format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
+            }
+            other => format!(
+                "\"{}\"",
+                other.to_string().replace('\\', "\\\\").replace('"', "\\\"")
+            ),
         })
         .collect();
     format!("{{{}}}", parts.join(","))
@@ -357,15 +440,20 @@ impl Destination for PostgresDestination {
     }
 
     fn capabilities(&self) -> Capabilities {
-        Capabilities { max_batch_rows: self.batch_size }
+        Capabilities {
+            max_batch_rows: self.batch_size,
+        }
     }
 
     async fn health_check(&self) -> Result<(), DestinationError> {
         let client = self.client().await?;
-        client
-            .simple_query("SELECT 1")
-            .await
-            .map_err(|e| DestinationError::new(format!("{}: {}", self.location, secrets::redact(&e.to_string()))))?;
+        client.simple_query("SELECT 1").await.map_err(|e| {
+            DestinationError::new(format!(
+                "{}: {}",
+                self.location,
+                secrets::redact(&e.to_string())
+            ))
+        })?;
         self.give_back(client).await;
         Ok(())
     }
@@ -374,7 +462,9 @@ impl Destination for PostgresDestination {
         let client = self.client().await?;
         let cols = self.columns(&client, object).await;
         self.give_back(client).await;
-        Ok(Some(ObjectSchema { fields: cols?.into_iter().map(|c| c.name).collect() }))
+        Ok(Some(ObjectSchema {
+            fields: cols?.into_iter().map(|c| c.name).collect(),
+        }))
     }
 
     async fn write(&self, batch: &WriteBatch<'_>) -> Result<BatchOutcome, DestinationError> {
@@ -386,10 +476,24 @@ impl Destination for PostgresDestination {
         let types: Vec<String> = batch
             .fields
             .iter()
-            .map(|f| columns.iter().find(|c| &c.name == f).map(|c| c.data_type.clone()).unwrap_or_default())
+            .map(|f| {
+                columns
+                    .iter()
+                    .find(|c| &c.name == f)
+                    .map(|c| c.data_type.clone())
+                    .unwrap_or_default()
+            })
             .collect();
         let mut rejected = Vec::new();
-        let result = self.write_range(&mut client, batch, &types, 0..batch.records.len(), &mut rejected).await;
+        let result = self
+            .write_range(
+                &mut client,
+                batch,
+                &types,
+                0..batch.records.len(),
+                &mut rejected,
+            )
+            .await;
         self.give_back(client).await;
         result?;
         rejected.sort_by_key(|(i, _)| *i);
@@ -410,7 +514,11 @@ mod tests {
         copy_text(&mut out, &Value::Null, "text");
         assert_eq!(out, "\\N");
         let mut out = String::new();
-        copy_text(&mut out, &Value::Json(serde_json::json!(["x\"y", null])), "ARRAY");
+        copy_text(
+            &mut out,
+            &Value::Json(serde_json::json!(["x\"y", null])),
+            "ARRAY",
+        );
         assert_eq!(out, "{\"x\\\\\"y\",NULL}");
     }
 }

@@ -14,13 +14,20 @@ use sha2::Sha256;
 use crate::connections::DestinationConfig;
 use crate::destination::http::{self, RetryPolicy};
 use crate::destination::{
-    BatchOutcome, Capabilities, Destination, ObjectSchema, WriteBatch, WriteOp, check_keys, record_json,
-    setting_str, setting_u64,
+    BatchOutcome, Capabilities, Destination, ObjectSchema, WriteBatch, WriteOp, check_keys,
+    record_json, setting_str, setting_u64,
 };
 use crate::error::{ConfigError, DestinationError};
 use crate::value::write_json_string;
 
-const KEYS: &[&str] = &["url", "batch_size", "headers", "secret", "timeout_seconds", "max_retries"];
+const KEYS: &[&str] = &[
+    "url",
+    "batch_size",
+    "headers",
+    "secret",
+    "timeout_seconds",
+    "max_retries",
+];
 
 pub struct WebhookDestination {
     url: String,
@@ -39,7 +46,10 @@ impl WebhookDestination {
             .ok_or_else(|| ConfigError::new(format!("{}: `url` is required", config.site())))?
             .to_owned();
         if !(url.starts_with("http://") || url.starts_with("https://")) {
-            return Err(ConfigError::new(format!("{}: `url` must start with http:// or https://", config.site())));
+            return Err(ConfigError::new(format!(
+                "{}: `url` must start with http:// or https://",
+                config.site()
+            )));
         }
         let batch_size = setting_u64(config, "batch_size")?.unwrap_or(500).max(1) as usize;
         let timeout = setting_u64(config, "timeout_seconds")?.unwrap_or(30).max(1);
@@ -55,19 +65,34 @@ impl WebhookDestination {
                     headers.insert(k.clone(), v);
                 }
             }
-            Some(_) => return Err(ConfigError::new(format!("{}: `headers` must be a mapping", config.site()))),
+            Some(_) => {
+                return Err(ConfigError::new(format!(
+                    "{}: `headers` must be a mapping",
+                    config.site()
+                )));
+            }
         }
         // Header values carry credentials more often than not.
         for v in headers.values() {
             crate::secrets::register(v);
         }
-        let secret = setting_str(config, "secret")?.filter(|s| !s.is_empty()).map(str::to_owned);
+        let secret = setting_str(config, "secret")?
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned);
         let mut retry = RetryPolicy::default();
         if let Some(n) = setting_u64(config, "max_retries")? {
             retry.max_attempts = n as u32 + 1;
         }
-        let client = http::client(Duration::from_secs(timeout)).map_err(|e| ConfigError::new(e.message))?;
-        Ok(Self { url, batch_size, headers, secret, client, retry })
+        let client =
+            http::client(Duration::from_secs(timeout)).map_err(|e| ConfigError::new(e.message))?;
+        Ok(Self {
+            url,
+            batch_size,
+            headers,
+            secret,
+            client,
+            retry,
+        })
     }
 
     fn body(&self, batch: &WriteBatch<'_>) -> String {
@@ -97,7 +122,10 @@ impl WebhookDestination {
         let secret = self.secret.as_ref()?;
         let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).ok()?;
         mac.update(body);
-        Some(format!("sha256={}", hex::encode(mac.finalize().into_bytes())))
+        Some(format!(
+            "sha256={}",
+            hex::encode(mac.finalize().into_bytes())
+        ))
     }
 }
 
@@ -114,7 +142,9 @@ impl Destination for WebhookDestination {
     }
 
     fn capabilities(&self) -> Capabilities {
-        Capabilities { max_batch_rows: self.batch_size }
+        Capabilities {
+            max_batch_rows: self.batch_size,
+        }
     }
 
     async fn health_check(&self) -> Result<(), DestinationError> {
@@ -125,7 +155,12 @@ impl Destination for WebhookDestination {
             .send()
             .await
             .map(|_| ())
-            .map_err(|e| DestinationError::new(format!("webhook {target} is not reachable: {}", crate::secrets::redact(&e.to_string()))))
+            .map_err(|e| {
+                DestinationError::new(format!(
+                    "webhook {target} is not reachable: {}",
+                    crate::secrets::redact(&e.to_string())
+                ))
+            })
     }
 
     async fn describe(&self, _object: &str) -> Result<Option<ObjectSchema>, DestinationError> {
