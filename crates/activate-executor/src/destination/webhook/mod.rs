@@ -192,3 +192,6 @@ impl Destination for WebhookDestination {
         })
     }
 }
+
+#[cfg(test)]
+mod tests;
