@@ -397,7 +397,10 @@ mod tests {
             &DestinationConfig {
                 name: "f".into(),
                 kind: "file".into(),
-                settings: serde_json::json!({"path": "out", "format": format}).as_object().unwrap().clone(),
+                settings: serde_json::json!({"path": "out", "format": format})
+                    .as_object()
+                    .unwrap()
+                    .clone(),
                 file: "activate.yml".into(),
             },
             dir,
@@ -405,11 +408,23 @@ mod tests {
         .unwrap()
     }
 
-    async fn write(d: &FileDestination, op: WriteOp, fields: &[String], rows: Vec<Vec<Value>>) -> BatchOutcome {
+    async fn write(
+        d: &FileDestination,
+        op: WriteOp,
+        fields: &[String],
+        rows: Vec<Vec<Value>>,
+    ) -> BatchOutcome {
         let records: Vec<Record> = rows.into_iter().map(|values| Record { values }).collect();
-        d.write(&WriteBatch { sync: "s", object: "obj", op, fields, key_positions: &[0], records: &records })
-            .await
-            .unwrap()
+        d.write(&WriteBatch {
+            sync: "s",
+            object: "obj",
+            op,
+            fields,
+            key_positions: &[0],
+            records: &records,
+        })
+        .await
+        .unwrap()
     }
 
     #[tokio::test]
@@ -418,25 +433,61 @@ mod tests {
         let fields = vec!["id".to_owned(), "mrr".to_owned()];
         for format in ["jsonl", "csv"] {
             let d = dest(dir.path(), format);
-            write(&d, WriteOp::Upsert, &fields, vec![
-                vec![Value::Text("a".into()), Value::Number("10.50".into())],
-                vec![Value::Text("b".into()), Value::Null],
-            ])
+            write(
+                &d,
+                WriteOp::Upsert,
+                &fields,
+                vec![
+                    vec![Value::Text("a".into()), Value::Number("10.50".into())],
+                    vec![Value::Text("b".into()), Value::Null],
+                ],
+            )
             .await;
             // A new run (a new destination value) loads what is there.
             let d = dest(dir.path(), format);
-            let out = write(&d, WriteOp::Insert, &fields, vec![vec![Value::Text("a".into()), Value::Int(1)]]).await;
-            assert_eq!(out.rejected.len(), 1, "insert of an existing key is rejected");
-            let out = write(&d, WriteOp::Update, &fields, vec![vec![Value::Text("zz".into()), Value::Int(1)]]).await;
+            let out = write(
+                &d,
+                WriteOp::Insert,
+                &fields,
+                vec![vec![Value::Text("a".into()), Value::Int(1)]],
+            )
+            .await;
+            assert_eq!(
+                out.rejected.len(),
+                1,
+                "insert of an existing key is rejected"
+            );
+            let out = write(
+                &d,
+                WriteOp::Update,
+                &fields,
+                vec![vec![Value::Text("zz".into()), Value::Int(1)]],
+            )
+            .await;
             assert_eq!(out.rejected.len(), 1, "update of a missing key is rejected");
-            write(&d, WriteOp::Delete, &fields[..1], vec![vec![Value::Text("b".into())]]).await;
-            let text = std::fs::read_to_string(dir.path().join(format!("out/obj.{format}"))).unwrap();
+            write(
+                &d,
+                WriteOp::Delete,
+                &fields[..1],
+                vec![vec![Value::Text("b".into())]],
+            )
+            .await;
+            let text =
+                std::fs::read_to_string(dir.path().join(format!("out/obj.{format}"))).unwrap();
             match format {
                 "jsonl" => assert_eq!(text, "{\"id\":\"a\",\"mrr\":10.50}\n"),
                 _ => assert_eq!(text, "id,mrr\na,10.50\n"),
             }
-            let deletes = std::fs::read_to_string(dir.path().join("out/obj.deletes.jsonl")).unwrap();
-            assert!(deletes.lines().last().unwrap().starts_with("{\"key\":[\"b\"]"), "{deletes}");
+            let deletes =
+                std::fs::read_to_string(dir.path().join("out/obj.deletes.jsonl")).unwrap();
+            assert!(
+                deletes
+                    .lines()
+                    .last()
+                    .unwrap()
+                    .starts_with("{\"key\":[\"b\"]"),
+                "{deletes}"
+            );
         }
     }
 }

@@ -522,3 +522,6 @@ mod tests {
         assert_eq!(out, "{\"x\\\\\"y\",NULL}");
     }
 }
+
+#[cfg(test)]
+mod tests_against_postgres;

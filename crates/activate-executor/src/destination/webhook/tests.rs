@@ -35,7 +35,10 @@ async fn server(script: Vec<&'static str>) -> (String, Arc<Mutex<Vec<Received>>>
                     let head = String::from_utf8_lossy(&buf[..pos]).to_ascii_lowercase();
                     let length = head
                         .lines()
-                        .find_map(|l| l.strip_prefix("content-length:").map(|v| v.trim().parse().unwrap_or(0)))
+                        .find_map(|l| {
+                            l.strip_prefix("content-length:")
+                                .map(|v| v.trim().parse().unwrap_or(0))
+                        })
                         .unwrap_or(0);
                     break (pos + 4, length);
                 }
@@ -81,8 +84,12 @@ fn destination(url: &str, extra: serde_json::Value) -> WebhookDestination {
 fn batch_records() -> (Vec<String>, Vec<Record>) {
     let fields = vec!["id".to_owned(), "score".to_owned()];
     let records = vec![
-        Record { values: vec![Value::Int(1), Value::Number("0.950".into())] },
-        Record { values: vec![Value::Int(2), Value::Null] },
+        Record {
+            values: vec![Value::Int(1), Value::Number("0.950".into())],
+        },
+        Record {
+            values: vec![Value::Int(2), Value::Null],
+        },
     ];
     (fields, records)
 }
@@ -94,10 +101,20 @@ const BAD: &str = "HTTP/1.1 400 Bad Request\r\ncontent-length: 17\r\nconnection:
 #[tokio::test]
 async fn posts_signed_json_and_retries_429() {
     let (url, seen) = server(vec![TOO_MANY, OK]).await;
-    let dest = destination(&url, serde_json::json!({"secret": "shh-secret", "headers": {"X-Team": "growth"}}));
+    let dest = destination(
+        &url,
+        serde_json::json!({"secret": "shh-secret", "headers": {"X-Team": "growth"}}),
+    );
     let (fields, records) = batch_records();
     let outcome = dest
-        .write(&WriteBatch { sync: "sync.p.s", object: "alerts", op: WriteOp::Upsert, fields: &fields, key_positions: &[0], records: &records })
+        .write(&WriteBatch {
+            sync: "sync.p.s",
+            object: "alerts",
+            op: WriteOp::Upsert,
+            fields: &fields,
+            key_positions: &[0],
+            records: &records,
+        })
         .await
         .unwrap();
     assert!(outcome.rejected.is_empty());
@@ -110,9 +127,21 @@ async fn posts_signed_json_and_retries_429() {
     );
     let mut mac = Hmac::<Sha256>::new_from_slice(b"shh-secret").unwrap();
     mac.update(body.as_bytes());
-    let expected = format!("x-activate-signature: sha256={}", hex::encode(mac.finalize().into_bytes()));
-    assert!(seen[1].headers.to_ascii_lowercase().contains(&expected), "{}", seen[1].headers);
-    assert!(seen[1].headers.to_ascii_lowercase().contains("x-team: growth"));
+    let expected = format!(
+        "x-activate-signature: sha256={}",
+        hex::encode(mac.finalize().into_bytes())
+    );
+    assert!(
+        seen[1].headers.to_ascii_lowercase().contains(&expected),
+        "{}",
+        seen[1].headers
+    );
+    assert!(
+        seen[1]
+            .headers
+            .to_ascii_lowercase()
+            .contains("x-team: growth")
+    );
 }
 
 #[tokio::test]
@@ -121,13 +150,29 @@ async fn a_4xx_rejects_the_rows_without_retrying() {
     let dest = destination(&url, serde_json::json!({}));
     let (fields, records) = batch_records();
     let outcome = dest
-        .write(&WriteBatch { sync: "s", object: "o", op: WriteOp::Clear, fields: &fields, key_positions: &[0], records: &records })
+        .write(&WriteBatch {
+            sync: "s",
+            object: "o",
+            op: WriteOp::Clear,
+            fields: &fields,
+            key_positions: &[0],
+            records: &records,
+        })
         .await
         .unwrap();
     assert_eq!(outcome.rejected.len(), 2);
-    assert!(outcome.rejected[0].1.contains("HTTP 400"), "{:?}", outcome.rejected);
+    assert!(
+        outcome.rejected[0].1.contains("HTTP 400"),
+        "{:?}",
+        outcome.rejected
+    );
     assert_eq!(seen.lock().unwrap().len(), 1);
-    assert!(seen.lock().unwrap()[0].body.contains("\"operation\":\"update\""), "clear is an update");
+    assert!(
+        seen.lock().unwrap()[0]
+            .body
+            .contains("\"operation\":\"update\""),
+        "clear is an update"
+    );
 }
 
 #[tokio::test]
@@ -136,10 +181,21 @@ async fn retries_run_out_as_a_batch_error() {
     let dest = destination(&url, serde_json::json!({"max_retries": 2}));
     let (fields, records) = batch_records();
     let err = dest
-        .write(&WriteBatch { sync: "s", object: "o", op: WriteOp::Insert, fields: &fields, key_positions: &[0], records: &records })
+        .write(&WriteBatch {
+            sync: "s",
+            object: "o",
+            op: WriteOp::Insert,
+            fields: &fields,
+            key_positions: &[0],
+            records: &records,
+        })
         .await
         .unwrap_err();
-    assert!(err.message.contains("gave up after 3 attempts"), "{}", err.message);
+    assert!(
+        err.message.contains("gave up after 3 attempts"),
+        "{}",
+        err.message
+    );
     assert_eq!(seen.lock().unwrap().len(), 3);
 }
 
@@ -148,11 +204,21 @@ fn config_errors_name_the_destination() {
     let err = WebhookDestination::from_config(&DestinationConfig {
         name: "hook".into(),
         kind: "webhook".into(),
-        settings: serde_json::json!({"url": "ftp://x", "batchsize": 5}).as_object().unwrap().clone(),
+        settings: serde_json::json!({"url": "ftp://x", "batchsize": 5})
+            .as_object()
+            .unwrap()
+            .clone(),
         file: "activate.yml".into(),
     })
     .err()
     .unwrap();
-    assert!(err.to_string().contains("activate.yml, destinations.hook: unknown key `batchsize`"), "{err}");
-    assert!(err.to_string().contains("did you mean `batch_size`"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("activate.yml, destinations.hook: unknown key `batchsize`"),
+        "{err}"
+    );
+    assert!(
+        err.to_string().contains("did you mean `batch_size`"),
+        "{err}"
+    );
 }

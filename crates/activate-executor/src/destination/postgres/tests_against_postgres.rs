@@ -1,0 +1,220 @@
+//! The postgres destination against the real server that scripts/test.sh starts
+//! (`ACTIVATE_TEST_PG_URL`).
+
+use super::*;
+use crate::destination::Record;
+
+async fn fresh_database() -> (String, Client) {
+    let base = std::env::var("ACTIVATE_TEST_PG_URL")
+        .expect("ACTIVATE_TEST_PG_URL is not set: run the tests through scripts/test.sh, which starts PostgreSQL");
+    let (admin, conn) = tokio_postgres::connect(&base, NoTls).await.unwrap();
+    tokio::spawn(conn);
+    let name = format!("unit_{}", uuid::Uuid::new_v4().simple());
+    admin
+        .batch_execute(&format!("CREATE DATABASE {name}"))
+        .await
+        .unwrap();
+    let url = match base.rsplit_once('/') {
+        Some((prefix, _)) => format!("{prefix}/{name}"),
+        None => unreachable!(),
+    };
+    let (client, conn) = tokio_postgres::connect(&url, NoTls).await.unwrap();
+    tokio::spawn(conn);
+    client
+        .batch_execute(
+            "CREATE SCHEMA crm; CREATE TABLE crm.\"Lead\" (\"Email\" text PRIMARY KEY, \"Score\" numeric(5,2) CHECK (\"Score\" < 100), \
+             \"Tags\" text[], \"Extra\" jsonb, \"Seen\" timestamptz, \"Note\" text)",
+        )
+        .await
+        .unwrap();
+    (url, client)
+}
+
+fn dest(url: &str) -> PostgresDestination {
+    PostgresDestination::from_config(&DestinationConfig {
+        name: "pg".into(),
+        kind: "postgres".into(),
+        settings: serde_json::json!({"url": url, "schema": "crm"})
+            .as_object()
+            .unwrap()
+            .clone(),
+        file: "activate.yml".into(),
+    })
+    .unwrap()
+}
+
+fn fields() -> Vec<String> {
+    ["Email", "Score", "Tags", "Extra", "Seen", "Note"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+}
+
+fn lead(email: &str, score: &str, note: &str) -> Record {
+    Record {
+        values: vec![
+            Value::Text(email.into()),
+            Value::Number(score.into()),
+            Value::Json(serde_json::json!(["a", "b\"c"])),
+            Value::Json(serde_json::json!({"k": [1, 2]})),
+            Value::TimestampTz("2024-05-01T10:00:00.000000Z".into()),
+            Value::Text(note.into()),
+        ],
+    }
+}
+
+async fn rows(client: &Client) -> Vec<(String, String, String)> {
+    client
+        .query(
+            "SELECT \"Email\", coalesce(\"Score\"::text, '<null>'), coalesce(\"Note\", '<null>') FROM crm.\"Lead\" ORDER BY 1",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect()
+}
+
+#[tokio::test]
+async fn bad_rows_are_isolated_and_good_rows_land() {
+    let (url, client) = fresh_database().await;
+    let d = dest(&url);
+    let fields = fields();
+    let records = vec![
+        lead("a@x", "1.50", "tab\there\nnewline \\ back"),
+        lead("b@x", "150", "violates the check"),
+        lead("c@x", "3", "ok"),
+        lead("d@x", "not a number", "bad input"),
+        lead("e@x", "5", "ok"),
+    ];
+    let batch = WriteBatch {
+        sync: "s",
+        object: "Lead",
+        op: WriteOp::Upsert,
+        fields: &fields,
+        key_positions: &[0],
+        records: &records,
+    };
+    let outcome = d.write(&batch).await.unwrap();
+    let rejected: Vec<usize> = outcome.rejected.iter().map(|(i, _)| *i).collect();
+    assert_eq!(rejected, vec![1, 3]);
+    assert!(
+        outcome.rejected[0].1.contains("check constraint"),
+        "{:?}",
+        outcome.rejected
+    );
+    assert!(
+        outcome.rejected[1].1.contains("invalid input syntax"),
+        "{:?}",
+        outcome.rejected
+    );
+    let landed = rows(&client).await;
+    assert_eq!(landed.len(), 3);
+    assert_eq!(
+        landed[0],
+        (
+            "a@x".into(),
+            "1.50".into(),
+            "tab\there\nnewline \\ back".into()
+        )
+    );
+    let tags: Vec<String> = client
+        .query_one(
+            "SELECT \"Tags\" FROM crm.\"Lead\" WHERE \"Email\" = 'a@x'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(tags, vec!["a".to_owned(), "b\"c".to_owned()]);
+
+    // Upsert again: updates in place.
+    let records = vec![lead("a@x", "2", "changed")];
+    d.write(&WriteBatch {
+        records: &records,
+        ..batch.clone()
+    })
+    .await
+    .unwrap();
+    assert_eq!(rows(&client).await[0].1, "2.00");
+
+    // Update never creates; insert never overwrites.
+    let records = vec![lead("zz@x", "1", "missing"), lead("c@x", "4", "updated")];
+    let out = d
+        .write(&WriteBatch {
+            op: WriteOp::Update,
+            records: &records,
+            ..batch.clone()
+        })
+        .await
+        .unwrap();
+    assert_eq!(out.rejected.len(), 1);
+    assert_eq!(out.rejected[0].0, 0);
+    assert!(
+        out.rejected[0].1.contains("no row in Lead matches"),
+        "{:?}",
+        out.rejected
+    );
+    let records = vec![lead("c@x", "9", "insert again")];
+    let out = d
+        .write(&WriteBatch {
+            op: WriteOp::Insert,
+            records: &records,
+            ..batch.clone()
+        })
+        .await
+        .unwrap();
+    assert_eq!(out.rejected.len(), 1);
+    assert!(
+        out.rejected[0].1.contains("duplicate key"),
+        "{:?}",
+        out.rejected
+    );
+
+    // Clear keeps the record with null non-key fields; delete removes it.
+    let mut cleared = lead("c@x", "0", "");
+    for v in cleared.values.iter_mut().skip(1) {
+        *v = Value::Null;
+    }
+    let records = vec![cleared];
+    d.write(&WriteBatch {
+        op: WriteOp::Clear,
+        records: &records,
+        ..batch.clone()
+    })
+    .await
+    .unwrap();
+    let key_field = vec!["Email".to_owned()];
+    let records = vec![Record {
+        values: vec![Value::Text("e@x".into())],
+    }];
+    d.write(&WriteBatch {
+        op: WriteOp::Delete,
+        fields: &key_field,
+        key_positions: &[0],
+        records: &records,
+        ..batch.clone()
+    })
+    .await
+    .unwrap();
+    let landed = rows(&client).await;
+    let want: Vec<(String, String, String)> = vec![
+        ("a@x".into(), "2.00".into(), "changed".into()),
+        ("c@x".into(), "<null>".into(), "<null>".into()),
+    ];
+    assert_eq!(landed, want);
+}
+
+#[tokio::test]
+async fn describe_names_a_missing_table() {
+    let (url, _client) = fresh_database().await;
+    let err = dest(&url).describe("Nope").await.unwrap_err();
+    assert!(
+        err.message.contains("table crm.Nope does not exist"),
+        "{}",
+        err.message
+    );
+    let schema = dest(&url).describe("Lead").await.unwrap().unwrap();
+    assert_eq!(schema.fields, fields());
+}
