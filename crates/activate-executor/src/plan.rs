@@ -40,6 +40,8 @@ pub struct PlannedRemoval {
 pub struct Rejection {
     pub key: String,
     pub reason: String,
+    /// The row's cursor value: the committed cursor never passes a rejected row.
+    pub cursor: Option<Value>,
 }
 
 #[derive(Debug, Default)]
@@ -124,36 +126,52 @@ impl<'a> PlanBuilder<'a> {
         }
     }
 
-    fn record_of(&self, row: &[Value]) -> Record {
+    /// The destination record of a row; a template that fails to render rejects the row.
+    fn record_of(&self, row: &[Value]) -> Result<Record, String> {
         let mut values = Vec::with_capacity(self.def.field_sources.len());
         for (i, source) in self.def.field_sources.iter().enumerate() {
             values.push(match source {
                 FieldSource::Column(c) => row[*c].clone(),
                 FieldSource::Literal(v) => v.clone(),
-                FieldSource::Template(_) => self.render(i, row),
+                FieldSource::Template(_) => self.render(i, row)?,
             });
         }
-        Record { values }
+        Ok(Record { values })
     }
 
-    fn render(&self, field: usize, row: &[Value]) -> Value {
-        let Some(env) = &self.templates else {
-            return Value::Null;
+    fn render(&self, field: usize, row: &[Value]) -> Result<Value, String> {
+        let failed = |e: String| {
+            format!(
+                "the mapping template for `{}` failed: {e}",
+                self.def.fields[field]
+            )
         };
-        let Ok(template) = env.get_template(&format!("f{field}")) else {
-            return Value::Null;
-        };
+        let env = self
+            .templates
+            .as_ref()
+            .ok_or_else(|| failed("not compiled".into()))?;
+        let template = env
+            .get_template(&format!("f{field}"))
+            .map_err(|e| failed(e.to_string()))?;
+        // Decimals render with their exact digits.
         let ctx: std::collections::BTreeMap<&str, serde_json::Value> = self
             .def
             .read_columns
             .iter()
             .zip(row)
-            .map(|(c, v)| (c.name.as_str(), v.to_json()))
+            .map(|(c, v)| {
+                let json = match v {
+                    Value::Number(digits) => serde_json::Value::String(digits.clone()),
+                    other => serde_json::from_str(&other.to_json_string())
+                        .unwrap_or(serde_json::Value::Null),
+                };
+                (c.name.as_str(), json)
+            })
             .collect();
-        match template.render(ctx) {
-            Ok(text) => Value::Text(text),
-            Err(_) => Value::Null,
-        }
+        template
+            .render(ctx)
+            .map(Value::Text)
+            .map_err(|e| failed(e.to_string()))
     }
 
     pub fn add_batch(&mut self, rows: RowBatch) {
@@ -164,7 +182,24 @@ impl<'a> PlanBuilder<'a> {
 
     fn add_row(&mut self, row: Vec<Value>) {
         self.plan.rows_read += 1;
-        let record = self.record_of(&row);
+        let cursor = self.def.cursor_column.map(|c| row[c].clone());
+        let record = match self.record_of(&row) {
+            Ok(r) => r,
+            Err(reason) => {
+                let key: Vec<String> = self
+                    .def
+                    .key_columns
+                    .iter()
+                    .map(|&c| row[c].to_json_string())
+                    .collect();
+                self.plan.rejected.push(Rejection {
+                    key: format!("[{}]", key.join(",")),
+                    reason,
+                    cursor,
+                });
+                return;
+            }
+        };
         let mut key = String::from("[");
         let mut null_key = false;
         for (n, &p) in self.def.key_positions.iter().enumerate() {
@@ -183,6 +218,7 @@ impl<'a> PlanBuilder<'a> {
                     "primary key ({}) is NULL",
                     self.def.spec.primary_key.join(", ")
                 ),
+                cursor,
             });
             return;
         }
@@ -196,7 +232,6 @@ impl<'a> PlanBuilder<'a> {
             }
             return;
         }
-        let cursor = self.def.cursor_column.map(|c| row[c].clone());
         if let Some(c) = &cursor
             && !c.is_null()
             && self

@@ -46,7 +46,7 @@ pub struct SyncResult {
     pub execution_time: f64,
     /// `plan` only: a few rows per change kind.
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub samples: Vec<serde_json::Value>,
+    pub samples: Vec<Box<serde_json::value::RawValue>>,
 }
 
 impl SyncResult {

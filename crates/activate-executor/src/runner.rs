@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use activate_manifest::{OnDelete, Operation, SyncMode};
+use serde_json::value::RawValue;
 use tokio::task::JoinSet;
 
 use crate::destination::{Destination, Record, WriteBatch, WriteOp};
@@ -235,7 +236,11 @@ async fn sync_inner(
         Operation::Update => WriteOp::Update,
         Operation::Insert => WriteOp::Insert,
     };
-    let mut rejected_cursors: Vec<Value> = Vec::new();
+    let mut rejected_cursors: Vec<Value> = plan
+        .rejected
+        .iter()
+        .filter_map(|r| r.cursor.clone())
+        .collect();
     for chunk in plan.upserts.chunks(max_rows) {
         let records: Vec<Record> = chunk.iter().map(|r| r.record.clone()).collect();
         let batch = WriteBatch {
@@ -246,14 +251,11 @@ async fn sync_inner(
             key_positions: &def.key_positions,
             records: &records,
         };
-        let outcome = job.destination.write(&batch).await.map_err(|e| {
-            format!(
-                "{} {}: {}",
-                job.destination.kind(),
-                job.destination.identity(),
-                e.message
-            )
-        })?;
+        let outcome = job
+            .destination
+            .write(&batch)
+            .await
+            .map_err(|e| format!("destination `{}`: {}", spec.destination, e.message))?;
         let rejected: BTreeMap<usize, String> = outcome.rejected.into_iter().collect();
         let mut confirmed = Vec::with_capacity(chunk.len());
         for (i, row) in chunk.iter().enumerate() {
@@ -307,14 +309,11 @@ async fn sync_inner(
                 key_positions: &positions,
                 records: &records,
             };
-            let outcome = job.destination.write(&batch).await.map_err(|e| {
-                format!(
-                    "{} {}: {}",
-                    job.destination.kind(),
-                    job.destination.identity(),
-                    e.message
-                )
-            })?;
+            let outcome = job
+                .destination
+                .write(&batch)
+                .await
+                .map_err(|e| format!("destination `{}`: {}", spec.destination, e.message))?;
             let rejected: BTreeMap<usize, String> = outcome.rejected.into_iter().collect();
             let mut confirmed = Vec::with_capacity(chunk.len());
             for (i, row) in chunk.iter().enumerate() {
@@ -342,6 +341,7 @@ async fn sync_inner(
             check_rejected_breaker(spec, result)?;
         }
     }
+    check_rejected_breaker(spec, result)?;
     let forgotten: Vec<Confirmed> = plan
         .forgotten
         .iter()
@@ -441,22 +441,24 @@ fn check_rejected_breaker(
     Ok(())
 }
 
-fn samples(def: &SyncDefinition, plan: &Plan, n: usize) -> Vec<serde_json::Value> {
+fn samples(def: &SyncDefinition, plan: &Plan, n: usize) -> Vec<Box<RawValue>> {
+    // Built as text, so decimals keep their digits.
     let mut out = Vec::new();
-    let record_json = |fields: &[String], r: &Record| -> serde_json::Value {
-        serde_json::from_str(&crate::destination::record_json(fields, r))
-            .unwrap_or(serde_json::Value::Null)
-    };
     for kind in [ChangeKind::Insert, ChangeKind::Update] {
+        let change = if kind == ChangeKind::Insert {
+            "insert"
+        } else {
+            "update"
+        };
         for row in plan.upserts.iter().filter(|r| r.kind == kind).take(n) {
-            out.push(serde_json::json!({
-                "change": if kind == ChangeKind::Insert { "insert" } else { "update" },
-                "record": record_json(&def.fields, &row.record),
-            }));
+            let record = crate::destination::record_json(&def.fields, &row.record);
+            out.push(format!("{{\"change\":\"{change}\",\"record\":{record}}}"));
         }
     }
     for row in plan.removals.iter().take(n) {
-        out.push(serde_json::json!({"change": "delete", "key": serde_json::from_str::<serde_json::Value>(&row.key).unwrap_or_default()}));
+        out.push(format!("{{\"change\":\"delete\",\"key\":{}}}", row.key));
     }
-    out
+    out.into_iter()
+        .filter_map(|s| RawValue::from_string(s).ok())
+        .collect()
 }

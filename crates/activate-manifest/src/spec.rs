@@ -432,7 +432,7 @@ fn parse_block(
         Some(_) => {}
     }
     let object = string("object", &mut errors);
-    if object.is_none() && !map.contains_key("object") {
+    if !matches!(map.get("object"), Some(Value::String(_))) && object.is_none() {
         errors.push(at.error(
             Some("object"),
             "missing: the destination object (table, sObject, list, channel) to write to",
@@ -651,6 +651,19 @@ fn parse_block(
         }
     }
 
+    let name = string("name", &mut errors);
+    if let Some(n) = &name
+        && !n
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    {
+        errors.push(at.error(
+            Some("name"),
+            format!("`{n}` is not a valid sync name"),
+            Some("use letters, digits, `_` and `-` (it names the sync in selectors, results and state)".into()),
+        ));
+    }
+
     if !errors.is_empty() {
         return Err(errors);
     }
@@ -659,8 +672,7 @@ fn parse_block(
     }
     let destination = destination.unwrap_or_default();
     let object = object.unwrap_or_default();
-    let name = string("name", &mut errors)
-        .unwrap_or_else(|| default_sync_name(&at.node.name, &destination, &object));
+    let name = name.unwrap_or_else(|| default_sync_name(&at.node.name, &destination, &object));
     Ok(Some(ActivationSpec {
         name,
         model_id: at.node.unique_id.clone(),

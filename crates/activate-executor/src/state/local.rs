@@ -202,7 +202,16 @@ impl LocalStateStore {
 
     /// The last history record of each sync for a target.
     pub fn last_runs(&self, target: &str) -> std::collections::BTreeMap<String, serde_json::Value> {
-        let path = self.root.join(target).join("history.jsonl");
+        Self::read_last_runs(&self.root, target)
+    }
+
+    /// Reads the history without taking the lock (appends are whole lines; a torn last line
+    /// of a run in progress is skipped).
+    pub fn read_last_runs(
+        root: &Path,
+        target: &str,
+    ) -> std::collections::BTreeMap<String, serde_json::Value> {
+        let path = root.join(target).join("history.jsonl");
         let mut last = std::collections::BTreeMap::new();
         if let Ok(text) = std::fs::read_to_string(path) {
             for line in text.lines() {

@@ -153,7 +153,7 @@ fn convert(v: ValueRef<'_>, how: ReadAs) -> Value {
         (ValueRef::UBigInt(i), _) => Value::Number(i.to_string()),
         (ValueRef::HugeInt(i), _) => Value::Number(i.to_string()),
         (ValueRef::UHugeInt(i), _) => Value::Number(i.to_string()),
-        (ValueRef::Float(f), _) => Value::Float(f.into()),
+        (ValueRef::Float(f), _) => Value::Float(f.to_string().parse().unwrap_or(f64::from(f))),
         (ValueRef::Double(f), _) => Value::Float(f),
         (ValueRef::Date32(days), _) => Value::Date(value::format_date_days(days)),
         (ValueRef::Timestamp(unit, v), ReadAs::TimestampTz) => {

@@ -222,3 +222,16 @@ fn limits_compare() {
     assert!(!Limit::Share(0.05).exceeded(5, 100));
     assert!(Limit::Count(3).exceeded(4, 0));
 }
+
+#[test]
+fn names_and_objects_are_checked() {
+    let text = errors_of(json!({"destination": "crm", "object": null}));
+    assert!(text.contains("meta.activate.object: missing"), "{text}");
+    let text = errors_of(json!({"destination": "crm", "object": "Lead", "name": "../escape"}));
+    assert!(text.contains("is not a valid sync name"), "{text}");
+    let text = errors_of(json!({"destination": "crm", "object": "Lead", "name": 5}));
+    assert!(
+        text.contains("meta.activate.name: expected a non-empty string"),
+        "{text}"
+    );
+}

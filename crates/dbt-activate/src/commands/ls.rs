@@ -17,7 +17,7 @@ pub fn ls(args: CommonArgs) -> anyhow::Result<ExitStatus> {
         .select(&args.select, &args.exclude)
         .map_err(|e| anyhow!("{e}"))?;
     // Last runs are read from the history file; no lock is needed to read it.
-    let last_runs = read_last_runs(&loaded.state_dir, &loaded.profile.target_name);
+    let last_runs = LocalStateStore::read_last_runs(&loaded.state_dir, &loaded.profile.target_name);
     let header = [
         "sync",
         "model",
@@ -75,14 +75,4 @@ pub fn ls(args: CommonArgs) -> anyhow::Result<ExitStatus> {
         if rows.len() == 1 { "" } else { "s" }
     ));
     Ok(ExitStatus::Success)
-}
-
-fn read_last_runs(
-    state_dir: &std::path::Path,
-    target: &str,
-) -> std::collections::BTreeMap<String, serde_json::Value> {
-    match LocalStateStore::open(state_dir) {
-        Ok(store) => store.last_runs(target),
-        Err(_) => std::collections::BTreeMap::new(),
-    }
 }

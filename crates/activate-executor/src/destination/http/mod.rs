@@ -2,9 +2,11 @@
 //! and jitter on 429, 5xx, timeouts and connection errors, honouring `Retry-After`.
 //! 4xx validation errors are never retried.
 
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use reqwest::{Response, StatusCode};
+use tokio::sync::Mutex;
 
 use crate::error::DestinationError;
 use crate::secrets;
@@ -88,6 +90,7 @@ pub fn retry_after(response: &Response) -> Option<Duration> {
 /// retries ran out (the batch failed; nothing is confirmed).
 pub async fn send_with_retries<F, Fut>(
     policy: &RetryPolicy,
+    limiter: Option<&RateLimiter>,
     what: &str,
     mut send: F,
 ) -> Result<Result<Response, String>, DestinationError>
@@ -97,6 +100,9 @@ where
 {
     let mut last = String::new();
     for attempt in 1..=policy.max_attempts {
+        if let Some(limiter) = limiter {
+            limiter.acquire().await;
+        }
         let verdict = match send().await {
             Ok(response) => judge(response).await,
             Err(e) if e.is_timeout() || e.is_connect() || e.is_request() || e.is_body() => {
@@ -121,6 +127,10 @@ where
                     break;
                 }
                 let wait = after.unwrap_or_else(|| policy.backoff(attempt));
+                if let (Some(limiter), Some(after)) = (limiter, after) {
+                    // The server said when: every sync sharing this account waits too.
+                    limiter.pause_for(after).await;
+                }
                 tracing::warn!(target: "dbt_activate::http", "{what}: {last}; retry {attempt} in {:.1}s", wait.as_secs_f64());
                 tokio::time::sleep(wait).await;
             }
@@ -133,7 +143,11 @@ where
 }
 
 fn describe_reqwest_error(e: &reqwest::Error) -> String {
-    let mut text = e.to_string();
+    // The URL may carry a token in its query string: never print it.
+    let mut text = match e.url() {
+        Some(url) => e.to_string().replace(url.as_str(), "<url>"),
+        None => e.to_string(),
+    };
     let mut source = std::error::Error::source(e);
     while let Some(s) = source {
         text.push_str(": ");
@@ -150,6 +164,72 @@ pub fn excerpt(body: &str) -> String {
     secrets::redact(&cut)
 }
 
+/// A token bucket shared by every sync writing to one destination in a run: at most
+/// `requests` per `per`, with bursts up to `requests`. A server's `Retry-After` (or a
+/// vendor's "no requests left until ..." header) pauses it for everyone.
+#[derive(Clone)]
+pub struct RateLimiter {
+    bucket: Arc<Mutex<Bucket>>,
+}
+
+struct Bucket {
+    capacity: f64,
+    tokens: f64,
+    per_second: f64,
+    last: Instant,
+    paused_until: Option<Instant>,
+}
+
+impl RateLimiter {
+    pub fn new(requests: u32, per: Duration) -> Self {
+        let capacity = f64::from(requests.max(1));
+        Self {
+            bucket: Arc::new(Mutex::new(Bucket {
+                capacity,
+                tokens: capacity,
+                per_second: capacity / per.as_secs_f64().max(0.001),
+                last: Instant::now(),
+                paused_until: None,
+            })),
+        }
+    }
+
+    /// Waits until a request may be sent, and takes its token.
+    pub async fn acquire(&self) {
+        loop {
+            let wait = {
+                let mut b = self.bucket.lock().await;
+                let now = Instant::now();
+                match b.paused_until {
+                    Some(until) if until > now => until - now,
+                    _ => {
+                        b.paused_until = None;
+                        let refill = now.duration_since(b.last).as_secs_f64() * b.per_second;
+                        b.tokens = (b.tokens + refill).min(b.capacity);
+                        b.last = now;
+                        if b.tokens >= 1.0 {
+                            b.tokens -= 1.0;
+                            return;
+                        }
+                        Duration::from_secs_f64((1.0 - b.tokens) / b.per_second)
+                    }
+                }
+            };
+            tokio::time::sleep(wait).await;
+        }
+    }
+
+    /// No request for `d` (from `Retry-After` or a rate-limit reset header).
+    pub async fn pause_for(&self, d: Duration) {
+        let mut b = self.bucket.lock().await;
+        let until = Instant::now() + d;
+        if b.paused_until.is_none_or(|p| p < until) {
+            b.paused_until = Some(until);
+        }
+        b.tokens = 0.0;
+    }
+}
+
 pub fn client(timeout: Duration) -> Result<reqwest::Client, DestinationError> {
     reqwest::Client::builder()
         .timeout(timeout)
@@ -162,6 +242,25 @@ pub fn client(timeout: Duration) -> Result<reqwest::Client, DestinationError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn limiter_spaces_requests() {
+        let limiter = RateLimiter::new(5, Duration::from_millis(100));
+        let start = Instant::now();
+        for _ in 0..15 {
+            limiter.acquire().await;
+        }
+        // 5 at once, then 10 more at 50 per second: at least 180 ms.
+        assert!(
+            start.elapsed() >= Duration::from_millis(180),
+            "{:?}",
+            start.elapsed()
+        );
+        let paused = Instant::now();
+        limiter.pause_for(Duration::from_millis(50)).await;
+        limiter.acquire().await;
+        assert!(paused.elapsed() >= Duration::from_millis(50));
+    }
 
     #[test]
     fn backoff_grows_and_caps() {

@@ -72,9 +72,16 @@ impl WebhookDestination {
                 )));
             }
         }
-        // Header values carry credentials more often than not.
+        // Header values and query parameters carry credentials more often than not.
         for v in headers.values() {
             crate::secrets::register(v);
+        }
+        if let Some((_, query)) = url.split_once('?') {
+            for pair in query.split('&') {
+                if let Some((_, value)) = pair.split_once('=') {
+                    crate::secrets::register(value);
+                }
+            }
         }
         let secret = setting_str(config, "secret")?
             .filter(|s| !s.is_empty())
@@ -171,7 +178,7 @@ impl Destination for WebhookDestination {
         let body = bytes::Bytes::from(self.body(batch));
         let signature = self.signature(&body);
         let what = format!("webhook {}", self.identity());
-        let outcome = http::send_with_retries(&self.retry, &what, || {
+        let outcome = http::send_with_retries(&self.retry, None, &what, || {
             let mut request = self
                 .client
                 .post(&self.url)
