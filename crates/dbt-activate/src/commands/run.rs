@@ -101,6 +101,21 @@ pub async fn run(args: RunArgs, plan_samples: Option<usize>) -> anyhow::Result<E
             loaded.settings.target_path.display()
         );
     }
+    if let Some(rr) = &run_results
+        && rr.invocation() == activate_manifest::Invocation::ProvesNothing
+        && !args.include_unbuilt
+        && !selected.is_empty()
+    {
+        bail!(
+            "{} was written by `dbt {}`, which builds nothing, so it cannot show that any model built and passed its tests\n  hint: run `dbt build` (or `dbt run`) right before dbt-activate, or pass --include-unbuilt to sync from the relations as they are",
+            loaded
+                .settings
+                .target_path
+                .join("run_results.json")
+                .display(),
+            rr.command().unwrap_or("?")
+        );
+    }
     let policy = GatePolicy {
         include_unbuilt: args.include_unbuilt,
     };
