@@ -1,0 +1,15 @@
+//! End-to-end tests: a real `dbt build` of `dbt_project_example/`, then the real
+//! `dbt-activate` binary against a real PostgreSQL, a fake webhook and files.
+//!
+//! One test binary (so the dbt template is built once); each test gets its own
+//! project copy, database and webhook. Run them with `bash scripts/test.sh`.
+
+#[macro_use]
+mod common;
+
+mod bad_input;
+mod cli;
+mod gating;
+mod select;
+mod sync;
+mod webhook;
