@@ -11,7 +11,7 @@ use serde_json::value::RawValue;
 use tokio::task::JoinSet;
 
 use crate::destination::{Destination, Record, WriteBatch, WriteOp};
-use crate::plan::{ChangeKind, Plan, PlanBuilder};
+use crate::plan::{ChangeKind, Plan, PlanBuilder, PlannedRemoval, PlannedRow};
 use crate::results::{RowRejection, Status, SyncResult};
 use crate::secrets;
 use crate::state::{Confirmed, LocalStateStore, StateKey, SyncState};
@@ -241,105 +241,78 @@ async fn sync_inner(
         .iter()
         .filter_map(|r| r.cursor.clone())
         .collect();
-    for chunk in plan.upserts.chunks(max_rows) {
-        let records: Vec<Record> = chunk.iter().map(|r| r.record.clone()).collect();
-        let batch = WriteBatch {
-            sync: &def.unique_id,
-            object: &spec.object,
-            op,
-            fields: &def.fields,
-            key_positions: &def.key_positions,
-            records: &records,
-        };
-        let outcome = job
-            .destination
-            .write(&batch)
-            .await
-            .map_err(|e| format!("destination `{}`: {}", spec.destination, e.message))?;
-        let rejected: BTreeMap<usize, String> = outcome.rejected.into_iter().collect();
-        let mut confirmed = Vec::with_capacity(chunk.len());
-        for (i, row) in chunk.iter().enumerate() {
-            match rejected.get(&i) {
-                Some(reason) => {
-                    result.rejected += 1;
-                    result.rejections.push(RowRejection {
-                        key: row.key.to_string(),
-                        reason: secrets::redact(reason),
-                    });
-                    if let Some(c) = &row.cursor {
-                        rejected_cursors.push(c.clone());
-                    }
+    let upsert_fields = Fields {
+        op,
+        names: &def.fields,
+        key_positions: &def.key_positions,
+    };
+    send_batches(
+        ctx,
+        job,
+        &key,
+        &mut state,
+        result,
+        &upsert_fields,
+        &plan.upserts,
+        max_rows,
+        |row, result| match row {
+            Ok(row) => {
+                match row.kind {
+                    ChangeKind::Insert => result.inserted += 1,
+                    ChangeKind::Update => result.updated += 1,
                 }
-                None => {
-                    match row.kind {
-                        ChangeKind::Insert => result.inserted += 1,
-                        ChangeKind::Update => result.updated += 1,
-                    }
-                    confirmed.push(Confirmed::Upserted {
-                        key: row.key.clone(),
-                        row_hash: row.row_hash,
-                    });
-                }
+                Some(Confirmed::Upserted {
+                    key: row.key.clone(),
+                    row_hash: row.row_hash,
+                })
             }
-        }
-        journal(ctx, &key, &mut state, confirmed).await?;
-        check_rejected_breaker(spec, result)?;
-    }
+            Err(row) => {
+                if let Some(c) = &row.cursor {
+                    rejected_cursors.push(c.clone());
+                }
+                None
+            }
+        },
+    )
+    .await?;
 
     if !plan.removals.is_empty() {
-        let (op, fields, positions): (WriteOp, Vec<String>, Vec<usize>) = match spec.on_delete {
-            OnDelete::Clear => (
-                WriteOp::Clear,
-                def.fields.clone(),
-                def.key_positions.clone(),
-            ),
-            _ => (
-                WriteOp::Delete,
-                spec.match_on.clone(),
-                (0..spec.match_on.len()).collect(),
-            ),
+        let key_only: Vec<usize> = (0..spec.match_on.len()).collect();
+        let removal_fields = match spec.on_delete {
+            OnDelete::Clear => Fields {
+                op: WriteOp::Clear,
+                names: &def.fields,
+                key_positions: &def.key_positions,
+            },
+            _ => Fields {
+                op: WriteOp::Delete,
+                names: &spec.match_on,
+                key_positions: &key_only,
+            },
         };
-        for chunk in plan.removals.chunks(max_rows) {
-            let records: Vec<Record> = chunk.iter().map(|r| r.record.clone()).collect();
-            let batch = WriteBatch {
-                sync: &def.unique_id,
-                object: &spec.object,
-                op,
-                fields: &fields,
-                key_positions: &positions,
-                records: &records,
-            };
-            let outcome = job
-                .destination
-                .write(&batch)
-                .await
-                .map_err(|e| format!("destination `{}`: {}", spec.destination, e.message))?;
-            let rejected: BTreeMap<usize, String> = outcome.rejected.into_iter().collect();
-            let mut confirmed = Vec::with_capacity(chunk.len());
-            for (i, row) in chunk.iter().enumerate() {
-                match rejected.get(&i) {
-                    Some(reason) => {
-                        result.rejected += 1;
-                        result.rejections.push(RowRejection {
-                            key: row.key.to_string(),
-                            reason: secrets::redact(reason),
-                        });
-                    }
-                    None => {
-                        if op == WriteOp::Clear {
-                            result.cleared += 1;
-                        } else {
-                            result.deleted += 1;
-                        }
-                        confirmed.push(Confirmed::Removed {
-                            key: row.key.clone(),
-                        });
-                    }
+        let clear = removal_fields.op == WriteOp::Clear;
+        send_batches(
+            ctx,
+            job,
+            &key,
+            &mut state,
+            result,
+            &removal_fields,
+            &plan.removals,
+            max_rows,
+            |row, result| {
+                let row = row.ok()?;
+                if clear {
+                    result.cleared += 1;
+                } else {
+                    result.deleted += 1;
                 }
-            }
-            journal(ctx, &key, &mut state, confirmed).await?;
-            check_rejected_breaker(spec, result)?;
-        }
+                Some(Confirmed::Removed {
+                    key: row.key.clone(),
+                })
+            },
+        )
+        .await?;
     }
     check_rejected_breaker(spec, result)?;
     let forgotten: Vec<Confirmed> = plan
@@ -375,6 +348,89 @@ async fn sync_inner(
             "{} row(s) rejected by the destination (retried on the next run), e.g. {}: {}",
             result.rejected, result.rejections[0].key, result.rejections[0].reason
         );
+    }
+    Ok(())
+}
+
+/// What a batch carries: the operation and the fields (with the key's positions among them).
+struct Fields<'a> {
+    op: WriteOp,
+    names: &'a [String],
+    key_positions: &'a [usize],
+}
+
+/// A planned change that becomes one record of a batch.
+trait Outgoing {
+    fn key(&self) -> &str;
+    fn record(&self) -> &Record;
+}
+
+impl Outgoing for PlannedRow {
+    fn key(&self) -> &str {
+        &self.key
+    }
+    fn record(&self) -> &Record {
+        &self.record
+    }
+}
+
+impl Outgoing for PlannedRemoval {
+    fn key(&self) -> &str {
+        &self.key
+    }
+    fn record(&self) -> &Record {
+        &self.record
+    }
+}
+
+/// Sends `rows` in batches of at most `max_rows`. `outcome` is told of every row, `Ok` when the
+/// destination confirmed it (returning the state change to journal) or `Err` when it rejected
+/// it; rejections are recorded here. Stops when the `max_rejected` breaker trips.
+#[allow(clippy::too_many_arguments)]
+async fn send_batches<T: Outgoing>(
+    ctx: &RunContext,
+    job: &SyncJob,
+    key: &StateKey,
+    state: &mut SyncState,
+    result: &mut SyncResult,
+    fields: &Fields<'_>,
+    rows: &[T],
+    max_rows: usize,
+    mut outcome: impl FnMut(Result<&T, &T>, &mut SyncResult) -> Option<Confirmed>,
+) -> Result<(), String> {
+    let spec = &job.def.spec;
+    for chunk in rows.chunks(max_rows) {
+        let records: Vec<Record> = chunk.iter().map(|r| r.record().clone()).collect();
+        let batch = WriteBatch {
+            sync: &job.def.unique_id,
+            object: &spec.object,
+            op: fields.op,
+            fields: fields.names,
+            key_positions: fields.key_positions,
+            records: &records,
+        };
+        let written = job
+            .destination
+            .write(&batch)
+            .await
+            .map_err(|e| format!("destination `{}`: {}", spec.destination, e.message))?;
+        let rejected: BTreeMap<usize, String> = written.rejected.into_iter().collect();
+        let mut confirmed = Vec::with_capacity(chunk.len());
+        for (i, row) in chunk.iter().enumerate() {
+            match rejected.get(&i) {
+                Some(reason) => {
+                    result.rejected += 1;
+                    result.rejections.push(RowRejection {
+                        key: row.key().to_owned(),
+                        reason: secrets::redact(reason),
+                    });
+                    outcome(Err(row), result);
+                }
+                None => confirmed.extend(outcome(Ok(row), result)),
+            }
+        }
+        journal(ctx, key, state, confirmed).await?;
+        check_rejected_breaker(spec, result)?;
     }
     Ok(())
 }

@@ -66,6 +66,13 @@ pub fn load(common: &CommonArgs) -> anyhow::Result<Loaded> {
     })
 }
 
+/// The specs `--select` / `--exclude` pick, by index.
+pub fn select(loaded: &Loaded, args: &CommonArgs) -> anyhow::Result<Vec<usize>> {
+    activate_graph::ProjectGraph::new(&loaded.manifest, &loaded.specs)
+        .select(&args.select, &args.exclude)
+        .map_err(|e| anyhow!("{e}"))
+}
+
 /// `run_results.json`, if dbt wrote one.
 pub fn run_results(loaded: &Loaded) -> anyhow::Result<Option<RunResults>> {
     let path = loaded.settings.target_path.join("run_results.json");

@@ -123,14 +123,7 @@ impl LocalStateStore {
                 }
             }
         }
-        let mut f = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&path)
-            .map_err(io(&path))?;
-        f.write_all(text.as_bytes())
-            .and_then(|_| f.sync_data())
-            .map_err(io(&path))
+        append_synced(&path, &text)
     }
 
     /// Writes the whole state as the new snapshot, then empties the journal.
@@ -190,14 +183,7 @@ impl LocalStateStore {
             text.push_str(&r.to_string());
             text.push('\n');
         }
-        let mut f = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&path)
-            .map_err(io(&path))?;
-        f.write_all(text.as_bytes())
-            .and_then(|_| f.sync_data())
-            .map_err(io(&path))
+        append_synced(&path, &text)
     }
 
     /// The last history record of each sync for a target.
@@ -224,6 +210,18 @@ impl LocalStateStore {
         }
         last
     }
+}
+
+/// Appends whole lines and syncs them to disk before returning.
+fn append_synced(path: &Path, text: &str) -> Result<(), StateError> {
+    let mut f = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map_err(io(path))?;
+    f.write_all(text.as_bytes())
+        .and_then(|_| f.sync_data())
+        .map_err(io(path))
 }
 
 fn corrupt(path: &Path, message: impl Into<String>) -> StateError {

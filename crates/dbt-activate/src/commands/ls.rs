@@ -1,8 +1,6 @@
 //! `dbt-activate ls`: activations with destination, object, mode, schedule and last run.
 
 use activate_executor::state::LocalStateStore;
-use activate_graph::ProjectGraph;
-use anyhow::anyhow;
 
 use crate::ExitStatus;
 use crate::cli::CommonArgs;
@@ -12,10 +10,7 @@ use crate::project;
 pub fn ls(args: CommonArgs) -> anyhow::Result<ExitStatus> {
     output::set_format(args.log_format, &uuid::Uuid::new_v4().to_string());
     let loaded = project::load(&args)?;
-    let graph = ProjectGraph::new(&loaded.manifest, &loaded.specs);
-    let selected = graph
-        .select(&args.select, &args.exclude)
-        .map_err(|e| anyhow!("{e}"))?;
+    let selected = project::select(&loaded, &args)?;
     // Last runs are read from the history file; no lock is needed to read it.
     let last_runs = LocalStateStore::read_last_runs(&loaded.state_dir, &loaded.profile.target_name);
     let header = [

@@ -1,8 +1,7 @@
 //! `dbt-activate reset --select ...`: forget the state of syncs; their next run resends all.
 
 use activate_executor::state::LocalStateStore;
-use activate_graph::ProjectGraph;
-use anyhow::{anyhow, bail};
+use anyhow::bail;
 
 use crate::ExitStatus;
 use crate::cli::CommonArgs;
@@ -17,10 +16,7 @@ pub fn reset(args: CommonArgs) -> anyhow::Result<ExitStatus> {
         );
     }
     let loaded = project::load(&args)?;
-    let graph = ProjectGraph::new(&loaded.manifest, &loaded.specs);
-    let selected = graph
-        .select(&args.select, &args.exclude)
-        .map_err(|e| anyhow!("{e}"))?;
+    let selected = project::select(&loaded, &args)?;
     let store = LocalStateStore::open(&loaded.state_dir)?;
     for &i in &selected {
         let name = &loaded.specs[i].name;
