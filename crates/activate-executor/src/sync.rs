@@ -58,10 +58,16 @@ impl SyncDefinition {
                 Some(close) => format!("did you mean `{close}`?"),
                 None => format!("the model returns: {}", names.join(", ")),
             };
-            format!(
-                "model `{}` ({}), meta.activate.{what}: column `{name}` is not returned by {relation}\n  hint: {hint}",
-                spec.model_name, spec.defined_in
-            )
+            match spec.query {
+                Some(_) => format!(
+                    "sync `{}` (activate.yml), {what}: column `{name}` is not returned by its query\n  hint: {hint}",
+                    spec.name
+                ),
+                None => format!(
+                    "model `{}` ({}), meta.activate.{what}: column `{name}` is not returned by {relation}\n  hint: {hint}",
+                    spec.model_name, spec.defined_in
+                ),
+            }
         };
 
         let mut read_columns: Vec<ColumnDesc> = Vec::new();
@@ -112,7 +118,19 @@ impl SyncDefinition {
                         MappingSource::Literal(text) => {
                             FieldSource::Literal(Value::Text(text.clone()))
                         }
-                        MappingSource::Template(t) => FieldSource::Template(t.clone()),
+                        MappingSource::Template(t) => {
+                            if let Err(e) = minijinja::Environment::new().template_from_str(t) {
+                                errors.push(format!(
+                                    "{} `{}` ({}), mapping: the template `{t}` for field `{}` does not parse: {e}",
+                                    if spec.query.is_some() { "sync" } else { "model" },
+                                    spec.model_name,
+                                    spec.defined_in,
+                                    m.field
+                                ));
+                                continue;
+                            }
+                            FieldSource::Template(t.clone())
+                        }
                     };
                     fields.push(m.field.clone());
                     field_sources.push(source);

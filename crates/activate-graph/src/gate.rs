@@ -63,8 +63,26 @@ pub fn gate(
             None => "the last dbt invocation built nothing; run `dbt build`".to_owned(),
         });
     }
-    match result_of(results, &spec.model_id) {
-        Some(result) if BUILT.contains(&result.status.as_str()) => tests_gate(graph, results, spec),
+    if spec.query.is_some() {
+        // A query sync is gated on every node it reads, like a model on itself. Sources are
+        // not built by dbt and gate nothing.
+        for parent in &spec.parents {
+            if graph.manifest().sources.contains_key(parent) {
+                continue;
+            }
+            if let Gate::Skip { reason } = gate_node(graph, results, parent, policy) {
+                return skip(&format!("{}: {reason}", graph.label(parent)));
+            }
+        }
+        return Gate::Ready;
+    }
+    gate_node(graph, results, &spec.model_id, policy)
+}
+
+/// The gate of one built node (a model, or a node a query sync reads).
+fn gate_node(graph: &ProjectGraph, results: &RunResults, node: &str, policy: GatePolicy) -> Gate {
+    match result_of(results, node) {
+        Some(result) if BUILT.contains(&result.status.as_str()) => tests_gate(graph, results, node),
         Some(result) if matches!(result.status.as_str(), "error" | "fail" | "runtime error") => {
             let first_line = result
                 .message
@@ -75,12 +93,12 @@ pub fn gate(
                 None => skip("model failed to build"),
             }
         }
-        Some(result) if result.status == "skipped" => skip(&upstream_failure(graph, results, spec)),
+        Some(result) if result.status == "skipped" => skip(&upstream_failure(graph, results, node)),
         Some(result) => skip(&format!(
             "model has status `{}` in run_results.json, which is not a successful build",
             result.status
         )),
-        None if policy.include_unbuilt => tests_gate(graph, results, spec),
+        None if policy.include_unbuilt => tests_gate(graph, results, node),
         None => skip("not built in the last dbt invocation"),
     }
 }
@@ -105,8 +123,8 @@ fn command_label(results: &RunResults) -> Option<String> {
 }
 
 /// Skip when a test attached to the model failed or errored.
-fn tests_gate(graph: &ProjectGraph, results: &RunResults, spec: &ActivationSpec) -> Gate {
-    let problems = failed_tests(graph, results, &spec.model_id);
+fn tests_gate(graph: &ProjectGraph, results: &RunResults, node: &str) -> Gate {
+    let problems = failed_tests(graph, results, node);
     if problems.is_empty() {
         Gate::Ready
     } else {
@@ -139,8 +157,8 @@ fn failed_tests(
 }
 
 /// Why dbt skipped the model: the nearest upstream node that failed, or a test on it.
-fn upstream_failure(graph: &ProjectGraph, results: &RunResults, spec: &ActivationSpec) -> String {
-    for ancestor in graph.ancestors_of(&spec.model_id) {
+fn upstream_failure(graph: &ProjectGraph, results: &RunResults, node: &str) -> String {
+    for ancestor in graph.ancestors_of(node) {
         if let Some(result) = result_of(results, ancestor)
             && matches!(result.status.as_str(), "error" | "fail" | "runtime error")
         {

@@ -58,8 +58,14 @@ impl<'a> ProjectGraph<'a> {
             }
         }
         // A spec whose model is missing from the manifest still gets a node, so it can be ordered.
+        // A query sync is a node of its own, downstream of every node its query references, so
+        // `enriched_leads+` selects it and lineage orders it.
         for spec in specs {
-            add(&mut graph, &spec.model_id);
+            let node = add(&mut graph, &spec.model_id);
+            for parent in &spec.parents {
+                let parent = add(&mut graph, parent);
+                graph.update_edge(parent, node, ());
+            }
         }
 
         let mut syncs_by_model: BTreeMap<&str, Vec<usize>> = BTreeMap::new();

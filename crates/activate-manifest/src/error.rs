@@ -25,7 +25,10 @@ pub enum ManifestError {
 /// One problem in a `meta.activate` block: what, where (model, file, key) and how to fix it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SpecError {
+    /// The model's name, or the query sync's name.
     pub model: String,
+    /// "model" or "sync": what `model` names.
+    pub what: &'static str,
     pub file: String,
     /// Dotted path of the offending key inside `meta.activate`, e.g. `limits.max_deletes`.
     pub key: Option<String>,
@@ -35,9 +38,13 @@ pub struct SpecError {
 
 impl fmt::Display for SpecError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "model `{}` ({})", self.model, self.file)?;
+        write!(f, "{} `{}` ({})", self.what, self.model, self.file)?;
         if let Some(key) = &self.key {
-            write!(f, ", meta.activate.{key}")?;
+            if self.what == "sync" {
+                write!(f, ", {key}")?;
+            } else {
+                write!(f, ", meta.activate.{key}")?;
+            }
         }
         write!(f, ": {}", self.message)?;
         if let Some(hint) = &self.hint {
@@ -58,7 +65,7 @@ impl fmt::Display for SpecErrors {
         let n = self.0.len();
         writeln!(
             f,
-            "{n} problem{} in meta.activate:",
+            "{n} problem{} in the activations (meta.activate, activate.yml syncs):",
             if n == 1 { "" } else { "s" }
         )?;
         for e in &self.0 {

@@ -184,8 +184,17 @@ pub struct Limits {
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct ActivationSpec {
     pub name: String,
+    /// The model's unique_id; for a query sync, `query.<project>.<name>` (a node of its own in
+    /// the graph, downstream of `parents`).
     pub model_id: String,
+    /// The model's name; for a query sync, the sync's name.
     pub model_name: String,
+    /// Query syncs: the SQL (refs resolved) that defines the rows.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub query: Option<String>,
+    /// Query syncs: the nodes and sources the query references.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub parents: Vec<String>,
     /// The file that declared it (the model's `schema.yml`, or its SQL file).
     pub defined_in: String,
     pub destination: String,
@@ -247,12 +256,12 @@ pub fn extract_specs(
         };
         for (index, block) in blocks.into_iter().enumerate() {
             let at = SpecSite {
-                node,
                 prefix: if matches!(value, Value::Array(_)) {
                     format!("[{index}].")
                 } else {
                     String::new()
                 },
+                ..SpecSite::of_model(node)
             };
             match parse_block(&at, block, destinations) {
                 Ok(Some(spec)) => specs.push(spec),
@@ -261,8 +270,86 @@ pub fn extract_specs(
             }
         }
     }
+    check_unique_names(&specs, &mut errors);
+    if errors.is_empty() {
+        Ok(specs)
+    } else {
+        Err(SpecErrors(errors))
+    }
+}
+
+/// A sync defined in `activate.yml` by a SQL query, its refs already resolved.
+#[derive(Debug, Clone)]
+pub struct QuerySync {
+    pub name: String,
+    /// The rendered SQL (relation names in the warehouse's quoting).
+    pub sql: String,
+    /// unique_ids of the nodes and sources the query references.
+    pub parents: Vec<String>,
+    /// Every key of the sync but `query`, validated exactly like `meta.activate`.
+    pub block: Map<String, Value>,
+}
+
+/// Validates query syncs with the same rules as `meta.activate` and appends them to the
+/// model syncs; names must be unique across both.
+pub fn add_query_specs(
+    project: &str,
+    mut specs: Vec<ActivationSpec>,
+    queries: &[QuerySync],
+    destinations: &BTreeSet<String>,
+) -> Result<Vec<ActivationSpec>, SpecErrors> {
+    let mut errors = Vec::new();
+    for q in queries {
+        let at = SpecSite {
+            subject: "sync",
+            name: q.name.clone(),
+            file: "activate.yml".into(),
+            unique_id: format!("query.{project}.{}", q.name),
+            key_candidates: Vec::new(),
+            contract_columns: None,
+            prefix: String::new(),
+            query: Some((q.sql.clone(), q.parents.clone())),
+        };
+        if q.block.contains_key("name") {
+            errors.push(at.error(
+                Some("name"),
+                "a query sync is named by its key under `syncs:`",
+                Some("remove `name:`".into()),
+            ));
+            continue;
+        }
+        if !q
+            .name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        {
+            errors.push(at.error(
+                None,
+                format!("`{}` is not a valid sync name", q.name),
+                Some("use letters, digits, `_` and `-`".into()),
+            ));
+            continue;
+        }
+        match parse_block(&at, &Value::Object(q.block.clone()), destinations) {
+            Ok(Some(mut spec)) => {
+                spec.name = q.name.clone();
+                specs.push(spec);
+            }
+            Ok(None) => {}
+            Err(mut errs) => errors.append(&mut errs),
+        }
+    }
+    check_unique_names(&specs, &mut errors);
+    if errors.is_empty() {
+        Ok(specs)
+    } else {
+        Err(SpecErrors(errors))
+    }
+}
+
+fn check_unique_names(specs: &[ActivationSpec], errors: &mut Vec<SpecError>) {
     let mut seen: BTreeMap<&str, &ActivationSpec> = BTreeMap::new();
-    for spec in &specs {
+    for spec in specs {
         if let Some(first) = seen.insert(&spec.name, spec) {
             errors.push(SpecError {
                 model: spec.model_name.clone(),
@@ -273,22 +360,46 @@ pub fn extract_specs(
                     spec.name, first.model_name, first.defined_in
                 ),
                 hint: Some("give one of them a distinct `name:`".into()),
+                what: if spec.query.is_some() {
+                    "sync"
+                } else {
+                    "model"
+                },
             });
         }
     }
-    if errors.is_empty() {
-        Ok(specs)
-    } else {
-        Err(SpecErrors(errors))
-    }
 }
 
-struct SpecSite<'a> {
-    node: &'a Node,
+/// Where a block of activation keys was written: on a model, or as a query sync.
+struct SpecSite {
+    /// "model" or "sync", for messages.
+    subject: &'static str,
+    name: String,
+    file: String,
+    unique_id: String,
+    key_candidates: Vec<String>,
+    /// The enforced contract's columns, when the model has one.
+    contract_columns: Option<Vec<String>>,
     prefix: String,
+    /// Query syncs: the rendered SQL and the nodes it reads.
+    query: Option<(String, Vec<String>)>,
 }
 
-impl SpecSite<'_> {
+impl SpecSite {
+    fn of_model(node: &Node) -> Self {
+        Self {
+            subject: "model",
+            name: node.name.clone(),
+            file: node.defined_in().to_owned(),
+            unique_id: node.unique_id.clone(),
+            key_candidates: node.key_candidates(),
+            contract_columns: (node.is_contract_enforced() && !node.columns.is_empty())
+                .then(|| node.columns.keys().cloned().collect()),
+            prefix: String::new(),
+            query: None,
+        }
+    }
+
     fn error(
         &self,
         key: Option<&str>,
@@ -296,8 +407,9 @@ impl SpecSite<'_> {
         hint: Option<String>,
     ) -> SpecError {
         SpecError {
-            model: self.node.name.clone(),
-            file: self.node.defined_in().to_owned(),
+            model: self.name.clone(),
+            file: self.file.clone(),
+            what: self.subject,
             key: match key {
                 Some(k) => Some(format!("{}{k}", self.prefix)),
                 None if !self.prefix.is_empty() => {
@@ -312,7 +424,7 @@ impl SpecSite<'_> {
 }
 
 fn parse_block(
-    at: &SpecSite<'_>,
+    at: &SpecSite,
     block: &Value,
     destinations: &BTreeSet<String>,
 ) -> Result<Option<ActivationSpec>, Vec<SpecError>> {
@@ -393,7 +505,7 @@ fn parse_block(
         }
     };
     fn choice<T: Copy>(
-        at: &SpecSite<'_>,
+        at: &SpecSite,
         key: &str,
         value: Option<String>,
         names: &[&str],
@@ -554,9 +666,17 @@ fn parse_block(
             Vec::new()
         }
         None => {
-            let candidates = at.node.key_candidates();
+            let candidates = at.key_candidates.clone();
             match candidates.len() {
                 1 => candidates,
+                0 if at.query.is_some() => {
+                    errors.push(at.error(
+                        Some("primary_key"),
+                        "missing: a query sync names its key",
+                        Some("set `primary_key: <column>` (or a list) to the query's key column(s)".into()),
+                    ));
+                    Vec::new()
+                }
                 0 => {
                     errors.push(at.error(
                         Some("primary_key"),
@@ -620,15 +740,10 @@ fn parse_block(
     columns_read.extend(cursor.iter().cloned());
     let mut seen = BTreeSet::new();
     columns_read.retain(|c| seen.insert(c.clone()));
-    if at.node.is_contract_enforced() && !at.node.columns.is_empty() {
-        let known: Vec<&str> = at.node.columns.keys().map(String::as_str).collect();
+    if let Some(contract) = &at.contract_columns {
+        let known: Vec<&str> = contract.iter().map(String::as_str).collect();
         for column in &columns_read {
-            if !at
-                .node
-                .columns
-                .keys()
-                .any(|k| k.eq_ignore_ascii_case(column))
-            {
+            if !known.iter().any(|k| k.eq_ignore_ascii_case(column)) {
                 let hint = did_you_mean(column, known.iter().copied())
                     .map(|c| {
                         format!(
@@ -672,12 +787,18 @@ fn parse_block(
     }
     let destination = destination.unwrap_or_default();
     let object = object.unwrap_or_default();
-    let name = name.unwrap_or_else(|| default_sync_name(&at.node.name, &destination, &object));
+    let name = name.unwrap_or_else(|| default_sync_name(&at.name, &destination, &object));
     Ok(Some(ActivationSpec {
         name,
-        model_id: at.node.unique_id.clone(),
-        model_name: at.node.name.clone(),
-        defined_in: at.node.defined_in().to_owned(),
+        model_id: at.unique_id.clone(),
+        model_name: at.name.clone(),
+        defined_in: at.file.clone(),
+        query: at.query.as_ref().map(|(sql, _)| sql.clone()),
+        parents: at
+            .query
+            .as_ref()
+            .map(|(_, p)| p.clone())
+            .unwrap_or_default(),
         destination,
         object,
         sync_mode,
@@ -696,7 +817,7 @@ fn parse_block(
 }
 
 fn parse_mapping(
-    at: &SpecSite<'_>,
+    at: &SpecSite,
     m: &Map<String, Value>,
     errors: &mut Vec<SpecError>,
 ) -> Vec<FieldMapping> {
@@ -726,7 +847,7 @@ fn parse_mapping(
     fields
 }
 
-fn parse_limits(at: &SpecSite<'_>, m: &Map<String, Value>, errors: &mut Vec<SpecError>) -> Limits {
+fn parse_limits(at: &SpecSite, m: &Map<String, Value>, errors: &mut Vec<SpecError>) -> Limits {
     let mut limits = Limits::default();
     for (key, value) in m {
         let parsed = match Limit::parse(value) {

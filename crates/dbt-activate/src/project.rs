@@ -50,8 +50,16 @@ pub fn load(common: &CommonArgs) -> anyhow::Result<Loaded> {
         );
     }
     let manifest = Manifest::from_path(&manifest_path)?;
-    let specs = activate_manifest::extract_specs(&manifest, &activate.names())
+    let model_specs = activate_manifest::extract_specs(&manifest, &activate.names())
         .map_err(|e| anyhow!("{e}"))?;
+    let queries = connections::render_query_syncs(&activate, &manifest, &settings)?;
+    let specs = activate_manifest::add_query_specs(
+        &settings.project_name,
+        model_specs,
+        &queries,
+        &activate.names(),
+    )
+    .map_err(|e| anyhow!("{e}"))?;
     let state_dir = match &common.state_dir {
         Some(dir) => std::path::absolute(dir)?,
         None => project_dir.join(".dbt-activate"),
@@ -118,8 +126,16 @@ pub async fn preflight(
     let mut problems: Vec<String> = Vec::new();
     for &i in ready {
         let spec = &loaded.specs[i];
-        let node = &loaded.manifest.nodes[&spec.model_id];
-        let Some(relation) = node.relation_name.clone() else {
+        let relation = match &spec.query {
+            // A query sync reads its query as a subquery; filters wrap it.
+            Some(sql) => Some(format!("({sql}) AS activate_query")),
+            None => loaded
+                .manifest
+                .nodes
+                .get(&spec.model_id)
+                .and_then(|n| n.relation_name.clone()),
+        };
+        let Some(relation) = relation else {
             problems.push(format!(
                 "model `{}` has no relation in the manifest (ephemeral models cannot be synced)",
                 spec.model_name
@@ -130,6 +146,13 @@ pub async fn preflight(
         let rel = relation.clone();
         let columns = match tokio::task::spawn_blocking(move || wh.columns(&rel)).await? {
             Ok(c) => c,
+            Err(e) if spec.query.is_some() => {
+                problems.push(format!(
+                    "sync `{}` (activate.yml): its query failed in the warehouse: {}\n  hint: run the query in your warehouse to fix it; refs were rendered to: {}",
+                    spec.name, e.message, spec.query.as_deref().unwrap_or_default()
+                ));
+                continue;
+            }
             Err(e) => {
                 problems.push(format!(
                     "model `{}`: could not read {relation}: {}\n  hint: run `dbt build` so the relation exists (or check --target)",

@@ -20,7 +20,7 @@ fn failing_model_skips_its_syncs_and_their_dependents() {
 
     let out = run_ci(&p);
     out.assert_success(); // skipped syncs do not fail a run
-    out.assert_contains("Done. PASS=2 WARN=0 ERROR=0 SKIP=3 TOTAL=5");
+    out.assert_contains("Done. PASS=3 WARN=0 ERROR=0 SKIP=3 TOTAL=6");
     for name in [syncs::CHURN_RISK, syncs::HIGH_VALUE, syncs::ALERTS] {
         let r = p.result(name);
         assert_status(&r, "skipped");
@@ -62,7 +62,7 @@ fn failing_test_skips_exactly_its_syncs() {
 
     let out = run_ci(&p);
     out.assert_success();
-    out.assert_contains("Done. PASS=4 WARN=0 ERROR=0 SKIP=1 TOTAL=5");
+    out.assert_contains("Done. PASS=5 WARN=0 ERROR=0 SKIP=1 TOTAL=6");
     let leads = p.result(syncs::LEADS);
     assert_status(&leads, "skipped");
     let msg = message(&leads);
@@ -94,13 +94,14 @@ fn models_not_built_by_the_last_dbt_invocation_are_skipped_unless_include_unbuil
 
     let out = run_ci(&p);
     out.assert_success();
-    out.assert_contains("Done. PASS=1 WARN=0 ERROR=0 SKIP=4 TOTAL=5");
+    out.assert_contains("Done. PASS=1 WARN=0 ERROR=0 SKIP=5 TOTAL=6");
     assert_status(&p.result(syncs::LEADS), "success");
     for name in [
         syncs::CHURN_RISK,
         syncs::HIGH_VALUE,
         syncs::BILLING,
         syncs::ALERTS,
+        syncs::LEAD_SCORES,
     ] {
         let r = p.result(name);
         assert_status(&r, "skipped");
@@ -110,7 +111,7 @@ fn models_not_built_by_the_last_dbt_invocation_are_skipped_unless_include_unbuil
 
     let out = p.activate(&["run", "--target", "ci", "--include-unbuilt"]);
     out.assert_success();
-    out.assert_contains("Done. PASS=5 WARN=0 ERROR=0 SKIP=0 TOTAL=5");
+    out.assert_contains("Done. PASS=6 WARN=0 ERROR=0 SKIP=0 TOTAL=6");
     assert_eq!(segment_in_postgres(&p), segment_in_model(&p));
     assert_eq!(
         alerts_from_records(&p.webhook.accepted_records()),

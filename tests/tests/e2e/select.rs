@@ -34,7 +34,7 @@ fn select_runs_only_the_selected_syncs() {
 
     assert_eq!(
         run_selected(&p, &["--exclude", "tag:customer_success"]),
-        names(&[syncs::LEADS, syncs::BILLING])
+        names(&[syncs::LEADS, syncs::BILLING, syncs::LEAD_SCORES])
     );
     assert_eq!(p.webhook.request_count(), 0);
     assert!(!p.file("synced/cs_tool").exists());

@@ -11,7 +11,7 @@ fn first_run_lands_every_row() {
     let p = Project::new();
     let out = run_ci(&p);
     out.assert_success();
-    out.assert_contains("Done. PASS=5 WARN=0 ERROR=0 SKIP=0 TOTAL=5");
+    out.assert_contains("Done. PASS=6 WARN=0 ERROR=0 SKIP=0 TOTAL=6");
     for (model, to, rows) in [
         ("enriched_leads", "crm.Lead", 30),
         ("churn_risk", "cs_tool.companies", 30),
@@ -202,7 +202,7 @@ fn rerun_sends_nothing() {
 
     let out = run_ci(&p);
     out.assert_success();
-    out.assert_contains("Done. PASS=5 WARN=0 ERROR=0 SKIP=0 TOTAL=5");
+    out.assert_contains("Done. PASS=6 WARN=0 ERROR=0 SKIP=0 TOTAL=6");
     for (name, r) in p.results() {
         assert_status(&r, "success");
         assert_counts(&r, 0, 0, 0);
@@ -292,7 +292,7 @@ fn changes_send_exactly_the_changed_rows() {
 
     let out = run_ci(&p);
     out.assert_success();
-    out.assert_contains("Done. PASS=5 WARN=0 ERROR=0 SKIP=0 TOTAL=5");
+    out.assert_contains("Done. PASS=6 WARN=0 ERROR=0 SKIP=0 TOTAL=6");
     let results = p.results();
     assert_counts(&results[syncs::LEADS], 1, 1, 0);
     assert_counts(&results[syncs::CHURN_RISK], 1, 1, 0);
@@ -379,7 +379,7 @@ fn duplicate_key_fails_before_any_write() {
 
     let out = run_ci(&p);
     out.assert_code(1);
-    out.assert_contains("Done. PASS=4 WARN=0 ERROR=1 SKIP=0 TOTAL=5");
+    out.assert_contains("Done. PASS=4 WARN=0 ERROR=2 SKIP=0 TOTAL=6");
     let leads = p.result(syncs::LEADS);
     assert_status(&leads, "error");
     let msg = message(&leads);
@@ -399,6 +399,8 @@ fn duplicate_key_fails_before_any_write() {
         0,
         "nothing may be written for a model with duplicate keys"
     );
+    // The query sync reads the same leads: it has the duplicate too.
+    assert_status(&p.result(syncs::LEAD_SCORES), "error");
     // The other syncs ran.
     for name in [
         syncs::CHURN_RISK,
@@ -420,7 +422,7 @@ fn rejected_row_is_retried() {
 
     let out = run_ci(&p);
     out.assert_success();
-    out.assert_contains("Done. PASS=4 WARN=1 ERROR=0 SKIP=0 TOTAL=5");
+    out.assert_contains("Done. PASS=5 WARN=1 ERROR=0 SKIP=0 TOTAL=6");
     out.assert_contains("no_northwind"); // a few rejections are printed with their reason
     assert!(sync_line(&out, "enriched_leads -> crm.Lead ").contains("1 rejected"));
     let leads = p.result(syncs::LEADS);
@@ -455,7 +457,7 @@ fn rejected_row_is_retried() {
     p.pg.execute(r#"ALTER TABLE crm."Lead" DROP CONSTRAINT no_northwind"#);
     let out = run_ci(&p);
     out.assert_success();
-    out.assert_contains("Done. PASS=5 WARN=0 ERROR=0 SKIP=0 TOTAL=5");
+    out.assert_contains("Done. PASS=6 WARN=0 ERROR=0 SKIP=0 TOTAL=6");
     let leads = p.result(syncs::LEADS);
     assert_status(&leads, "success");
     assert_counts(&leads, 1, 0, 0);
@@ -558,7 +560,7 @@ fn a_failed_sync_skips_the_syncs_downstream_of_it() {
     p.write_file("synced/cs_tool", "not a folder");
     let out = run_ci(&p);
     out.assert_code(1);
-    out.assert_contains("Done. PASS=2 WARN=0 ERROR=1 SKIP=2 TOTAL=5");
+    out.assert_contains("Done. PASS=3 WARN=0 ERROR=1 SKIP=2 TOTAL=6");
     assert_status(&p.result(syncs::CHURN_RISK), "error");
     // high_value_at_risk and churn_alerts are built from churn_risk: their syncs wait for
     // its sync and are skipped when it fails.
@@ -587,7 +589,7 @@ fn dev_target_writes_files_and_keeps_its_own_state() {
     // The dev target sends everything to files, and does not reuse the ci state.
     let out = p.activate(&["run", "--target", "dev"]);
     out.assert_success();
-    out.assert_contains("Done. PASS=5 WARN=0 ERROR=0 SKIP=0 TOTAL=5");
+    out.assert_contains("Done. PASS=6 WARN=0 ERROR=0 SKIP=0 TOTAL=6");
     assert_counts(&p.result(syncs::LEADS), 30, 0, 0);
     assert_counts(&p.result(syncs::HIGH_VALUE), 7, 0, 0);
     assert_eq!(

@@ -21,12 +21,16 @@ use crate::connections::render::{RenderContext, render_yaml};
 use crate::error::ConfigError;
 use crate::secrets;
 
-const TOP_KEYS: &[&str] = &["destinations", "targets"];
+const TOP_KEYS: &[&str] = &["destinations", "targets", "syncs"];
 
 #[derive(Debug, Clone)]
 pub struct ActivateConfig {
     pub file: PathBuf,
     pub destinations: BTreeMap<String, DestinationConfig>,
+    /// `syncs:`: syncs defined by a SQL query, unrendered (their `ref()`s need the manifest).
+    pub syncs: BTreeMap<String, serde_yaml_ng::Value>,
+    /// What templates in activate.yml see (`target.name`, ...).
+    pub render_context: RenderContext,
 }
 
 impl ActivateConfig {
@@ -152,7 +156,27 @@ pub fn load_activate_yml(
             },
         );
     }
-    Ok(ActivateConfig { file, destinations })
+    let mut syncs = BTreeMap::new();
+    if let Some(value) = yaml.get("syncs") {
+        let Some(map) = value.as_mapping() else {
+            return Err(ConfigError::new(format!("{shown}: `syncs` must map sync names to their settings"))
+                .with_hint("syncs: {hot_leads_to_crm: {query: \"select ... from {{ ref('enriched_leads') }}\", destination: crm, object: Lead, primary_key: email}}"));
+        };
+        for (k, v) in map {
+            let Some(name) = k.as_str() else {
+                return Err(ConfigError::new(format!(
+                    "{shown}: `syncs` has a non-string name"
+                )));
+            };
+            syncs.insert(name.to_owned(), v.clone());
+        }
+    }
+    Ok(ActivateConfig {
+        file,
+        destinations,
+        syncs,
+        render_context: ctx,
+    })
 }
 
 fn merge_destinations(

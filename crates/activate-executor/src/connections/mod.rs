@@ -4,11 +4,13 @@
 pub mod activate_yml;
 pub mod profiles;
 pub mod project;
+pub mod query_syncs;
 pub mod render;
 
 pub use activate_yml::{ActivateConfig, DestinationConfig, load_activate_yml};
 pub use profiles::{Profile, WarehouseConfig, load_profile};
 pub use project::{ProjectSettings, load_project};
+pub use query_syncs::render_query_syncs;
 pub use render::RenderContext;
 
 use crate::error::ConfigError;

@@ -13,6 +13,8 @@ pub struct ProjectSettings {
     pub profile_name: String,
     /// Absolute path of dbt's target folder (manifest.json, run_results.json).
     pub target_path: PathBuf,
+    /// `vars:` of dbt_project.yml, for `var()` in query syncs (project-scoped vars included).
+    pub vars: serde_json::Map<String, serde_json::Value>,
 }
 
 /// `target_path` is `--target-path` / `DBT_TARGET_PATH` when given; otherwise dbt_project.yml's
@@ -54,10 +56,23 @@ pub fn load_project(
     } else {
         project_dir.join(target)
     };
+    // Global vars, then the ones scoped to this project (`vars: {<project>: {...}}`).
+    let mut vars = serde_json::Map::new();
+    if let Some(serde_json::Value::Object(all)) = rendered.get("vars") {
+        for (k, v) in all {
+            if k != &name {
+                vars.insert(k.clone(), v.clone());
+            }
+        }
+        if let Some(serde_json::Value::Object(scoped)) = all.get(&name) {
+            vars.extend(scoped.clone());
+        }
+    }
     Ok(ProjectSettings {
         project_dir: project_dir.to_path_buf(),
         project_name: name,
         profile_name,
         target_path,
+        vars,
     })
 }

@@ -235,3 +235,47 @@ fn names_and_objects_are_checked() {
         "{text}"
     );
 }
+
+#[test]
+fn query_syncs_use_the_same_validator() {
+    let m = manifest_with(vec![model(
+        "enriched_leads",
+        json!({"destination": "crm", "object": "Lead"}),
+    )]);
+    let specs = extract_specs(&m, &destinations()).unwrap();
+    let block = |v: serde_json::Value| v.as_object().unwrap().clone();
+    let q = QuerySync {
+        name: "hot_leads".into(),
+        sql: "select * from \"enriched_leads\"".into(),
+        parents: vec!["model.p.enriched_leads".into()],
+        block: block(
+            json!({"destination": "crm", "object": "HotLead", "primary_key": "email", "sync_mod": "mirror"}),
+        ),
+    };
+    let text = add_query_specs("p", specs.clone(), &[q.clone()], &destinations())
+        .unwrap_err()
+        .to_string();
+    insta::assert_snapshot!(text);
+    let ok = QuerySync {
+        block: block(json!({"destination": "crm", "object": "HotLead", "primary_key": "email"})),
+        ..q.clone()
+    };
+    let all = add_query_specs("p", specs.clone(), &[ok], &destinations()).unwrap();
+    let spec = &all[1];
+    assert_eq!(spec.name, "hot_leads");
+    assert_eq!(spec.model_id, "query.p.hot_leads");
+    assert_eq!(spec.parents, vec!["model.p.enriched_leads"]);
+    let no_key = QuerySync {
+        block: block(json!({"destination": "crm", "object": "HotLead"})),
+        ..q
+    };
+    let text = add_query_specs("p", specs, &[no_key], &destinations())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        text.contains(
+            "sync `hot_leads` (activate.yml), primary_key: missing: a query sync names its key"
+        ),
+        "{text}"
+    );
+}
