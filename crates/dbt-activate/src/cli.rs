@@ -29,6 +29,17 @@ pub enum Command {
     Debug(CommonArgs),
     /// Forget the state of the selected syncs: their next run is a full resync.
     Reset(CommonArgs),
+    /// Show recent runs per sync: status, counts, duration, rejected rows with reasons.
+    History(HistoryArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct HistoryArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// Runs shown per sync, newest first.
+    #[arg(long, default_value_t = 5)]
+    pub limit: usize,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

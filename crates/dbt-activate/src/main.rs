@@ -51,6 +51,7 @@ fn main() -> ExitCode {
             Command::Validate(args) => commands::validate::validate(args).await,
             Command::Debug(args) => commands::debug::debug(args).await,
             Command::Reset(args) => commands::reset::reset(args),
+            Command::History(args) => commands::history::history(args),
         }
     });
     match result {

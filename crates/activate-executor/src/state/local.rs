@@ -191,6 +191,18 @@ impl LocalStateStore {
         Self::read_last_runs(&self.root, target)
     }
 
+    /// Every history record of a target, oldest first, read without the lock.
+    pub fn read_history(root: &Path, target: &str) -> Vec<serde_json::Value> {
+        let path = root.join(target).join("history.jsonl");
+        std::fs::read_to_string(path)
+            .map(|text| {
+                text.lines()
+                    .filter_map(|l| serde_json::from_str(l).ok())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     /// Reads the history without taking the lock (appends are whole lines; a torn last line
     /// of a run in progress is skipped).
     pub fn read_last_runs(
