@@ -445,4 +445,14 @@ impl ActivateCommand<'_> {
     pub fn run(mut self) -> RunOutput {
         run_with_timeout(&mut self.cmd, TIMEOUT)
     }
+
+    /// Starts the command without waiting (for tests that signal it); output is discarded.
+    pub fn spawn(mut self) -> std::process::Child {
+        self.cmd
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start dbt-activate")
+    }
 }

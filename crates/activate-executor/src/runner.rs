@@ -31,7 +31,18 @@ pub struct RunContext {
     /// Sample rows per change kind shown by `plan`.
     pub samples: usize,
     pub read_batch_rows: usize,
+    /// Set on SIGINT/SIGTERM: each sync stops before its next batch, keeping what the
+    /// destination confirmed (journaled), and syncs not started are skipped.
+    pub stop: Arc<std::sync::atomic::AtomicBool>,
 }
+
+impl RunContext {
+    pub fn stopping(&self) -> bool {
+        self.stop.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+const STOPPED: &str = "stopped by a signal before it finished; what the destination confirmed is kept, and the next run sends the rest";
 
 pub struct SyncJob {
     pub def: Arc<SyncDefinition>,
@@ -103,6 +114,16 @@ pub async fn run_all(
                             job.def.unique_id.clone(),
                             &job.def.spec,
                             &format!("upstream sync {upstream} failed"),
+                        );
+                        reporter.finished(position, total, &result);
+                        results[idx] = Some(result);
+                    }
+                    (Planned::Run(job), None) if ctx.stopping() => {
+                        position += 1;
+                        let result = SyncResult::skipped(
+                            job.def.unique_id.clone(),
+                            &job.def.spec,
+                            "not started: the run was stopped by a signal",
                         );
                         reporter.finished(position, total, &result);
                         results[idx] = Some(result);
@@ -400,6 +421,9 @@ async fn send_batches<T: Outgoing>(
 ) -> Result<(), String> {
     let spec = &job.def.spec;
     for chunk in rows.chunks(max_rows) {
+        if ctx.stopping() {
+            return Err(STOPPED.to_owned());
+        }
         let records: Vec<Record> = chunk.iter().map(|r| r.record().clone()).collect();
         let batch = WriteBatch {
             sync: &job.def.unique_id,

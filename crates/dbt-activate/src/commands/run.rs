@@ -169,6 +169,7 @@ pub async fn run(args: RunArgs, plan_samples: Option<usize>) -> anyhow::Result<E
                 dry_run,
                 samples: plan_samples.unwrap_or(0),
                 read_batch_rows: 10_000,
+                stop: stop_on_signal(),
             });
             runner::run_all(
                 ctx,
@@ -259,4 +260,30 @@ pub async fn run(args: RunArgs, plan_samples: Option<usize>) -> anyhow::Result<E
     } else {
         ExitStatus::Success
     })
+}
+
+/// A flag set when SIGINT or SIGTERM arrives (an orchestrator stopping the task): syncs stop
+/// at the next batch boundary, state keeps every confirmed row, results are still written.
+fn stop_on_signal() -> Arc<std::sync::atomic::AtomicBool> {
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = stop.clone();
+    tokio::spawn(async move {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => return,
+            };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+        flag.store(true, std::sync::atomic::Ordering::SeqCst);
+        output::event(
+            "warn",
+            "Z040",
+            "Stopping: syncs finish the batch in flight and stop; confirmed rows are kept",
+            serde_json::Value::Null,
+        );
+    });
+    stop
 }
