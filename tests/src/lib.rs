@@ -12,6 +12,7 @@
 //! - `ACTIVATE_TEST_KEEP=1`: keep each test's project copy and database, and print
 //!   where they are (for debugging a failing test).
 
+pub mod fakes;
 mod pg;
 mod process;
 mod project;
@@ -22,6 +23,8 @@ use std::path::PathBuf;
 pub use pg::PgDatabase;
 pub use process::{RunOutput, run_with_timeout};
 pub use project::{ActivateCommand, Project};
+/// The loopback HTTP server behind every fake (the webhook fake is its simplest use).
+pub use webhook::Webhook as HttpServer;
 pub use webhook::{Reply, Request, Webhook};
 
 /// The default sync names of the example project (`<model>__<destination>__<object>`).
@@ -31,7 +34,9 @@ pub mod syncs {
     pub const HIGH_VALUE: &str = "high_value_at_risk__marketing__high_value_at_risk";
     pub const BILLING: &str = "billing_usage__billing__usage_records";
     pub const ALERTS: &str = "churn_alerts__alerts__cs_alerts";
-    pub const ALL: [&str; 5] = [LEADS, CHURN_RISK, HIGH_VALUE, BILLING, ALERTS];
+    /// The query sync of activate.yml (`syncs:`).
+    pub const LEAD_SCORES: &str = "lead_scores_to_sales";
+    pub const ALL: [&str; 6] = [LEADS, CHURN_RISK, HIGH_VALUE, BILLING, ALERTS, LEAD_SCORES];
 }
 
 /// The workspace root (the folder with the root `Cargo.toml`).

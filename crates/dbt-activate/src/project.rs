@@ -7,11 +7,11 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use activate_executor::connections::{self, ActivateConfig, Profile, ProjectSettings};
-use activate_executor::destination::{self, Destination};
+use activate_executor::destination::{self, Destination, SyncShape, WriteOp};
 use activate_executor::runner::{Planned, SyncJob};
 use activate_executor::sync::SyncDefinition;
 use activate_executor::warehouse::{self, Warehouse};
-use activate_manifest::{ActivationSpec, Manifest, RunResults};
+use activate_manifest::{ActivationSpec, Manifest, OnDelete, Operation, RunResults, SyncMode};
 use anyhow::{Context, anyhow, bail};
 
 use crate::cli::CommonArgs;
@@ -192,6 +192,30 @@ pub async fn preflight(
                 "sync `{}`: destination `{}`: {}",
                 spec.name, spec.destination, e.message
             )),
+        }
+        let shape = SyncShape {
+            object: &spec.object,
+            op: match spec.operation {
+                Operation::Upsert => WriteOp::Upsert,
+                Operation::Update => WriteOp::Update,
+                Operation::Insert => WriteOp::Insert,
+            },
+            removal: match (spec.sync_mode, spec.on_delete) {
+                (SyncMode::Mirror, OnDelete::Delete) => Some(WriteOp::Delete),
+                (SyncMode::Mirror, OnDelete::Clear) => Some(WriteOp::Clear),
+                _ => None,
+            },
+            fields: &def.fields,
+            key_fields: &spec.match_on,
+        };
+        if let Err(why) = dest.check_sync(&shape) {
+            problems.push(format!(
+                "sync `{}` ({}): destination `{}` ({}) cannot carry it out: {why}",
+                spec.name,
+                spec.defined_in,
+                spec.destination,
+                dest.kind()
+            ));
         }
         let identity = destination_identity(spec, dest.as_ref());
         jobs.insert(

@@ -256,3 +256,43 @@ macro_rules! snapshot {
         });
     };
 }
+
+/// Every file below `dir`, recursively.
+pub fn files_under(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            let path = e.path();
+            if path.is_dir() {
+                out.extend(files_under(&path));
+            } else {
+                out.push(path);
+            }
+        }
+    }
+    out
+}
+
+/// No secret appears in any output, nor in any file under `target/`, `.dbt-activate/` or
+/// `logs/` (results, state, history).
+#[track_caller]
+pub fn assert_secrets_never_written(p: &Project, outputs: &[&RunOutput], secrets: &[&str]) {
+    for out in outputs {
+        for s in secrets {
+            assert!(!out.text().contains(s), "a secret was printed\n{out}");
+        }
+    }
+    let mut files = files_under(&p.file("target"));
+    files.extend(files_under(&p.file(".dbt-activate")));
+    files.extend(files_under(&p.file("logs")));
+    assert!(files.iter().any(|f| f.ends_with("activate_results.json")));
+    for f in files {
+        let Ok(bytes) = std::fs::read(&f) else {
+            continue;
+        };
+        let text = String::from_utf8_lossy(&bytes);
+        for s in secrets {
+            assert!(!text.contains(s), "{} contains a secret", f.display());
+        }
+    }
+}

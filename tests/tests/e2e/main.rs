@@ -10,6 +10,16 @@ mod common;
 mod bad_input;
 mod cli;
 mod gating;
+mod history;
+mod kills;
+mod query_syncs;
 mod select;
+mod signals;
 mod sync;
 mod webhook;
+
+mod hubspot;
+mod intercom;
+mod salesforce;
+mod slack;
+mod stripe;

@@ -60,7 +60,8 @@ pub fn render_query_syncs(
     Ok(out)
 }
 
-/// A relation a query can reference.
+/// A relation a query can reference: a node (`package` is its package) or a source
+/// (`package` is the source's name).
 #[derive(Clone)]
 struct Relation {
     unique_id: String,
@@ -92,17 +93,15 @@ fn render_query(
             })
             .collect(),
     );
-    let sources: Arc<Vec<(String, String, String, Option<String>)>> = Arc::new(
+    let sources: Arc<Vec<Relation>> = Arc::new(
         manifest
             .sources
             .values()
-            .map(|s| {
-                (
-                    s.unique_id.clone(),
-                    s.source_name.clone(),
-                    s.name.clone(),
-                    s.relation_name.clone(),
-                )
+            .map(|s| Relation {
+                unique_id: s.unique_id.clone(),
+                package: s.source_name.clone(),
+                name: s.name.clone(),
+                relation: s.relation_name.clone(),
             })
             .collect(),
     );
@@ -159,14 +158,14 @@ fn render_query(
             move |source: String, table: String| -> Result<String, minijinja::Error> {
                 match sources
                     .iter()
-                    .find(|(_, s, t, _)| s == &source && t == &table)
+                    .find(|s| s.package == source && s.name == table)
                 {
-                    Some((id, _, _, relation)) => {
+                    Some(s) => {
                         parents
                             .lock()
                             .unwrap_or_else(|e| e.into_inner())
-                            .push(id.clone());
-                        relation.clone().ok_or_else(|| {
+                            .push(s.unique_id.clone());
+                        s.relation.clone().ok_or_else(|| {
                             invalid(format!("source('{source}', '{table}') has no relation"))
                         })
                     }

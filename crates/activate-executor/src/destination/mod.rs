@@ -3,7 +3,12 @@
 
 pub mod file;
 pub mod http;
+pub mod hubspot;
+pub mod intercom;
 pub mod postgres;
+pub mod salesforce;
+pub mod slack;
+pub mod stripe;
 pub mod webhook;
 
 use std::sync::Arc;
@@ -15,7 +20,16 @@ use crate::error::{ConfigError, DestinationError};
 use crate::value::Value;
 
 /// Destination types this release knows.
-pub const KINDS: &[&str] = &["postgres", "webhook", "file"];
+pub const KINDS: &[&str] = &[
+    "postgres",
+    "webhook",
+    "file",
+    "salesforce",
+    "hubspot",
+    "intercom",
+    "stripe",
+    "slack",
+];
 
 /// What one request asks the destination to do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -109,6 +123,26 @@ pub trait Destination: Send + Sync {
     /// The object's fields for validation before anything is sent; `None` when schemaless.
     async fn describe(&self, object: &str) -> Result<Option<ObjectSchema>, DestinationError>;
     async fn write(&self, batch: &WriteBatch<'_>) -> Result<BatchOutcome, DestinationError>;
+
+    /// Checks, before anything is sent, that this destination can carry out a sync: its
+    /// object, the operations it will need and the fields it writes. An `Err` is a
+    /// configuration error (exit 2) with the destination's reason.
+    fn check_sync(&self, plan: &SyncShape<'_>) -> Result<(), String> {
+        let _ = plan;
+        Ok(())
+    }
+}
+
+/// What a sync will ask of its destination, for [`Destination::check_sync`].
+#[derive(Debug, Clone)]
+pub struct SyncShape<'a> {
+    pub object: &'a str,
+    /// The operation for changed rows.
+    pub op: WriteOp,
+    /// Mirror syncs: `Delete` or `Clear` for keys that leave the model.
+    pub removal: Option<WriteOp>,
+    pub fields: &'a [String],
+    pub key_fields: &'a [String],
 }
 
 /// Builds the destination an `activate.yml` entry describes.
@@ -121,6 +155,11 @@ pub fn build(
             config,
         )?)),
         "webhook" => Ok(Arc::new(webhook::WebhookDestination::from_config(config)?)),
+        "salesforce" => salesforce::build(config),
+        "hubspot" => hubspot::build(config),
+        "intercom" => intercom::build(config),
+        "stripe" => stripe::build(config),
+        "slack" => slack::build(config),
         "file" => Ok(Arc::new(file::FileDestination::from_config(
             config,
             project_dir,

@@ -252,9 +252,14 @@ fn query_syncs_use_the_same_validator() {
             json!({"destination": "crm", "object": "HotLead", "primary_key": "email", "sync_mod": "mirror"}),
         ),
     };
-    let text = add_query_specs("p", specs.clone(), &[q.clone()], &destinations())
-        .unwrap_err()
-        .to_string();
+    let text = add_query_specs(
+        "p",
+        specs.clone(),
+        std::slice::from_ref(&q),
+        &destinations(),
+    )
+    .unwrap_err()
+    .to_string();
     insta::assert_snapshot!(text);
     let ok = QuerySync {
         block: block(json!({"destination": "crm", "object": "HotLead", "primary_key": "email"})),

@@ -1,0 +1,180 @@
+//! The `activate.yml` keys of a `salesforce` destination.
+
+use std::time::Duration;
+
+use crate::connections::DestinationConfig;
+use crate::destination::{check_keys, setting_str, setting_u64};
+use crate::error::ConfigError;
+
+pub const KEYS: &[&str] = &[
+    "login_url",
+    "instance_url",
+    "client_id",
+    "client_secret",
+    "refresh_token",
+    "api_version",
+    "bulk_threshold",
+    "bulk_batch_size",
+    "batch_size",
+    "requests_per_second",
+    "timeout_seconds",
+    "max_retries",
+    "bulk_poll_interval_ms",
+    "bulk_timeout_seconds",
+];
+
+/// The most records one sObject Collections request may carry.
+pub const COLLECTION_MAX: usize = 200;
+
+/// How the destination gets an access token from `{login_url}/services/oauth2/token`.
+#[derive(Debug, Clone)]
+pub enum Auth {
+    /// `grant_type=client_credentials` (a connected app's client credentials flow).
+    ClientCredentials {
+        client_id: String,
+        client_secret: String,
+    },
+    /// `grant_type=refresh_token`.
+    RefreshToken {
+        client_id: String,
+        client_secret: Option<String>,
+        refresh_token: String,
+    },
+}
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub login_url: String,
+    pub instance_url: Option<String>,
+    pub auth: Auth,
+    /// `62.0`, used as `/services/data/v62.0/...`.
+    pub api_version: String,
+    /// More rows than this in one write go through a Bulk API 2.0 job.
+    pub bulk_threshold: usize,
+    /// The most rows one write (and so one Bulk API 2.0 job) carries.
+    pub bulk_batch_size: usize,
+    /// Records per sObject Collections request (at most 200).
+    pub batch_size: usize,
+    pub requests_per_second: u32,
+    pub timeout: Duration,
+    pub max_retries: Option<u32>,
+    pub bulk_poll_interval: Duration,
+    pub bulk_timeout: Duration,
+}
+
+fn url_setting(config: &DestinationConfig, key: &str) -> Result<Option<String>, ConfigError> {
+    let Some(url) = setting_str(config, key)?.filter(|u| !u.is_empty()) else {
+        return Ok(None);
+    };
+    if !(url.starts_with("http://") || url.starts_with("https://")) {
+        return Err(ConfigError::new(format!(
+            "{}: `{key}` must start with https:// (or http:// for a local server), found `{url}`",
+            config.site()
+        )));
+    }
+    Ok(Some(url.trim_end_matches('/').to_owned()))
+}
+
+fn required(config: &DestinationConfig, key: &str) -> Result<String, ConfigError> {
+    setting_str(config, key)?
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .ok_or_else(|| {
+            ConfigError::new(format!("{}: `{key}` is required", config.site())).with_hint(
+                format!("set it from an environment variable: {key}: \"{{{{ env_var('SALESFORCE_{}') }}}}\"", key.to_ascii_uppercase()),
+            )
+        })
+}
+
+impl Settings {
+    pub fn from_config(config: &DestinationConfig) -> Result<Self, ConfigError> {
+        check_keys(config, KEYS)?;
+        let login_url = url_setting(config, "login_url")?
+            .unwrap_or_else(|| "https://login.salesforce.com".to_owned());
+        let instance_url = url_setting(config, "instance_url")?;
+        let client_id = required(config, "client_id")?;
+        let client_secret = setting_str(config, "client_secret")?
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned);
+        let refresh_token = setting_str(config, "refresh_token")?
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned);
+        for secret in [&client_secret, &refresh_token].into_iter().flatten() {
+            crate::secrets::register(secret);
+        }
+        let auth = match (refresh_token, client_secret) {
+            (Some(refresh_token), client_secret) => Auth::RefreshToken {
+                client_id,
+                client_secret,
+                refresh_token,
+            },
+            (None, Some(client_secret)) => Auth::ClientCredentials {
+                client_id,
+                client_secret,
+            },
+            (None, None) => {
+                return Err(ConfigError::new(format!(
+                    "{}: `client_secret` (client credentials flow) or `refresh_token` (refresh token flow) is required",
+                    config.site()
+                ))
+                .with_hint("client_secret: \"{{ env_var('SALESFORCE_CLIENT_SECRET') }}\""));
+            }
+        };
+        let api_version = setting_str(config, "api_version")?
+            .unwrap_or("62.0")
+            .trim_start_matches('v')
+            .to_owned();
+        if api_version.parse::<f64>().is_err() {
+            return Err(ConfigError::new(format!(
+                "{}: `api_version` must look like 62.0, found `{api_version}`",
+                config.site()
+            )));
+        }
+        let batch_size = setting_u64(config, "batch_size")?.unwrap_or(COLLECTION_MAX as u64);
+        if batch_size == 0 || batch_size > COLLECTION_MAX as u64 {
+            return Err(ConfigError::new(format!(
+                "{}: `batch_size` must be between 1 and {COLLECTION_MAX} (the sObject Collections maximum), found {batch_size}",
+                config.site()
+            )));
+        }
+        let bulk_threshold = setting_u64(config, "bulk_threshold")?.unwrap_or(2000) as usize;
+        let bulk_batch_size = setting_u64(config, "bulk_batch_size")?
+            .unwrap_or(10_000)
+            .max(1) as usize;
+        let requests_per_second = setting_u64(config, "requests_per_second")?
+            .unwrap_or(25)
+            .clamp(1, u64::from(u32::MAX)) as u32;
+        let timeout =
+            Duration::from_secs(setting_u64(config, "timeout_seconds")?.unwrap_or(60).max(1));
+        let max_retries = setting_u64(config, "max_retries")?.map(|n| n.min(100) as u32);
+        let bulk_poll_interval = Duration::from_millis(
+            setting_u64(config, "bulk_poll_interval_ms")?
+                .unwrap_or(2000)
+                .max(10),
+        );
+        let bulk_timeout = Duration::from_secs(
+            setting_u64(config, "bulk_timeout_seconds")?
+                .unwrap_or(1800)
+                .max(1),
+        );
+        Ok(Self {
+            login_url,
+            instance_url,
+            auth,
+            api_version,
+            bulk_threshold,
+            bulk_batch_size,
+            batch_size: batch_size as usize,
+            requests_per_second,
+            timeout,
+            max_retries,
+            bulk_poll_interval,
+            bulk_timeout,
+        })
+    }
+
+    /// `/services/data/v62.0`
+    pub fn data_path(&self) -> String {
+        format!("/services/data/v{}", self.api_version)
+    }
+}

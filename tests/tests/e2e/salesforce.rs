@@ -1,0 +1,565 @@
+//! The salesforce destination end to end: the real binary against the fake org of
+//! `dbt_activate_e2e::fakes::salesforce` (OAuth, describe, sObject Collections, Bulk API 2.0,
+//! SOQL, rate limit), syncing the example's `enriched_leads` to `Lead`.
+
+use dbt_activate_e2e::fakes::salesforce::{
+    CLIENT_ID, CLIENT_SECRET, REFRESH_TOKEN, SalesforceFake,
+};
+use dbt_activate_e2e::{Project, RunOutput, sorted, syncs};
+use serde_json::{Value, json};
+
+use crate::common::*;
+
+/// activate.yml with `crm` pointed at the fake on the ci target; `extra` adds keys to it.
+fn point_crm_at_fake(p: &Project, extra: &str) {
+    let yml = format!(
+        r#"destinations:
+  crm:       {{type: file, path: "synced/crm", format: jsonl}}
+  cs_tool:   {{type: file, path: "synced/cs_tool", format: jsonl}}
+  marketing: {{type: file, path: "synced/marketing", format: csv}}
+  billing:   {{type: file, path: "synced/billing", format: jsonl}}
+  alerts:    {{type: file, path: "synced/alerts", format: jsonl}}
+targets:
+  ci:
+    destinations:
+      crm:
+        type: salesforce
+        login_url: "{{{{ env_var('SF_LOGIN_URL') }}}}"
+        client_id: "{{{{ env_var('SF_CLIENT_ID') }}}}"
+        requests_per_second: 10
+        bulk_poll_interval_ms: 50
+        max_retries: 3
+{extra}"#
+    );
+    p.write_file("activate.yml", &yml);
+}
+
+const CLIENT_CREDENTIALS: &str = "        client_secret: \"{{ env_var('SF_CLIENT_SECRET') }}\"\n";
+
+fn leads_run(p: &Project, fake: &SalesforceFake) -> RunOutput {
+    p.activate_cmd(&["run", "--target", "ci", "--select", "enriched_leads"])
+        .env("SF_LOGIN_URL", &fake.url())
+        .env("SF_CLIENT_ID", CLIENT_ID)
+        .env("SF_CLIENT_SECRET", CLIENT_SECRET)
+        .env("SF_REFRESH_TOKEN", REFRESH_TOKEN)
+        .run()
+}
+
+/// What the org holds in Lead, in the shape of [`leads_model`].
+fn leads_in_org(fake: &SalesforceFake) -> Rows {
+    let text = |r: &serde_json::Map<String, Value>, k: &str| match r.get(k) {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => Some(s.clone()),
+        Some(other) => Some(other.to_string()),
+    };
+    sorted(
+        fake.records("Lead")
+            .iter()
+            .map(|r| {
+                vec![
+                    text(r, "Email"),
+                    text(r, "Company"),
+                    text(r, "Lead_Score__c"),
+                    text(r, "Features_Used__c"),
+                    // 2025-01-06T09:00:00.000Z → 2025-01-06 09:00:00
+                    text(r, "Last_Product_Activity__c").map(|t| t[..19].replace('T', " ")),
+                    text(r, "LeadSource"),
+                ]
+            })
+            .collect(),
+    )
+}
+
+/// The model's rows as Salesforce should hold them (lists as multi-select picklist text).
+fn leads_model(p: &Project) -> Rows {
+    sorted(p.duck(
+        "select email, company, lead_score, nullif(array_to_string(features_used, ';'), ''),
+                    strftime(timezone('UTC', last_active_at), '%Y-%m-%d %H:%M:%S'), 'dbt-activate'
+             from main.enriched_leads",
+    ))
+}
+
+fn model_emails(p: &Project, filter: &str) -> Vec<String> {
+    p.duck(&format!(
+        "select email from main.enriched_leads where {filter} order by email"
+    ))
+    .into_iter()
+    .filter_map(|r| r[0].clone())
+    .collect()
+}
+
+/// Requests that wrote records (collections or bulk), not logins, describes or queries.
+fn writes(fake: &SalesforceFake) -> usize {
+    fake.requests()
+        .iter()
+        .filter(|r| r.path.contains("/composite/sobjects") || r.path.contains("/jobs/ingest"))
+        .count()
+}
+
+#[track_caller]
+fn assert_within_limits(fake: &SalesforceFake) {
+    assert!(
+        fake.largest_collection() <= 200,
+        "a collection request carried {} records",
+        fake.largest_collection()
+    );
+    assert_eq!(fake.throttled(), 0, "no request may exceed the rate limit");
+    for r in fake.requests() {
+        assert_ne!(r.status, 400, "a refused request: {} {}", r.method, r.path);
+    }
+}
+
+/// Sets `operation` / `sync_mode` of enriched_leads' activation and rebuilds the project.
+fn edit_activation(p: &Project, lines: &str) {
+    p.replace_in_file(
+        "models/marts/schema.yml",
+        "          primary_key: email\n",
+        &format!("          primary_key: email\n{lines}"),
+    );
+    p.dbt_build();
+}
+
+#[test]
+fn salesforce_upsert_lands_every_lead_and_a_rerun_sends_nothing() {
+    let p = Project::new();
+    let fake = SalesforceFake::start();
+    point_crm_at_fake(&p, CLIENT_CREDENTIALS);
+    let out = leads_run(&p, &fake);
+    out.assert_success();
+    let r = p.result(syncs::LEADS);
+    assert_status(&r, "success");
+    assert_counts(&r, 30, 0, 0);
+    assert_eq!(leads_in_org(&fake), leads_model(&p));
+    assert_within_limits(&fake);
+    let upserts: Vec<_> = fake
+        .requests()
+        .into_iter()
+        .filter(|r| r.method == "PATCH" && r.path.ends_with("/composite/sobjects/Lead/Email"))
+        .collect();
+    assert_eq!(upserts.len(), 1, "30 records fit one collection call");
+    let body = upserts[0].json();
+    assert_eq!(body["allOrNone"], false);
+    assert_eq!(body["records"][0]["attributes"]["type"], "Lead");
+    assert!(
+        upserts[0]
+            .header("authorization")
+            .is_some_and(|h| h.starts_with("Bearer ")),
+        "bearer token"
+    );
+    assert_eq!(fake.bulk_jobs(), 0, "below bulk_threshold: no Bulk API job");
+
+    let before = writes(&fake);
+    let out = leads_run(&p, &fake);
+    out.assert_success();
+    assert_counts(&p.result(syncs::LEADS), 0, 0, 0);
+    assert_eq!(writes(&fake), before, "a rerun sends nothing");
+    assert_eq!(fake.records("Lead").len(), 30);
+}
+
+#[test]
+fn salesforce_bulk_api_job_above_the_threshold_with_refresh_token_and_failed_rows() {
+    let p = Project::new();
+    let fake = SalesforceFake::start();
+    point_crm_at_fake(
+        &p,
+        "        refresh_token: \"{{ env_var('SF_REFRESH_TOKEN') }}\"\n        bulk_threshold: 10\n",
+    );
+    let acme = model_emails(&p, "lead_score = 'warm'");
+    assert!(!acme.is_empty());
+    fake.reject_when(
+        "Lead",
+        "Lead_Score__c",
+        json!("warm"),
+        "FIELD_CUSTOM_VALIDATION_EXCEPTION",
+        "Warm leads need a campaign",
+    );
+    let out = leads_run(&p, &fake);
+    out.assert_success();
+    let r = p.result(syncs::LEADS);
+    assert_status(&r, "warn");
+    assert_eq!(count(&r, "rejected"), acme.len() as u64, "{r:#}");
+    assert_counts(&r, 30 - acme.len() as u64, 0, 0);
+    let rejections = r["rejections"].as_array().expect("rejections");
+    for x in rejections {
+        let reason = x["reason"].as_str().unwrap_or_default();
+        assert!(
+            reason.contains("FIELD_CUSTOM_VALIDATION_EXCEPTION:Warm leads need a campaign"),
+            "the sf__Error of the failed results file: {reason}"
+        );
+    }
+    let mut rejected_keys: Vec<String> = rejections
+        .iter()
+        .map(|x| rejection_key(x)[0].as_str().unwrap_or_default().to_owned())
+        .collect();
+    rejected_keys.sort();
+    assert_eq!(rejected_keys, acme);
+    assert_eq!(
+        fake.bulk_jobs(),
+        1,
+        "30 rows > bulk_threshold 10: one ingest job"
+    );
+    assert_eq!(fake.collection_calls(), 0);
+    let grant = fake
+        .requests()
+        .into_iter()
+        .find(|r| r.path == "/services/oauth2/token")
+        .expect("a token request");
+    assert!(String::from_utf8_lossy(&grant.body).contains("grant_type=refresh_token"));
+
+    fake.clear_rules();
+    let out = leads_run(&p, &fake);
+    out.assert_success();
+    let r = p.result(syncs::LEADS);
+    assert_status(&r, "success");
+    assert_counts(&r, acme.len() as u64, 0, 0);
+    assert_eq!(leads_in_org(&fake), leads_model(&p));
+    assert_eq!(
+        fake.bulk_jobs(),
+        1,
+        "the retried rows are below the threshold: a collection call"
+    );
+    assert_within_limits(&fake);
+}
+
+#[test]
+fn salesforce_per_record_errors_are_rejects_retried_next_run() {
+    let p = Project::new();
+    let fake = SalesforceFake::start();
+    point_crm_at_fake(&p, &format!("{CLIENT_CREDENTIALS}        batch_size: 7\n"));
+    let hot = model_emails(&p, "lead_score = 'hot'");
+    assert!(!hot.is_empty());
+    fake.reject_when(
+        "Lead",
+        "Lead_Score__c",
+        json!("hot"),
+        "FIELD_CUSTOM_VALIDATION_EXCEPTION",
+        "Hot leads need an owner",
+    );
+    let out = leads_run(&p, &fake);
+    out.assert_success();
+    let r = p.result(syncs::LEADS);
+    assert_status(&r, "warn");
+    assert_eq!(count(&r, "rejected"), hot.len() as u64);
+    assert!(
+        r["rejections"]
+            .as_array()
+            .expect("rejections")
+            .iter()
+            .all(|x| x["reason"].as_str().is_some_and(
+                |s| s.contains("FIELD_CUSTOM_VALIDATION_EXCEPTION: Hot leads need an owner")
+            )),
+        "{r:#}"
+    );
+    assert_eq!(
+        fake.records("Lead").len(),
+        30 - hot.len(),
+        "the good rows landed"
+    );
+    assert!(fake.largest_collection() <= 7, "batch_size is honoured");
+    assert_eq!(fake.collection_calls(), 5, "30 rows, 7 a call");
+
+    fake.clear_rules();
+    let out = leads_run(&p, &fake);
+    out.assert_success();
+    let r = p.result(syncs::LEADS);
+    assert_status(&r, "success");
+    assert_counts(&r, hot.len() as u64, 0, 0);
+    assert_eq!(leads_in_org(&fake), leads_model(&p));
+    assert_within_limits(&fake);
+}
+
+#[test]
+fn salesforce_a_request_refused_for_one_record_is_split_so_the_good_rows_land() {
+    let p = Project::new();
+    let fake = SalesforceFake::start();
+    point_crm_at_fake(&p, CLIENT_CREDENTIALS);
+    let bad = model_emails(&p, "true").remove(7);
+    fake.refuse_request_when("Email", json!(bad));
+    let out = leads_run(&p, &fake);
+    out.assert_success();
+    let r = p.result(syncs::LEADS);
+    assert_status(&r, "warn");
+    assert_counts(&r, 29, 0, 0);
+    assert_eq!(count(&r, "rejected"), 1);
+    let rejection = &r["rejections"][0];
+    assert_eq!(rejection_key(rejection)[0], json!(bad));
+    assert!(
+        rejection["reason"]
+            .as_str()
+            .is_some_and(|s| s.contains("HTTP 400 JSON_PARSER_ERROR")),
+        "{r:#}"
+    );
+    assert_eq!(fake.records("Lead").len(), 29, "the good rows landed");
+    let refused = fake.requests().iter().filter(|r| r.status == 400).count();
+    assert!(
+        (2..=10).contains(&refused),
+        "halving isolates one record in about log2(30) refusals, got {refused}"
+    );
+
+    fake.clear_rules();
+    let out = leads_run(&p, &fake);
+    out.assert_success();
+    assert_counts(&p.result(syncs::LEADS), 1, 0, 0);
+    assert_eq!(leads_in_org(&fake), leads_model(&p));
+}
+
+#[test]
+fn salesforce_update_only_updates_existing_leads_and_rejects_missing_ones() {
+    let p = Project::new();
+    let fake = SalesforceFake::start();
+    point_crm_at_fake(&p, CLIENT_CREDENTIALS);
+    edit_activation(&p, "          operation: update\n");
+    let existing: Vec<String> = model_emails(&p, "true").into_iter().take(5).collect();
+    for email in &existing {
+        fake.insert(
+            "Lead",
+            json!({"Email": email, "Company": "Old Co", "LastName": "Kept"}),
+        );
+    }
+    let out = leads_run(&p, &fake);
+    out.assert_success();
+    let r = p.result(syncs::LEADS);
+    assert_status(&r, "warn");
+    assert_eq!(count(&r, "rejected"), 25, "{r:#}");
+    assert!(
+        r["rejections"]
+            .as_array()
+            .expect("rejections")
+            .iter()
+            .all(|x| x["reason"]
+                .as_str()
+                .is_some_and(|s| s.starts_with("NOT_FOUND: no Lead has Email = "))),
+        "{r:#}"
+    );
+    assert_eq!(fake.records("Lead").len(), 5, "update never creates");
+    let model: Rows = leads_model(&p)
+        .into_iter()
+        .filter(|row| row[0].as_ref().is_some_and(|e| existing.contains(e)))
+        .collect();
+    assert_eq!(leads_in_org(&fake), model);
+    assert!(
+        fake.records("Lead").iter().all(|r| r["LastName"] == "Kept"),
+        "unmapped fields stay"
+    );
+    assert!(fake.queries() >= 1, "external ids resolved to Ids by SOQL");
+    assert_within_limits(&fake);
+}
+
+#[test]
+fn salesforce_insert_only_rejects_existing_keys() {
+    let p = Project::new();
+    let fake = SalesforceFake::start();
+    point_crm_at_fake(&p, CLIENT_CREDENTIALS);
+    edit_activation(&p, "          operation: insert\n");
+    let taken = model_emails(&p, "true").remove(0);
+    fake.insert("Lead", json!({"Email": taken, "Company": "Already here"}));
+    let out = leads_run(&p, &fake);
+    out.assert_success();
+    let r = p.result(syncs::LEADS);
+    assert_status(&r, "warn");
+    assert_counts(&r, 29, 0, 0);
+    assert_eq!(count(&r, "rejected"), 1);
+    let rejection = &r["rejections"][0];
+    assert_eq!(rejection_key(rejection)[0], json!(taken));
+    assert!(
+        rejection["reason"]
+            .as_str()
+            .is_some_and(|s| s.contains("DUPLICATE_VALUE")),
+        "{r:#}"
+    );
+    assert_eq!(fake.records("Lead").len(), 30);
+    assert_within_limits(&fake);
+}
+
+#[test]
+fn salesforce_mirror_deletes_leads_that_left_the_model() {
+    let p = Project::new();
+    let fake = SalesforceFake::start();
+    point_crm_at_fake(&p, CLIENT_CREDENTIALS);
+    p.replace_in_file(
+        "models/marts/schema.yml",
+        "          sync_mode: incremental          # no cursor: changed rows by diff\n",
+        "          sync_mode: mirror\n          on_delete: delete\n",
+    );
+    p.dbt_build();
+    // Someone else's lead, never synced by dbt-activate: mirror must not touch it.
+    fake.insert(
+        "Lead",
+        json!({"Email": "someone@else.example", "Company": "Other"}),
+    );
+    let out = leads_run(&p, &fake);
+    out.assert_success();
+    assert_counts(&p.result(syncs::LEADS), 30, 0, 0);
+
+    p.edit_seed("leads", |csv| {
+        let lines: Vec<&str> = csv.lines().collect();
+        lines[..lines.len() - 3].join("\n") + "\n"
+    });
+    p.dbt_build();
+    let out = leads_run(&p, &fake);
+    out.assert_success();
+    let r = p.result(syncs::LEADS);
+    assert_status(&r, "success");
+    assert_counts(&r, 0, 0, 3);
+    let mut org = leads_in_org(&fake);
+    org.retain(|row| row[0].as_deref() != Some("someone@else.example"));
+    assert_eq!(org, leads_model(&p));
+    assert_eq!(fake.records("Lead").len(), 28);
+    let deletes: Vec<_> = fake
+        .requests()
+        .into_iter()
+        .filter(|r| r.method == "DELETE")
+        .collect();
+    assert_eq!(
+        deletes.len(),
+        1,
+        "one DELETE composite/sobjects?ids=.. call"
+    );
+    assert_within_limits(&fake);
+}
+
+#[test]
+fn salesforce_429_with_retry_after_is_honoured() {
+    let p = Project::new();
+    let fake = SalesforceFake::start();
+    fake.set_rate_limit(3);
+    point_crm_at_fake(&p, &format!("{CLIENT_CREDENTIALS}        batch_size: 5\n"));
+    // Our limiter allows 10 calls a second; the org only 3: it answers 429 + Retry-After.
+    let out = leads_run(&p, &fake);
+    out.assert_success();
+    let r = p.result(syncs::LEADS);
+    assert_status(&r, "success");
+    assert_counts(&r, 30, 0, 0);
+    assert!(fake.throttled() > 0, "the org throttled some calls");
+    assert_eq!(
+        leads_in_org(&fake),
+        leads_model(&p),
+        "every row exactly once"
+    );
+    let throttled: Vec<_> = fake
+        .requests()
+        .into_iter()
+        .filter(|r| r.status == 429)
+        .collect();
+    assert!(
+        throttled
+            .iter()
+            .all(|r| r.path.starts_with("/services/data/"))
+    );
+}
+
+#[test]
+fn salesforce_daily_api_limit_stops_the_sync_cleanly() {
+    let p = Project::new();
+    let fake = SalesforceFake::start();
+    // describe + two collection calls, then Sforce-Limit-Info says api-usage=3/3.
+    fake.set_daily_limit(3);
+    point_crm_at_fake(&p, &format!("{CLIENT_CREDENTIALS}        batch_size: 7\n"));
+    let out = leads_run(&p, &fake);
+    out.assert_code(1);
+    let r = p.result(syncs::LEADS);
+    assert_status(&r, "error");
+    assert!(
+        message(&r).contains("daily api request limit is reached (3/3"),
+        "{r:#}"
+    );
+    assert_eq!(fake.records("Lead").len(), 14, "two calls of 7 landed");
+    assert!(
+        fake.requests().iter().all(|r| r.status != 403),
+        "the sync stopped before Salesforce had to refuse a call"
+    );
+
+    fake.set_daily_limit(15_000);
+    let out = leads_run(&p, &fake);
+    out.assert_success();
+    assert_status(&p.result(syncs::LEADS), "success");
+    assert_eq!(
+        leads_in_org(&fake),
+        leads_model(&p),
+        "upserts by Email: no duplicates"
+    );
+}
+
+#[test]
+fn salesforce_unknown_mapped_field_fails_preflight_and_bad_credentials_fail_cleanly() {
+    let p = Project::new();
+    let fake = SalesforceFake::start();
+    point_crm_at_fake(&p, CLIENT_CREDENTIALS);
+    // A typo in the mapping, as `dbt parse` would write it (saves a dbt build).
+    p.edit_file("target/manifest.json", |m| {
+        m.replace(
+            "\"lead_score\": \"Lead_Score__c\"",
+            "\"lead_score\": \"Lead_Scor__c\"",
+        )
+    });
+    let out = leads_run(&p, &fake);
+    out.assert_code(2);
+    out.assert_contains("Lead_Scor__c")
+        .assert_contains("does not exist");
+    out.assert_contains("did you mean `Lead_Score__c`");
+    assert_eq!(writes(&fake), 0, "nothing is sent");
+    assert_eq!(fake.records("Lead").len(), 0);
+
+    let out = p
+        .activate_cmd(&["run", "--target", "ci", "--select", "enriched_leads"])
+        .env("SF_LOGIN_URL", &fake.url())
+        .env("SF_CLIENT_ID", CLIENT_ID)
+        .env("SF_CLIENT_SECRET", "wrong-secret-value")
+        .run();
+    assert_ne!(out.code, 0);
+    out.assert_contains("invalid_client");
+    assert!(!out.text().contains("wrong-secret-value"), "{out}");
+}
+
+#[test]
+fn salesforce_secrets_never_appear_in_output_results_or_state() {
+    let p = Project::new();
+    let fake = SalesforceFake::start();
+    point_crm_at_fake(&p, CLIENT_CREDENTIALS);
+    fake.reject_when(
+        "Lead",
+        "Lead_Score__c",
+        json!("cold"),
+        "INVALID_FIELD",
+        "cold",
+    );
+    let mut outputs = vec![leads_run(&p, &fake)];
+    outputs[0].assert_success();
+    outputs.push(
+        p.activate_cmd(&["debug", "--target", "ci"])
+            .env("SF_LOGIN_URL", &fake.url())
+            .env("SF_CLIENT_ID", CLIENT_ID)
+            .env("SF_CLIENT_SECRET", CLIENT_SECRET)
+            .run(),
+    );
+    outputs.push(
+        p.activate_cmd(&[
+            "run",
+            "--target",
+            "ci",
+            "--select",
+            "enriched_leads",
+            "--log-format",
+            "json",
+        ])
+        .env("SF_LOGIN_URL", &fake.url())
+        .env("SF_CLIENT_ID", CLIENT_ID)
+        .env("SF_CLIENT_SECRET", CLIENT_SECRET)
+        .env("RUST_LOG", "debug")
+        .run(),
+    );
+    let tokens: Vec<String> = fake
+        .requests()
+        .iter()
+        .filter_map(|r| {
+            r.header("authorization")
+                .map(|h| h.trim_start_matches("Bearer ").to_owned())
+        })
+        .collect();
+    assert!(!tokens.is_empty());
+    let mut secrets = vec![CLIENT_SECRET.to_owned()];
+    secrets.extend(tokens);
+    let outputs: Vec<&RunOutput> = outputs.iter().collect();
+    let secrets: Vec<&str> = secrets.iter().map(String::as_str).collect();
+    assert_secrets_never_written(&p, &outputs, &secrets);
+}
