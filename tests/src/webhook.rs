@@ -16,8 +16,11 @@ pub struct Request {
     /// Header names as sent (compare with [`Request::header`], case-insensitive).
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
-    /// The status code the fake answered.
+    /// The status code the fake answered (for a dropped connection: the status the fake
+    /// decided on, though the client never saw it).
     pub status: u16,
+    /// The fake processed the request and then dropped the connection without answering.
+    pub dropped: bool,
 }
 
 impl Request {
@@ -49,6 +52,8 @@ impl Request {
         }
     }
 
+    /// The receiving system took the request (2xx), whether or not the answer reached the
+    /// client (see [`Request::dropped`]).
     pub fn accepted(&self) -> bool {
         (200..300).contains(&self.status)
     }
@@ -60,6 +65,9 @@ pub struct Reply {
     pub status: u16,
     pub headers: Vec<(String, String)>,
     pub body: String,
+    /// After deciding this answer (the request was processed), close the connection without
+    /// writing any response: the client sees a connection error, not a status.
+    pub drop_connection: bool,
 }
 
 impl Reply {
@@ -73,7 +81,21 @@ impl Reply {
             status,
             headers: Vec::new(),
             body: String::new(),
+            drop_connection: false,
         }
+    }
+
+    /// The request was processed (recorded as `200`), then the connection is dropped without
+    /// an answer, as when a server commits and the answer is lost on the way.
+    pub fn drop_connection() -> Self {
+        Self::ok().then_drop()
+    }
+
+    /// This answer is decided (and recorded), but the connection is dropped instead of
+    /// writing it.
+    pub fn then_drop(mut self) -> Self {
+        self.drop_connection = true;
+        self
     }
 
     /// `429 Too Many Requests` with `Retry-After: 0`.
@@ -214,9 +236,15 @@ fn serve(stream: TcpStream, shared: &Shared) {
             let n = requests.len();
             let reply = (shared.responder.lock().expect("responder lock"))(n, &request);
             request.status = reply.status;
+            request.dropped = reply.drop_connection;
             requests.push(request);
             reply
         };
+        if reply.drop_connection {
+            // Processed, but the answer is lost: close both directions without writing.
+            let _ = writer.shutdown(std::net::Shutdown::Both);
+            return;
+        }
         let mut head = format!(
             "HTTP/1.1 {} {}\r\nContent-Length: {}\r\n",
             reply.status,
@@ -308,6 +336,7 @@ fn read_request(reader: &mut impl BufRead) -> Option<(Request, bool)> {
             headers,
             body,
             status: 0,
+            dropped: false,
         },
         close,
     ))
@@ -354,5 +383,45 @@ mod tests {
         assert_eq!(requests.len(), 2);
         assert_eq!(requests[0].header("content-type"), Some("application/json"));
         assert_eq!(hook.accepted_records(), vec![serde_json::json!({"a": 2})]);
+    }
+
+    #[test]
+    fn drops_the_connection_after_processing() {
+        let hook = Webhook::start();
+        let addr = hook
+            .url()
+            .trim_start_matches("http://")
+            .split('/')
+            .next()
+            .expect("addr")
+            .to_owned();
+        hook.respond_with(|n, _| {
+            if n == 0 {
+                Reply::drop_connection()
+            } else {
+                Reply::ok()
+            }
+        });
+        let mut s = TcpStream::connect(&addr).expect("connect");
+        let body = r#"{"records":[{"a":1}]}"#;
+        let req = format!(
+            "POST /hooks/activate HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        s.write_all(req.as_bytes()).expect("write");
+        let mut reader = BufReader::new(s);
+        assert_eq!(
+            read_line(&mut reader),
+            None,
+            "no answer, the connection is closed"
+        );
+        assert_eq!(post(&addr, r#"{"records":[{"a":2}]}"#), "HTTP/1.1 200 OK");
+        let requests = hook.requests();
+        assert!(requests[0].dropped && requests[0].accepted());
+        assert!(!requests[1].dropped);
+        assert_eq!(
+            hook.accepted_records(),
+            vec![serde_json::json!({"a": 1}), serde_json::json!({"a": 2})]
+        );
     }
 }

@@ -73,6 +73,8 @@ struct State {
     seen: Vec<Seen>,
     /// Every n-th batch write is applied, then answered 503 (a lost answer).
     fail_after_commit_every: Option<usize>,
+    /// Every n-th batch write is applied, then the connection is dropped without an answer.
+    drop_after_commit_every: Option<usize>,
     writes_applied: usize,
 }
 
@@ -161,6 +163,7 @@ impl HubSpotFake {
             arrivals: VecDeque::new(),
             seen: Vec::new(),
             fail_after_commit_every: None,
+            drop_after_commit_every: None,
             writes_applied: 0,
         }));
         let server = Webhook::start();
@@ -197,6 +200,13 @@ impl HubSpotFake {
     /// answered `503`, as when HubSpot commits and the answer is lost on the way.
     pub fn fail_after_commit_every(&self, n: usize) {
         self.with(|s| s.fail_after_commit_every = Some(n.max(1)));
+    }
+
+    /// Fault: every `n`-th batch write is applied and then the connection is dropped without
+    /// an answer (the client sees a connection error), as when HubSpot commits and the
+    /// connection breaks before the answer is written.
+    pub fn drop_after_commit_every(&self, n: usize) {
+        self.with(|s| s.drop_after_commit_every = Some(n.max(1)));
     }
 
     /// Adds a custom object type (`fully_qualified_name` like `p_segments`).
@@ -474,6 +484,12 @@ impl State {
                             503,
                             &error_body("SERVICE_UNAVAILABLE", "Service Unavailable"),
                         );
+                    }
+                    if self
+                        .drop_after_commit_every
+                        .is_some_and(|n| self.writes_applied.is_multiple_of(n))
+                    {
+                        return reply.then_drop();
                     }
                 }
                 reply

@@ -69,6 +69,8 @@ struct State {
     throttled: usize,
     next_id: u64,
     faults: Faults,
+    /// Every n-th write is carried out, then the connection is dropped without an answer.
+    drop_after_commit_every: Option<usize>,
     writes_seen: usize,
     refusals: Vec<Refusal>,
 }
@@ -153,6 +155,7 @@ impl FakeIntercom {
             throttled: 0,
             next_id: 0,
             faults: Faults::default(),
+            drop_after_commit_every: None,
             writes_seen: 0,
             refusals: Vec::new(),
         }));
@@ -199,6 +202,13 @@ impl FakeIntercom {
 
     pub fn set_faults(&self, faults: Faults) {
         self.state().faults = faults;
+    }
+
+    /// Fault: every `n`-th write request (POST/PUT/DELETE) is carried out, then the connection
+    /// is dropped without an answer (the client sees a connection error, not a status), as when
+    /// Intercom commits and the connection breaks before the answer.
+    pub fn drop_after_commit_every(&self, n: usize) {
+        self.state().drop_after_commit_every = Some(n.max(1));
     }
 
     /// Makes the workspace refuse writes of `value` to `attribute` (as a validation rule of the
@@ -326,6 +336,12 @@ impl State {
             {
                 // Done, but the answer is lost.
                 return limit_headers(error(500, "server_error", "Server Error"), remaining);
+            }
+            if let Some(every) = self.drop_after_commit_every
+                && self.writes_seen.is_multiple_of(every)
+            {
+                // Done, but the connection drops before the answer.
+                return reply.then_drop();
             }
         }
         limit_headers(reply, remaining)

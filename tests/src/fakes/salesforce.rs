@@ -100,6 +100,9 @@ struct State {
     largest_collection: usize,
     collection_calls: usize,
     queries: usize,
+    /// Every n-th sObject Collections write is applied, then the connection is dropped.
+    drop_after_commit_every: Option<usize>,
+    collection_writes: usize,
 }
 
 /// The fake org. Stops when dropped.
@@ -214,6 +217,8 @@ impl SalesforceFake {
             largest_collection: 0,
             collection_calls: 0,
             queries: 0,
+            drop_after_commit_every: None,
+            collection_writes: 0,
         }));
         let shared = Arc::clone(&state);
         server.respond_with(move |_, request| {
@@ -230,6 +235,13 @@ impl SalesforceFake {
     /// `http://127.0.0.1:PORT`: the login URL and the instance URL.
     pub fn url(&self) -> String {
         self.state().base.clone()
+    }
+
+    /// Fault: every `n`-th sObject Collections write (upsert, create, update, delete) that
+    /// succeeds is applied, then the connection is dropped without an answer (the client sees a
+    /// connection error), as when Salesforce commits and the connection breaks.
+    pub fn drop_after_commit_every(&self, n: usize) {
+        self.state().drop_after_commit_every = Some(n.max(1));
     }
 
     /// Every request the org received.
@@ -409,6 +421,17 @@ impl State {
             ("GET", ["jobs", "ingest", id, "failedResults"]) => self.results(id, true),
             _ => errors(404, "NOT_FOUND", "The requested resource does not exist"),
         };
+        let collection_write =
+            matches!(parts.as_slice(), ["composite", "sobjects", ..]) && request.method != "GET";
+        if collection_write && (200..300).contains(&reply.status) {
+            self.collection_writes += 1;
+            if self
+                .drop_after_commit_every
+                .is_some_and(|n| self.collection_writes.is_multiple_of(n))
+            {
+                return reply.then_drop();
+            }
+        }
         reply.header("Sforce-Limit-Info", &usage)
     }
 

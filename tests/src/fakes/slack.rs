@@ -60,9 +60,16 @@ struct State {
     webhooks: BTreeMap<String, String>,
     seq: u64,
     rate_limited: usize,
+    /// Every n-th posted message is kept, then the connection is dropped without an answer.
+    drop_after_post_every: Option<usize>,
+    posted: usize,
 }
 
 impl State {
+    fn messages_held(&self) -> usize {
+        self.channels.iter().map(|c| c.messages.len()).sum()
+    }
+
     fn channel_mut(&mut self, name_or_id: &str) -> Option<&mut Channel> {
         let key = name_or_id.trim_start_matches('#');
         self.channels
@@ -88,7 +95,18 @@ impl FakeSlack {
         let shared = Arc::clone(&state);
         server.respond_with(move |_, request| {
             let mut state = shared.lock().expect("fake slack state");
-            answer(&mut state, request)
+            let before = state.messages_held();
+            let reply = answer(&mut state, request);
+            if state.messages_held() > before {
+                state.posted += 1;
+                if state
+                    .drop_after_post_every
+                    .is_some_and(|n| state.posted.is_multiple_of(n))
+                {
+                    return reply.then_drop();
+                }
+            }
+            reply
         });
         Self { server, state }
     }
@@ -98,6 +116,16 @@ impl FakeSlack {
             .url()
             .trim_end_matches("/hooks/activate")
             .to_owned()
+    }
+
+    /// Fault: every `n`-th message posted (by `chat.postMessage` or an incoming webhook) is
+    /// kept in its channel, then the connection is dropped without an answer, as when Slack
+    /// posts the message and the connection breaks before the answer.
+    pub fn drop_after_post_every(&self, n: usize) {
+        self.state
+            .lock()
+            .expect("fake slack state")
+            .drop_after_post_every = Some(n.max(1));
     }
 
     /// The Web API base (`base_url` of the destination): `http://127.0.0.1:PORT/api`.

@@ -104,6 +104,9 @@ struct State {
     replayed: usize,
     now: i64,
     faults: VecDeque<Fault>,
+    /// Writes whose (form-decoded) body contains one of these texts (empty: any) are run, their
+    /// idempotent result saved, and then the connection is dropped without an answer.
+    drops: VecDeque<String>,
 }
 
 /// The fake account. Drop it to stop the server.
@@ -538,6 +541,10 @@ impl State {
             Some(i) if write => self.faults.remove(i),
             _ => None,
         };
+        let drop = match self.drops.iter().position(|m| body.contains(m.as_str())) {
+            Some(i) if write && fault.is_none() => self.drops.remove(i).is_some(),
+            _ => false,
+        };
         if let Some(f) = &fault
             && !f.after_commit
         {
@@ -581,6 +588,7 @@ impl State {
         }
         match fault {
             Some(f) => f.reply(),
+            None if drop => reply.then_drop(),
             None => reply,
         }
     }
@@ -623,6 +631,7 @@ impl FakeStripe {
                 .map(|d| d.as_secs() as i64)
                 .unwrap_or(0),
             faults: VecDeque::new(),
+            drops: VecDeque::new(),
         }));
         let shared = Arc::clone(&state);
         server.respond_with(move |_, req| shared.lock().expect("stripe state").handle(req));
@@ -681,6 +690,16 @@ impl FakeStripe {
     /// Answers the next writes with these faults, before running them.
     pub fn inject(&self, faults: &[Fault]) {
         self.state().faults.extend(faults.iter().cloned());
+    }
+
+    /// The next writes whose (form-decoded) body contains one of `matching` (empty: any write)
+    /// are run and their idempotent result saved, then the connection is dropped without an
+    /// answer, as when Stripe commits and the connection breaks before the answer. One drop per
+    /// entry.
+    pub fn drop_after_commit(&self, matching: &[&str]) {
+        self.state()
+            .drops
+            .extend(matching.iter().map(|m| (*m).to_owned()));
     }
 
     /// How many requests were answered 429.

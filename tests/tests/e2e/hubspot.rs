@@ -246,6 +246,46 @@ fn hubspot_lost_answers_are_retried_and_every_row_lands_once() {
     assert_within_limits(&fake);
 }
 
+/// HubSpot commits a batch, then the connection drops before the answer: the client sees a
+/// connection error, retries, and the upsert by `idProperty` makes the resent batch a no-op.
+#[test]
+fn hubspot_commit_then_drop_lands_every_row_exactly_once() {
+    let p = Project::new();
+    let fake = companies_account(&["high", "medium", "low"]);
+    fake.drop_after_commit_every(2);
+    activate_yml(&p, &["cs_tool"], ", batch_size: 7");
+    let out = run(&p, &fake, TOKEN, "churn_risk");
+    out.assert_success();
+    let r = p.result(syncs::CHURN_RISK);
+    assert_status(&r, "success");
+    assert_eq!(count(&r, "rejected"), 0);
+    assert!(
+        fake.requests().iter().any(|q| q.dropped),
+        "some connections were dropped"
+    );
+    let model = companies_in_model(&p);
+    let held = fake.records("companies");
+    // Exactly once: one record per company_id.
+    let mut per_key = std::collections::BTreeMap::<String, usize>::new();
+    for record in &held {
+        *per_key
+            .entry(record.get("company_id").cloned().unwrap_or_default())
+            .or_default() += 1;
+    }
+    assert!(per_key.values().all(|n| *n == 1), "{per_key:?}");
+    assert_eq!(companies_in_hubspot(&fake), model);
+    // Nothing reported delivered that HubSpot does not hold.
+    assert_counts(&r, model.len() as u64, 0, 0);
+    assert!(count(&r, "inserted") as usize <= held.len());
+    assert_within_limits(&fake);
+
+    let writes = fake.writes().len();
+    let out = run(&p, &fake, TOKEN, "churn_risk");
+    out.assert_success();
+    assert_eq!(fake.writes().len(), writes, "a rerun sends nothing");
+    assert_eq!(companies_in_hubspot(&fake), model);
+}
+
 #[test]
 fn hubspot_bad_token_and_unknown_properties_fail_before_sending() {
     let p = Project::new();
@@ -480,4 +520,80 @@ fn assert_within_limits_except_split(fake: &HubSpotFake) {
             .all(|r| r.path.ends_with("/batch/create")),
         "{seen:?}"
     );
+}
+
+/// Insert-only (batch create) has no upsert to make a resent batch harmless: the resent create
+/// meets HubSpot's 409 on the unique `alert_id` of the records the lost call created. The true
+/// guarantee: every alert is held exactly once and nothing is reported delivered that is not
+/// held; the rows whose answer was lost are reported rejected (conservatively, though they
+/// landed), and as insert never updates, later runs keep reporting them rejected.
+#[test]
+fn hubspot_insert_only_commit_then_drop_never_duplicates_and_reports_lost_answers_rejected() {
+    let p = Project::new();
+    p.replace_in_file(
+        "models/marts/schema.yml",
+        "object: cs-alerts",
+        "object: p_cs_alerts",
+    );
+    p.dbt_build();
+    activate_yml(&p, &["alerts"], ", batch_size: 2");
+    let fake = HubSpotFake::start(TOKEN);
+    fake.define_object("p_cs_alerts", "2-9001");
+    fake.define_property("p_cs_alerts", "alert_id", "string", true, &[]);
+    fake.define_property("p_cs_alerts", "text", "string", false, &[]);
+    fake.define_property("p_cs_alerts", "score", "number", false, &[]);
+    fake.define_property("p_cs_alerts", "account", "string", false, &[]);
+    fake.drop_after_commit_every(2);
+    let out = run(&p, &fake, TOKEN, "churn_alerts");
+    out.assert_success();
+    let r = p.result(ALERTS_SYNC);
+    assert!(fake.requests().iter().any(|q| q.dropped));
+    let held_rows = |fake: &HubSpotFake| -> Rows {
+        sorted(
+            fake.records("p_cs_alerts")
+                .iter()
+                .map(|a| {
+                    vec![
+                        a.get("alert_id").cloned(),
+                        a.get("text").cloned(),
+                        a.get("account").cloned(),
+                        a.get("score").map(|v| num(v)),
+                    ]
+                })
+                .collect(),
+        )
+    };
+    let mut per_key = std::collections::BTreeMap::<String, usize>::new();
+    for a in fake.records("p_cs_alerts") {
+        *per_key
+            .entry(a.get("alert_id").cloned().unwrap_or_default())
+            .or_default() += 1;
+    }
+    assert!(per_key.values().all(|n| *n == 1), "{per_key:?}");
+    let model = alerts_in_model(&p);
+    assert_eq!(held_rows(&fake), model);
+    let rejections = r["rejections"].as_array().cloned().unwrap_or_default();
+    assert!(!rejections.is_empty(), "{r:#}");
+    for x in &rejections {
+        let key = rejection_key(x)[0].as_str().unwrap_or_default().to_owned();
+        assert!(
+            x["reason"].as_str().is_some_and(|s| s.contains("409")),
+            "{x:#}"
+        );
+        assert!(
+            per_key.contains_key(&key),
+            "a rejected row the lost call did create"
+        );
+    }
+    // Nothing reported delivered that HubSpot does not hold; no row lost or counted twice.
+    assert_eq!(
+        count(&r, "inserted") + count(&r, "rejected"),
+        model.len() as u64,
+        "{r:#}"
+    );
+
+    let out = run(&p, &fake, TOKEN, "churn_alerts");
+    out.assert_success();
+    assert_counts(&p.result(ALERTS_SYNC), 0, 0, 0);
+    assert_eq!(held_rows(&fake), model, "a rerun duplicates nothing");
 }

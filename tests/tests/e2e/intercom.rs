@@ -296,6 +296,54 @@ fn intercom_contacts_mirror_survives_faults_once_each_and_deletes_what_left() {
     assert_secrets_never_written(&p, &[&out], &[TOKEN]);
 }
 
+/// Intercom carries out a write, then the connection drops before the answer: the client sees a
+/// connection error and retries; a retried create meets the 409 conflict and becomes an update,
+/// so every contact exists exactly once.
+#[test]
+fn intercom_commit_then_drop_lands_every_contact_exactly_once() {
+    let p = Project::new();
+    let fake = workspace();
+    segment_to_contacts(&p);
+    use_intercom(&p, ", max_retries: 8");
+    fake.drop_after_commit_every(3);
+    let out = cmd(&p, &fake, "high_value_at_risk").run();
+    out.assert_success();
+    let r = p.result(CONTACTS_SYNC);
+    assert_status(&r, "success");
+    assert_eq!(count(&r, "rejected"), 0, "{r:#}");
+    let requests = fake.requests();
+    assert!(
+        requests.iter().any(|q| q.dropped),
+        "some connections were dropped"
+    );
+    assert!(
+        requests.iter().any(|q| q.status == 409),
+        "a retried create met a conflict"
+    );
+    let mut per_key = std::collections::BTreeMap::<String, usize>::new();
+    for c in fake.contacts() {
+        *per_key
+            .entry(json_text(&c["custom_attributes"]["account_id"]).unwrap_or_default())
+            .or_default() += 1;
+    }
+    assert!(per_key.values().all(|n| *n == 1), "{per_key:?}");
+    let model = segment_rows(&p);
+    assert_eq!(contacts_in_intercom(&fake), model);
+    // Nothing reported delivered that the workspace does not hold.
+    assert_counts(&r, model.len() as u64, 0, 0);
+    assert_eq!(fake.contacts().len(), model.len());
+
+    let before = writes(&fake.requests()).len();
+    let out = cmd(&p, &fake, "high_value_at_risk").run();
+    out.assert_success();
+    assert_eq!(
+        writes(&fake.requests()).len(),
+        before,
+        "a rerun sends nothing"
+    );
+    assert_eq!(contacts_in_intercom(&fake), model);
+}
+
 #[test]
 fn intercom_update_only_and_insert_only_companies() {
     let p = Project::new();

@@ -345,6 +345,49 @@ fn salesforce_update_only_updates_existing_leads_and_rejects_missing_ones() {
     assert_within_limits(&fake);
 }
 
+/// Salesforce commits a collection call, then the connection drops before the answer: the
+/// client sees a connection error and resends it; the upsert by external id (Email) makes the
+/// resent call update what the first one created, so every lead exists exactly once.
+#[test]
+fn salesforce_commit_then_drop_upserts_every_lead_exactly_once() {
+    let p = Project::new();
+    let fake = SalesforceFake::start();
+    // Seven records a call: five collection calls, every second one dropped after its commit.
+    point_crm_at_fake(&p, &format!("{CLIENT_CREDENTIALS}        batch_size: 7\n"));
+    fake.drop_after_commit_every(2);
+    let out = leads_run(&p, &fake);
+    out.assert_success();
+    let r = p.result(syncs::LEADS);
+    assert_status(&r, "success");
+    assert_eq!(count(&r, "rejected"), 0, "{r:#}");
+    assert!(
+        fake.requests().iter().any(|q| q.dropped),
+        "a collection call was dropped after its commit"
+    );
+    let mut per_key = std::collections::BTreeMap::<String, usize>::new();
+    for lead in fake.records("Lead") {
+        let email = lead
+            .get("Email")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        *per_key.entry(email.to_owned()).or_default() += 1;
+    }
+    assert!(per_key.values().all(|n| *n == 1), "{per_key:?}");
+    assert_eq!(leads_in_org(&fake), leads_model(&p));
+    // Nothing reported delivered that the org does not hold. The resent upsert finds the
+    // records the lost call created, so they may be counted as updated rather than inserted.
+    assert_eq!(count(&r, "inserted") + count(&r, "updated"), 30, "{r:#}");
+    assert_eq!(fake.records("Lead").len(), 30);
+    assert_within_limits(&fake);
+
+    let before = writes(&fake);
+    let out = leads_run(&p, &fake);
+    out.assert_success();
+    assert_counts(&p.result(syncs::LEADS), 0, 0, 0);
+    assert_eq!(writes(&fake), before, "a rerun sends nothing");
+    assert_eq!(leads_in_org(&fake), leads_model(&p));
+}
+
 #[test]
 fn salesforce_insert_only_rejects_existing_keys() {
     let p = Project::new();
@@ -562,4 +605,59 @@ fn salesforce_secrets_never_appear_in_output_results_or_state() {
     let outputs: Vec<&RunOutput> = outputs.iter().collect();
     let secrets: Vec<&str> = secrets.iter().map(String::as_str).collect();
     assert_secrets_never_written(&p, &outputs, &secrets);
+}
+
+/// Insert-only has no external-id upsert to make a resent call harmless: the resent create
+/// meets `DUPLICATE_VALUE` on the records the lost call created. The true guarantee: every
+/// lead is in the org exactly once and nothing is reported delivered that is not held; the
+/// rows whose answer was lost are reported rejected (conservatively, though they landed), and
+/// as insert-only rejects existing keys, later runs keep reporting them rejected.
+#[test]
+fn salesforce_insert_only_commit_then_drop_never_duplicates_and_reports_lost_answers_rejected() {
+    let p = Project::new();
+    let fake = SalesforceFake::start();
+    point_crm_at_fake(&p, &format!("{CLIENT_CREDENTIALS}        batch_size: 7\n"));
+    edit_activation(&p, "          operation: insert\n");
+    fake.drop_after_commit_every(2);
+    let out = leads_run(&p, &fake);
+    out.assert_success();
+    let r = p.result(syncs::LEADS);
+    assert!(fake.requests().iter().any(|q| q.dropped));
+    let held: std::collections::BTreeMap<String, usize> =
+        fake.records("Lead")
+            .iter()
+            .fold(Default::default(), |mut m, lead| {
+                let email = lead
+                    .get("Email")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default();
+                *m.entry(email.to_owned()).or_default() += 1;
+                m
+            });
+    assert!(held.values().all(|n| *n == 1), "{held:?}");
+    assert_eq!(leads_in_org(&fake), leads_model(&p));
+    let rejections = r["rejections"].as_array().cloned().unwrap_or_default();
+    assert!(!rejections.is_empty(), "{r:#}");
+    for x in &rejections {
+        let email = rejection_key(x)[0].as_str().unwrap_or_default().to_owned();
+        assert!(
+            x["reason"]
+                .as_str()
+                .is_some_and(|s| s.contains("DUPLICATE_VALUE")),
+            "{x:#}"
+        );
+        assert!(
+            held.contains_key(&email),
+            "a rejected row the lost call did create"
+        );
+    }
+    // Nothing reported delivered that the org does not hold; no row is lost or counted twice.
+    assert_eq!(count(&r, "inserted") + count(&r, "rejected"), 30, "{r:#}");
+    assert_eq!(count(&r, "updated"), 0);
+
+    let out = leads_run(&p, &fake);
+    out.assert_success();
+    assert_counts(&p.result(syncs::LEADS), 0, 0, 0);
+    assert_eq!(fake.records("Lead").len(), 30, "a rerun duplicates nothing");
+    assert_eq!(leads_in_org(&fake), leads_model(&p));
 }

@@ -363,3 +363,50 @@ fn slack_configuration_errors_stop_before_sending() {
     }
     assert_eq!(slack.requests().len(), 0);
 }
+
+/// Slack posts a message, then the connection drops before the answer: the client cannot tell
+/// it from a post that never arrived and retries, and Slack has no idempotency key for
+/// messages, so that alert is posted twice. The true guarantee is at least once: every alert
+/// is in the channel, the lost-answer alert twice and no other twice, each row is counted
+/// delivered once, and a rerun sends nothing.
+#[test]
+fn slack_commit_then_drop_posts_that_message_twice_at_least_once() {
+    let p = Project::new();
+    let slack = workspace();
+    slack.drop_after_post_every(3);
+    write_activate_yml(&p, &bot_yml(""));
+    let out = alerts_run(&p, &slack).run();
+    out.assert_success();
+    let r = p.result(syncs::ALERTS);
+    assert_status(&r, "success");
+    assert_counts(&r, 7, 0, 0);
+    let dropped = slack.requests().iter().filter(|q| q.dropped).count();
+    assert!(
+        dropped >= 1,
+        "some posts were dropped after Slack kept them"
+    );
+    let messages = slack.messages(CHANNEL);
+    let mut per_text = std::collections::BTreeMap::<String, usize>::new();
+    for m in &messages {
+        *per_text.entry(m.text.clone()).or_default() += 1;
+    }
+    let model = model_messages(&p);
+    assert_eq!(
+        per_text.keys().cloned().collect::<Vec<_>>(),
+        model,
+        "every alert arrived"
+    );
+    assert_eq!(
+        per_text.values().filter(|n| **n == 2).count(),
+        dropped,
+        "each dropped post is posted again, once: {per_text:?}"
+    );
+    assert!(per_text.values().all(|n| *n <= 2), "{per_text:?}");
+    assert_eq!(messages.len(), model.len() + dropped);
+
+    let before = posts(&slack);
+    let out = alerts_run(&p, &slack).run();
+    out.assert_success();
+    assert_counts(&p.result(syncs::ALERTS), 0, 0, 0);
+    assert_eq!(posts(&slack), before, "a rerun sends nothing");
+}

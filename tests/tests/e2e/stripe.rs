@@ -326,6 +326,52 @@ fn stripe_update_only_and_insert_only_customers() {
     assert_secrets_never_written(&p, &[&out], &[KEY]);
 }
 
+/// Stripe creates a customer, then the connection drops before the answer. The client retries
+/// with the same `Idempotency-Key`, Stripe replays the saved result, and no customer is created
+/// twice, even for insert-only, where nothing else would deduplicate.
+#[test]
+fn stripe_commit_then_drop_is_replayed_and_every_customer_exists_once() {
+    let p = Project::new();
+    let fake = FakeStripe::start(KEY, 25);
+    p.write_file(
+        "activate.yml",
+        &activate_yml(&fake.base_url(), &fake.base_url(), ""),
+    );
+    p.replace_in_file(
+        "models/marts/schema.yml",
+        CHURN_BLOCK,
+        &format!(
+            "        activate:\n{}",
+            customers_block("cs_tool", "incremental", "insert", "")
+        ),
+    );
+    p.dbt_build();
+    fake.drop_after_commit(&["acc_003", "acc_017", "acc_029"]);
+    let out = run(&p, "churn_risk", KEY);
+    out.assert_success();
+    let sync = "churn_risk__cs_tool__customers";
+    let r = p.result(sync);
+    assert_status(&r, "success");
+    assert_eq!(count(&r, "rejected"), 0, "{r:#}");
+    let dropped = fake.requests().iter().filter(|q| q.dropped).count();
+    assert_eq!(dropped, 3, "three writes committed, then dropped");
+    assert!(fake.replayed() >= 3, "each dropped write was replayed");
+    // Exactly once: by_account panics on two customers with one account_id.
+    let held = by_account(&fake.customers());
+    assert_eq!(held.len(), 30);
+    assert_eq!(fake.customers().len(), 30, "no customer created twice");
+    assert_eq!(customer_rows(&fake.customers()), churn_rows(&p, ""));
+    // Nothing reported delivered that the account does not hold.
+    assert_counts(&r, 30, 0, 0);
+    assert_idempotency_keys(&fake);
+
+    let writes = fake.writes().len();
+    let out = run(&p, "churn_risk", KEY);
+    out.assert_success();
+    assert_eq!(fake.writes().len(), writes, "a rerun sends nothing");
+    assert_eq!(fake.customers().len(), 30);
+}
+
 const BILLING_BLOCK: &str = "          object: usage_records
           sync_mode: incremental
           cursor: period_start

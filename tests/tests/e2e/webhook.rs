@@ -139,3 +139,49 @@ fn secrets_never_appear_in_output_results_or_state() {
     let outputs: Vec<&dbt_activate_e2e::RunOutput> = outputs.iter().collect();
     assert_secrets_never_written(&p, &outputs, &[PASSWORD, HOOK_SECRET]);
 }
+
+/// The receiver processes the batch, then drops the connection before answering. The client
+/// cannot tell that from a batch that never arrived, so it sends the batch again: a webhook is
+/// at-least-once. What it does guarantee: the retry is byte-identical (same body, same
+/// signature, so a receiver can deduplicate by `alert_id`), no row is lost, the run reports
+/// each row delivered once, and a rerun sends nothing.
+#[test]
+fn webhook_commit_then_drop_is_retried_at_least_once_with_an_identical_body() {
+    let p = Project::new();
+    p.webhook.respond_with(|n, _| {
+        if n == 0 {
+            Reply::drop_connection()
+        } else {
+            Reply::ok()
+        }
+    });
+    let out = alerts_only(&p).run();
+    out.assert_success();
+    let r = p.result(syncs::ALERTS);
+    assert_status(&r, "success");
+    assert_counts(&r, 7, 0, 0);
+    assert_eq!(count(&r, "rejected"), 0);
+    let requests = p.webhook.requests();
+    assert_eq!(requests.len(), 2, "the dropped batch is sent again");
+    assert!(requests[0].dropped && !requests[1].dropped);
+    assert_eq!(
+        requests[0].body, requests[1].body,
+        "the retry is the same batch, byte for byte"
+    );
+    assert_eq!(
+        requests[0].header("x-activate-signature"),
+        requests[1].header("x-activate-signature")
+    );
+    // At-least-once: the receiver processed the batch twice; by key it holds the model.
+    let records = p.webhook.accepted_records();
+    assert_eq!(records.len(), 14, "every row arrived exactly twice");
+    let mut distinct = alerts_from_records(&records);
+    distinct.dedup();
+    assert_eq!(distinct, alerts_in_model(&p));
+    // Nothing reported delivered that the receiver does not hold.
+    assert!(count(&r, "inserted") as usize <= distinct.len());
+
+    let out = alerts_only(&p).run();
+    out.assert_success();
+    assert_eq!(p.webhook.request_count(), 2, "a rerun sends nothing");
+}
