@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Sourced by scripts/test.sh and scripts/bench-destinations.sh: starts a private PostgreSQL
+# cluster on a free loopback port, stops it on exit, and exports ACTIVATE_TEST_PG_URL.
+# Expects `log` to be defined by the caller.
+pg_bin=""
+for candidate in /usr/lib/postgresql/15/bin /usr/lib/postgresql/*/bin; do
+  if [ -x "$candidate/initdb" ] && [ -x "$candidate/pg_ctl" ]; then pg_bin=$candidate; break; fi
+done
+[ -n "$pg_bin" ] || { log "PostgreSQL server binaries (initdb, pg_ctl) not found"; exit 2; }
+
+# initdb and pg_ctl refuse to run as root: run them as the `postgres` user then.
+if [ "$(id -u)" = 0 ]; then
+  id postgres >/dev/null 2>&1 || useradd --system --no-create-home --shell /usr/sbin/nologin postgres
+  as_pg() { (cd / && runuser -u postgres -- "$@"); }
+else
+  as_pg() { "$@"; }
+fi
+
+pg_dir=$(mktemp -d "${TMPDIR:-/tmp}/dbt-activate-pg.XXXXXX")
+chmod 755 "$pg_dir"
+mkdir -p "$pg_dir/data" "$pg_dir/socket"
+if [ "$(id -u)" = 0 ]; then chown -R postgres "$pg_dir"; fi
+
+cleanup() {
+  as_pg "$pg_bin/pg_ctl" -D "$pg_dir/data" -m fast -w stop >/dev/null 2>&1 || true
+  rm -rf "$pg_dir"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# A free loopback port: ask the kernel for one.
+port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()')
+
+as_pg "$pg_bin/initdb" -D "$pg_dir/data" -U postgres --auth=trust --encoding=UTF8 --locale=C.UTF-8 >"$pg_dir/initdb.log" 2>&1 \
+  || as_pg "$pg_bin/initdb" -D "$pg_dir/data" -U postgres --auth=trust --encoding=UTF8 --locale=C >"$pg_dir/initdb.log" 2>&1 \
+  || { cat "$pg_dir/initdb.log" >&2; exit 2; }
+if ! as_pg "$pg_bin/pg_ctl" -D "$pg_dir/data" -l "$pg_dir/server.log" -w -t 60 \
+  -o "-p $port -k $pg_dir/socket -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200 -c timezone=UTC -c lc_messages=C" start >/dev/null; then
+  cat "$pg_dir/server.log" >&2
+  exit 2
+fi
+export ACTIVATE_TEST_PG_URL="postgres://postgres@127.0.0.1:$port/postgres"
+log "PostgreSQL $("$pg_bin/postgres" --version | awk '{print $NF}') on 127.0.0.1:$port"
+
