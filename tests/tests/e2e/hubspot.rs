@@ -525,8 +525,8 @@ fn assert_within_limits_except_split(fake: &HubSpotFake) {
 /// Insert-only (batch create) has no upsert to make a resent batch harmless: the resent create
 /// meets HubSpot's 409 on the unique `alert_id` of the records the lost call created. The true
 /// guarantee: every alert is held exactly once and nothing is reported delivered that is not
-/// held; the rows whose answer was lost are reported rejected (conservatively, though they
-/// landed), and as insert never updates, later runs keep reporting them rejected.
+/// held; the rows whose answer was lost are reported rejected in that run (conservatively,
+/// though they landed), and the next run confirms them by reading them back.
 #[test]
 fn hubspot_insert_only_commit_then_drop_never_duplicates_and_reports_lost_answers_rejected() {
     let p = Project::new();
@@ -592,8 +592,28 @@ fn hubspot_insert_only_commit_then_drop_never_duplicates_and_reports_lost_answer
         "{r:#}"
     );
 
+    // The next run reads those records back, finds each holding exactly its row (the create
+    // landed, its answer was lost) and confirms them without sending: delivered, not rejected.
+    let writes = |fake: &HubSpotFake| {
+        fake.requests()
+            .iter()
+            .filter(|q| q.path.contains("/batch/create"))
+            .count()
+    };
+    let creates_before = writes(&fake);
+    let out = run(&p, &fake, TOKEN, "churn_alerts");
+    out.assert_success();
+    let r2 = p.result(ALERTS_SYNC);
+    assert_status(&r2, "success");
+    assert_counts(&r2, rejections.len() as u64, 0, 0);
+    assert_eq!(
+        writes(&fake),
+        creates_before,
+        "confirmed by reading, nothing created again"
+    );
+    assert_eq!(held_rows(&fake), model, "a rerun duplicates nothing");
+
     let out = run(&p, &fake, TOKEN, "churn_alerts");
     out.assert_success();
     assert_counts(&p.result(ALERTS_SYNC), 0, 0, 0);
-    assert_eq!(held_rows(&fake), model, "a rerun duplicates nothing");
 }

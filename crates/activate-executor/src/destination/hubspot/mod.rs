@@ -200,12 +200,30 @@ impl HubSpotDestination {
         id_property: &str,
         rows: &[Row],
     ) -> Result<Result<BTreeMap<String, String>, String>, DestinationError> {
+        Ok(self
+            .read_records(object, id_property, rows, &[])
+            .await?
+            .map(|found| found.into_iter().map(|(k, (id, _))| (k, id)).collect()))
+    }
+
+    /// `batch/read` with the given properties: each record found by key (lower-cased).
+    #[allow(clippy::type_complexity)]
+    async fn read_records(
+        &self,
+        object: &str,
+        id_property: &str,
+        rows: &[Row],
+        properties: &[String],
+    ) -> Result<
+        Result<BTreeMap<String, (String, BTreeMap<String, String>)>, String>,
+        DestinationError,
+    > {
         let ids: Vec<&str> = rows.iter().map(|(_, k)| k.as_str()).collect();
-        let body = request::read_body(id_property, &ids);
+        let body = request::read_body(id_property, &ids, properties);
         let path = format!("/crm/v3/objects/{object}/batch/read");
         Ok(match self.call(Method::POST, &path, Some(&body)).await? {
             Answer::Accepted { body, .. } => match BatchResponse::parse(&body) {
-                Ok(resp) => Ok(resp.ids_by(id_property)),
+                Ok(resp) => Ok(resp.records_by(id_property)),
                 Err(e) => Err(format!("unreadable batch/read answer: {e}")),
             },
             Answer::Refused(reason) => Err(reason),
@@ -297,7 +315,10 @@ impl HubSpotDestination {
         rows: &[Row],
         rejected: &mut Vec<(usize, String)>,
     ) -> Result<(), DestinationError> {
-        let found = match self.resolve(batch.object, id_property, rows).await? {
+        let found = match self
+            .read_records(batch.object, id_property, rows, batch.fields)
+            .await?
+        {
             Ok(found) => found,
             Err(reason) => {
                 rejected.extend(rows.iter().map(|(i, _)| (*i, reason.clone())));
@@ -307,7 +328,10 @@ impl HubSpotDestination {
         let mut new_rows: Vec<Row> = Vec::new();
         for (i, key) in rows {
             match found.get(&key.to_lowercase()) {
-                Some(id) => rejected.push((
+                // The record holds exactly this row: an earlier create landed but its answer
+                // was lost. It is this sync's record, delivered: confirm it, send nothing.
+                Some((_, held)) if holds_row(held, &properties(batch, &batch.records[*i], false), id_property) => {}
+                Some((id, _)) => rejected.push((
                     *i,
                     format!(
                         "{} record {id} already has {id_property} = {key} (operation: insert never updates records)",
@@ -369,6 +393,18 @@ impl HubSpotDestination {
 
 /// The failed inputs of an accepted batch request. A 207 without readable `errors` fails
 /// every input without a result.
+/// Whether a record's properties equal a row's (an empty property is absent in HubSpot; the
+/// id property is compared without case, as HubSpot lower-cases emails).
+fn holds_row(held: &BTreeMap<String, String>, row: &Json, id_property: &str) -> bool {
+    row.as_object().is_some_and(|fields| {
+        fields.iter().all(|(name, value)| {
+            let want = value.as_str().unwrap_or_default();
+            let have = held.get(name).map(String::as_str).unwrap_or_default();
+            want == have || (name == id_property && want.eq_ignore_ascii_case(have))
+        })
+    })
+}
+
 fn judge_results(
     ids: &[String],
     status: u16,

@@ -85,9 +85,17 @@ pub fn upsert_body(id_property: &str, inputs: &[(String, Json)]) -> Json {
     json!({ "inputs": inputs })
 }
 
-pub fn read_body(id_property: &str, ids: &[&str]) -> Json {
+/// `batch/read` by `idProperty`, returning `properties` (the id property is always read).
+pub fn read_body(id_property: &str, ids: &[&str], properties: &[String]) -> Json {
     let inputs: Vec<Json> = ids.iter().map(|id| json!({ "id": id })).collect();
-    json!({ "idProperty": id_property, "properties": [id_property], "inputs": inputs })
+    let mut read: Vec<&str> = vec![id_property];
+    read.extend(
+        properties
+            .iter()
+            .map(String::as_str)
+            .filter(|p| *p != id_property),
+    );
+    json!({ "idProperty": id_property, "properties": read, "inputs": inputs })
 }
 
 pub fn update_body(inputs: &[(String, Json)]) -> Json {
@@ -161,6 +169,21 @@ impl BatchResponse {
 
     /// The HubSpot record id of each `idProperty` value found (values compared without case,
     /// as HubSpot stores emails lower-cased).
+    /// Each record found, by its `idProperty` value (lower-cased): (record id, properties).
+    pub fn records_by(
+        &self,
+        id_property: &str,
+    ) -> BTreeMap<String, (String, BTreeMap<String, String>)> {
+        self.results
+            .iter()
+            .filter_map(|(id, props)| {
+                props
+                    .get(id_property)
+                    .map(|v| (v.to_lowercase(), (id.clone(), props.clone())))
+            })
+            .collect()
+    }
+
     pub fn ids_by(&self, id_property: &str) -> BTreeMap<String, String> {
         self.results
             .iter()
