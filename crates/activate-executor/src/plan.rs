@@ -26,14 +26,12 @@ pub struct PlannedRow {
     /// JSON array of the key values.
     pub key: Box<str>,
     pub row_hash: u64,
-    pub record: Record,
     pub cursor: Option<Value>,
 }
 
 #[derive(Debug, Clone)]
 pub struct PlannedRemoval {
     pub key: Box<str>,
-    pub record: Record,
 }
 
 #[derive(Debug, Clone)]
@@ -47,8 +45,14 @@ pub struct Rejection {
 #[derive(Debug, Default)]
 pub struct Plan {
     pub upserts: Vec<PlannedRow>,
+    /// The record of each upsert, aligned with `upserts`: kept apart so a batch is a slice,
+    /// sent without copying.
+    pub upsert_records: Vec<Record>,
     /// Mirror: keys that left the model, to delete (`on_delete: delete`) or clear (`clear`).
     pub removals: Vec<PlannedRemoval>,
+    /// The record of each removal (key fields, or the key with nulls for `clear`), aligned
+    /// with `removals`.
+    pub removal_records: Vec<Record>,
     /// Mirror with `on_delete: ignore`: keys that left the model, forgotten without a request.
     pub forgotten: Vec<Box<str>>,
     pub rows_read: u64,
@@ -266,9 +270,9 @@ impl<'a> PlanBuilder<'a> {
             kind,
             key: key.into(),
             row_hash,
-            record,
             cursor,
         });
+        self.plan.upsert_records.push(record);
     }
 
     pub fn finish(mut self) -> Plan {
@@ -300,10 +304,8 @@ impl<'a> PlanBuilder<'a> {
                             }
                             Record { values }
                         };
-                        self.plan.removals.push(PlannedRemoval {
-                            key: key.clone(),
-                            record,
-                        });
+                        self.plan.removals.push(PlannedRemoval { key: key.clone() });
+                        self.plan.removal_records.push(record);
                     }
                 }
             }

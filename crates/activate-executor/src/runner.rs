@@ -275,6 +275,7 @@ async fn sync_inner(
         result,
         &upsert_fields,
         &plan.upserts,
+        &plan.upsert_records,
         max_rows,
         |row, result| match row {
             Ok(row) => {
@@ -320,6 +321,7 @@ async fn sync_inner(
             result,
             &removal_fields,
             &plan.removals,
+            &plan.removal_records,
             max_rows,
             |row, result| {
                 let row = row.ok()?;
@@ -380,18 +382,14 @@ struct Fields<'a> {
     key_positions: &'a [usize],
 }
 
-/// A planned change that becomes one record of a batch.
+/// A planned change, by its key; its record is at the same position in the plan's records.
 trait Outgoing {
     fn key(&self) -> &str;
-    fn record(&self) -> &Record;
 }
 
 impl Outgoing for PlannedRow {
     fn key(&self) -> &str {
         &self.key
-    }
-    fn record(&self) -> &Record {
-        &self.record
     }
 }
 
@@ -399,12 +397,9 @@ impl Outgoing for PlannedRemoval {
     fn key(&self) -> &str {
         &self.key
     }
-    fn record(&self) -> &Record {
-        &self.record
-    }
 }
 
-/// Sends `rows` in batches of at most `max_rows`. `outcome` is told of every row, `Ok` when the
+/// Sends `rows` (with their `records`, aligned) in batches of at most `max_rows`. `outcome` is told of every row, `Ok` when the
 /// destination confirmed it (returning the state change to journal) or `Err` when it rejected
 /// it; rejections are recorded here. Stops when the `max_rejected` breaker trips.
 #[allow(clippy::too_many_arguments)]
@@ -416,22 +411,22 @@ async fn send_batches<T: Outgoing>(
     result: &mut SyncResult,
     fields: &Fields<'_>,
     rows: &[T],
+    records: &[Record],
     max_rows: usize,
     mut outcome: impl FnMut(Result<&T, &T>, &mut SyncResult) -> Option<Confirmed>,
 ) -> Result<(), String> {
     let spec = &job.def.spec;
-    for chunk in rows.chunks(max_rows) {
+    for (chunk, chunk_records) in rows.chunks(max_rows).zip(records.chunks(max_rows)) {
         if ctx.stopping() {
             return Err(STOPPED.to_owned());
         }
-        let records: Vec<Record> = chunk.iter().map(|r| r.record().clone()).collect();
         let batch = WriteBatch {
             sync: &job.def.unique_id,
             object: &spec.object,
             op: fields.op,
             fields: fields.names,
             key_positions: fields.key_positions,
-            records: &records,
+            records: chunk_records,
         };
         let written = job
             .destination
@@ -530,8 +525,9 @@ fn samples(def: &SyncDefinition, plan: &Plan, n: usize) -> Vec<Box<RawValue>> {
         } else {
             "update"
         };
-        for row in plan.upserts.iter().filter(|r| r.kind == kind).take(n) {
-            let record = crate::destination::record_json(&def.fields, &row.record);
+        let rows = plan.upserts.iter().zip(&plan.upsert_records);
+        for (_, record) in rows.filter(|(r, _)| r.kind == kind).take(n) {
+            let record = crate::destination::record_json(&def.fields, record);
             out.push(format!("{{\"change\":\"{change}\",\"record\":{record}}}"));
         }
     }

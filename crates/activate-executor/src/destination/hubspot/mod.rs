@@ -245,15 +245,8 @@ impl HubSpotDestination {
                 .collect();
             request::upsert_body(id_property, &inputs)
         };
-        let on_accepted = |part: &[Row], status: u16, text: &str| {
-            let keys: Vec<String> = part.iter().map(|(_, k)| k.clone()).collect();
-            judge_results(&keys, status, text, |resp| {
-                let found = resp.ids_by(id_property);
-                keys.iter()
-                    .map(|k| found.contains_key(&k.to_lowercase()))
-                    .collect()
-            })
-        };
+        let on_accepted =
+            |part: &[Row], status: u16, text: &str| judge_by_key(id_property, part, status, text);
         self.send_split(&path, rows, body, on_accepted, rejected)
             .await
     }
@@ -266,12 +259,9 @@ impl HubSpotDestination {
         clear: bool,
         rejected: &mut Vec<(usize, String)>,
     ) -> Result<(), DestinationError> {
-        let found = match self.resolve(batch.object, id_property, rows).await? {
-            Ok(found) => found,
-            Err(reason) => {
-                rejected.extend(rows.iter().map(|(i, _)| (*i, reason.clone())));
-                return Ok(());
-            }
+        let read = self.resolve(batch.object, id_property, rows).await?;
+        let Some(found) = found_or_reject(read, rows, rejected) else {
+            return Ok(());
         };
         // (row index, HubSpot record id)
         let mut targets: Vec<Row> = Vec::new();
@@ -315,15 +305,11 @@ impl HubSpotDestination {
         rows: &[Row],
         rejected: &mut Vec<(usize, String)>,
     ) -> Result<(), DestinationError> {
-        let found = match self
+        let read = self
             .read_records(batch.object, id_property, rows, batch.fields)
-            .await?
-        {
-            Ok(found) => found,
-            Err(reason) => {
-                rejected.extend(rows.iter().map(|(i, _)| (*i, reason.clone())));
-                return Ok(());
-            }
+            .await?;
+        let Some(found) = found_or_reject(read, rows, rejected) else {
+            return Ok(());
         };
         let mut new_rows: Vec<Row> = Vec::new();
         for (i, key) in rows {
@@ -349,15 +335,8 @@ impl HubSpotDestination {
                 .collect();
             request::create_body(&props)
         };
-        let on_accepted = |part: &[Row], status: u16, text: &str| {
-            let keys: Vec<String> = part.iter().map(|(_, k)| k.clone()).collect();
-            judge_results(&keys, status, text, |resp| {
-                let created = resp.ids_by(id_property);
-                keys.iter()
-                    .map(|k| created.contains_key(&k.to_lowercase()))
-                    .collect()
-            })
-        };
+        let on_accepted =
+            |part: &[Row], status: u16, text: &str| judge_by_key(id_property, part, status, text);
         self.send_split(&path, &new_rows, body, on_accepted, rejected)
             .await
     }
@@ -369,12 +348,9 @@ impl HubSpotDestination {
         rows: &[Row],
         rejected: &mut Vec<(usize, String)>,
     ) -> Result<(), DestinationError> {
-        let found = match self.resolve(batch.object, id_property, rows).await? {
-            Ok(found) => found,
-            Err(reason) => {
-                rejected.extend(rows.iter().map(|(i, _)| (*i, reason.clone())));
-                return Ok(());
-            }
+        let read = self.resolve(batch.object, id_property, rows).await?;
+        let Some(found) = found_or_reject(read, rows, rejected) else {
+            return Ok(());
         };
         // Records HubSpot no longer has are already deleted.
         let targets: Vec<Row> = rows
@@ -393,6 +369,33 @@ impl HubSpotDestination {
 
 /// The failed inputs of an accepted batch request. A 207 without readable `errors` fails
 /// every input without a result.
+/// The result of a read, or `None` after rejecting every row with the reason it was refused.
+fn found_or_reject<T>(
+    read: Result<T, String>,
+    rows: &[Row],
+    rejected: &mut Vec<(usize, String)>,
+) -> Option<T> {
+    match read {
+        Ok(found) => Some(found),
+        Err(reason) => {
+            rejected.extend(rows.iter().map(|(i, _)| (*i, reason.clone())));
+            None
+        }
+    }
+}
+
+/// Judges an upsert or create answer: a row is confirmed when a returned record carries its
+/// `idProperty` value.
+fn judge_by_key(id_property: &str, part: &[Row], status: u16, text: &str) -> Vec<(usize, String)> {
+    let keys: Vec<String> = part.iter().map(|(_, k)| k.clone()).collect();
+    judge_results(&keys, status, text, |resp| {
+        let found = resp.ids_by(id_property);
+        keys.iter()
+            .map(|k| found.contains_key(&k.to_lowercase()))
+            .collect()
+    })
+}
+
 /// Whether a record's properties equal a row's (an empty property is absent in HubSpot; the
 /// id property is compared without case, as HubSpot lower-cases emails).
 fn holds_row(held: &BTreeMap<String, String>, row: &Json, id_property: &str) -> bool {
