@@ -7,9 +7,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use activate_executor::connections::{self, ActivateConfig, Profile, ProjectSettings};
-use activate_executor::destination::{self, Destination, SyncShape, WriteOp};
+use activate_executor::destination::schema::FieldMismatch;
+use activate_executor::destination::{self, Destination, Kind, ObjectSchema, SyncShape, WriteOp};
 use activate_executor::runner::{Planned, SyncJob};
-use activate_executor::sync::SyncDefinition;
+use activate_executor::sync::{FieldSource, SyncDefinition};
 use activate_executor::warehouse::{self, Warehouse};
 use activate_manifest::{ActivationSpec, Manifest, OnDelete, Operation, RunResults, SyncMode};
 use anyhow::{Context, anyhow, bail};
@@ -171,20 +172,13 @@ pub async fn preflight(
         let dest = destinations[&spec.destination].clone();
         match dest.describe(&spec.object).await {
             Ok(Some(schema)) => {
-                for field in &def.fields {
-                    if !schema.fields.iter().any(|f| f == field) {
-                        let hint = match activate_manifest::did_you_mean(
-                            field,
-                            schema.fields.iter().map(String::as_str),
-                        ) {
-                            Some(close) => format!("did you mean `{close}`?"),
-                            None => format!("{} has: {}", spec.object, schema.fields.join(", ")),
-                        };
-                        problems.push(format!(
-                            "model `{}` ({}): destination field `{field}` does not exist in {}.{}\n  hint: {hint}",
-                            spec.model_name, spec.defined_in, spec.destination, spec.object
-                        ));
-                    }
+                let mapped = def
+                    .fields
+                    .iter()
+                    .zip(&def.field_sources)
+                    .map(|(field, source)| (field.as_str(), source_kind(&def, source)));
+                for mismatch in destination::schema::check_fields(&schema, mapped) {
+                    problems.push(describe_mismatch(spec, &def, &schema, mismatch));
                 }
             }
             Ok(None) => {}
@@ -236,6 +230,80 @@ pub async fn preflight(
         );
     }
     Ok((Some(warehouse), jobs))
+}
+
+/// The kind of value that feeds a destination field.
+fn source_kind(def: &SyncDefinition, source: &FieldSource) -> Kind {
+    match source {
+        FieldSource::Column(i) => Kind::of_column_type(&def.read_columns[*i].data_type),
+        FieldSource::Literal(value) => Kind::of_value(value),
+        FieldSource::Template(_) => Kind::Text,
+    }
+}
+
+/// One field that does not fit its destination object, by model (or sync), schema file and
+/// column, with what to do about it.
+fn describe_mismatch(
+    spec: &ActivationSpec,
+    def: &SyncDefinition,
+    schema: &ObjectSchema,
+    mismatch: FieldMismatch,
+) -> String {
+    let site = match spec.query {
+        Some(_) => format!("sync `{}` (activate.yml)", spec.name),
+        None => format!("model `{}` ({})", spec.model_name, spec.defined_in),
+    };
+    match mismatch {
+        FieldMismatch::Missing { field, closest } => {
+            let hint = match closest {
+                Some(close) => format!("did you mean `{close}`?"),
+                None => {
+                    let names: Vec<&str> = schema.names().collect();
+                    format!("{} has: {}", spec.object, names.join(", "))
+                }
+            };
+            format!(
+                "{site}: destination field `{field}` does not exist in {}.{}\n  hint: {hint}",
+                spec.destination, spec.object
+            )
+        }
+        FieldMismatch::WrongType {
+            field,
+            field_kind,
+            native_type,
+            column_kind,
+        } => {
+            let position = def.fields.iter().position(|f| *f == field);
+            let source = match position.map(|p| &def.field_sources[p]) {
+                Some(FieldSource::Column(i)) => {
+                    let column = &def.read_columns[*i];
+                    format!("column `{}` ({})", column.name, column.data_type)
+                }
+                Some(FieldSource::Literal(_)) => "a literal value".to_owned(),
+                _ => "a template".to_owned(),
+            };
+            format!(
+                "{site}: {source} is {} but destination field `{field}` of {}.{} is {} ({native_type})\n  hint: cast the column in the model (e.g. `cast(... as {})`) or map it to a field of a matching type",
+                column_kind.as_str(),
+                spec.destination,
+                spec.object,
+                field_kind.as_str(),
+                cast_target(field_kind)
+            )
+        }
+    }
+}
+
+fn cast_target(kind: Kind) -> &'static str {
+    match kind {
+        Kind::Integer => "bigint",
+        Kind::Number => "double",
+        Kind::Boolean => "boolean",
+        Kind::Date => "date",
+        Kind::DateTime => "timestamp",
+        Kind::Json => "json",
+        Kind::Text | Kind::Any => "varchar",
+    }
 }
 
 /// Turns gated, preflighted syncs into the runner's work list (in selection order).

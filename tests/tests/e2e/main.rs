@@ -9,6 +9,7 @@ mod common;
 
 mod bad_input;
 mod cli;
+mod field_types;
 mod gating;
 mod history;
 mod kills;

@@ -7,6 +7,7 @@ pub mod hubspot;
 pub mod intercom;
 pub mod postgres;
 pub mod salesforce;
+pub mod schema;
 pub mod slack;
 pub mod stripe;
 pub mod webhook;
@@ -18,6 +19,8 @@ use async_trait::async_trait;
 use crate::connections::DestinationConfig;
 use crate::error::{ConfigError, DestinationError};
 use crate::value::Value;
+
+pub use schema::{FieldSchema, Kind, ObjectSchema};
 
 /// Destination types this release knows.
 pub const KINDS: &[&str] = &[
@@ -105,12 +108,6 @@ impl BatchOutcome {
             rejected: (0..n).map(|i| (i, reason.to_owned())).collect(),
         }
     }
-}
-
-/// The fields an object has, when the destination can tell.
-#[derive(Debug, Clone)]
-pub struct ObjectSchema {
-    pub fields: Vec<String>,
 }
 
 #[async_trait]

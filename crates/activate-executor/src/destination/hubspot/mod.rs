@@ -35,7 +35,7 @@ use self::request::{BatchResponse, failures, key_value, properties};
 use crate::connections::DestinationConfig;
 use crate::destination::http::{self, RateLimiter, RetryPolicy};
 use crate::destination::{
-    BatchOutcome, Capabilities, Destination, ObjectSchema, WriteBatch, WriteOp,
+    BatchOutcome, Capabilities, Destination, FieldSchema, Kind, ObjectSchema, WriteBatch, WriteOp,
 };
 use crate::error::{ConfigError, DestinationError};
 
@@ -502,7 +502,11 @@ impl Destination for HubSpotDestination {
                     .as_array()
                     .into_iter()
                     .flatten()
-                    .filter_map(|p| p["name"].as_str().map(str::to_owned))
+                    .filter_map(|p| {
+                        let name = p["name"].as_str()?;
+                        let native = p["type"].as_str().unwrap_or_default();
+                        Some(FieldSchema::new(name, property_kind(native), native))
+                    })
                     .collect();
                 Ok(Some(ObjectSchema { fields }))
             }
@@ -566,5 +570,17 @@ impl Destination for HubSpotDestination {
         }
         rejected.sort_by_key(|(i, _)| *i);
         Ok(BatchOutcome { rejected })
+    }
+}
+
+/// The kind of value a HubSpot property type (`results[].type` of the Properties API) takes.
+fn property_kind(hubspot_type: &str) -> Kind {
+    match hubspot_type {
+        "string" | "enumeration" | "phone_number" => Kind::Text,
+        "number" => Kind::Number,
+        "bool" => Kind::Boolean,
+        "date" => Kind::Date,
+        "datetime" => Kind::DateTime,
+        _ => Kind::Any,
     }
 }

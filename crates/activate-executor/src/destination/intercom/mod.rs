@@ -31,8 +31,8 @@ use serde_json::{Value as Json, json};
 use crate::connections::DestinationConfig;
 use crate::destination::http::{self, RateLimiter, RetryPolicy};
 use crate::destination::{
-    BatchOutcome, Capabilities, Destination, ObjectSchema, Record, WriteBatch, WriteOp, check_keys,
-    setting_str, setting_u64,
+    BatchOutcome, Capabilities, Destination, FieldSchema, Kind, ObjectSchema, Record, WriteBatch,
+    WriteOp, check_keys, setting_str, setting_u64,
 };
 use crate::error::{ConfigError, DestinationError};
 use body::{Object, conflict_id, json_value, key_text, record_body};
@@ -412,7 +412,7 @@ impl Destination for IntercomDestination {
                 )));
             }
         };
-        let mut fields: Vec<String> = Vec::new();
+        let mut fields: Vec<FieldSchema> = Vec::new();
         for attribute in list
             .get("data")
             .and_then(Json::as_array)
@@ -425,19 +425,24 @@ impl Destination for IntercomDestination {
             let Some(name) = attribute.get("name").and_then(Json::as_str) else {
                 continue;
             };
+            let native = attribute
+                .get("data_type")
+                .and_then(Json::as_str)
+                .unwrap_or_default();
+            let field = |name: String| FieldSchema::new(name, attribute_kind(native), native);
             let custom = attribute.get("custom").and_then(Json::as_bool) == Some(true);
             if custom {
-                fields.push(format!("{}{name}", body::CUSTOM_PREFIX));
+                fields.push(field(format!("{}{name}", body::CUSTOM_PREFIX)));
                 // A custom attribute may be mapped by its bare name unless that is standard.
                 if object.route(name).0 {
-                    fields.push(name.to_owned());
+                    fields.push(field(name.to_owned()));
                 }
             } else if !object.route(name).0 {
-                fields.push(name.to_owned());
+                fields.push(field(name.to_owned()));
             }
         }
-        fields.sort();
-        fields.dedup();
+        fields.sort_by(|a, b| a.name.cmp(&b.name));
+        fields.dedup_by(|a, b| a.name == b.name);
         Ok(Some(ObjectSchema { fields }))
     }
 
@@ -496,3 +501,16 @@ impl Destination for IntercomDestination {
 
 #[cfg(test)]
 mod tests;
+
+/// The kind of value an Intercom data attribute (`data_type`) takes. Intercom's `date`
+/// attributes are timestamps; dates and ISO 8601 text are converted for them.
+fn attribute_kind(intercom_type: &str) -> Kind {
+    match intercom_type {
+        "string" | "options" => Kind::Text,
+        "integer" => Kind::Integer,
+        "float" => Kind::Number,
+        "boolean" => Kind::Boolean,
+        "date" => Kind::DateTime,
+        _ => Kind::Any,
+    }
+}

@@ -17,8 +17,8 @@ use tokio_postgres::{Client, NoTls};
 
 use crate::connections::DestinationConfig;
 use crate::destination::{
-    BatchOutcome, Capabilities, Destination, ObjectSchema, WriteBatch, WriteOp, check_keys,
-    setting_str, setting_u64,
+    BatchOutcome, Capabilities, Destination, FieldSchema, Kind, ObjectSchema, WriteBatch, WriteOp,
+    check_keys, setting_str, setting_u64,
 };
 use crate::error::{ConfigError, DestinationError};
 use crate::secrets;
@@ -463,7 +463,10 @@ impl Destination for PostgresDestination {
         let cols = self.columns(&client, object).await;
         self.give_back(client).await;
         Ok(Some(ObjectSchema {
-            fields: cols?.into_iter().map(|c| c.name).collect(),
+            fields: cols?
+                .into_iter()
+                .map(|c| FieldSchema::new(c.name, Kind::of_column_type(&c.data_type), c.data_type))
+                .collect(),
         }))
     }
 

@@ -30,7 +30,7 @@ use self::client::{Body, Client, form};
 use self::config::Settings;
 use crate::connections::DestinationConfig;
 use crate::destination::{
-    BatchOutcome, Capabilities, Destination, ObjectSchema, WriteBatch, WriteOp,
+    BatchOutcome, Capabilities, Destination, FieldSchema, Kind, ObjectSchema, WriteBatch, WriteOp,
 };
 use crate::error::{ConfigError, DestinationError};
 use crate::value::write_json_string;
@@ -527,7 +527,11 @@ impl Destination for SalesforceDestination {
             .map(|fields| {
                 fields
                     .iter()
-                    .filter_map(|f| f["name"].as_str().map(str::to_owned))
+                    .filter_map(|f| {
+                        let name = f["name"].as_str()?;
+                        let native = f["type"].as_str().unwrap_or_default();
+                        Some(FieldSchema::new(name, field_kind(native), native))
+                    })
                     .collect()
             })
             .unwrap_or_default();
@@ -568,5 +572,19 @@ impl Destination for SalesforceDestination {
         }
         rejected.sort_by_key(|r| r.0);
         Ok(BatchOutcome { rejected })
+    }
+}
+
+/// The kind of value a Salesforce field type (`describe`'s `fields[].type`) takes.
+fn field_kind(salesforce_type: &str) -> Kind {
+    match salesforce_type {
+        "string" | "textarea" | "email" | "phone" | "url" | "picklist" | "multipicklist"
+        | "combobox" | "id" | "reference" | "encryptedstring" | "time" => Kind::Text,
+        "int" | "long" => Kind::Integer,
+        "double" | "currency" | "percent" => Kind::Number,
+        "boolean" => Kind::Boolean,
+        "date" => Kind::Date,
+        "datetime" => Kind::DateTime,
+        _ => Kind::Any,
     }
 }
