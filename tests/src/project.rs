@@ -256,7 +256,13 @@ impl Project {
 
     /// A `dbt-activate` invocation on this project, to add environment to before running.
     pub fn activate_cmd(&self, args: &[&str]) -> ActivateCommand<'_> {
-        let mut cmd = Command::new(crate::binary());
+        self.activate_cmd_with(&crate::binary(), args)
+    }
+
+    /// Like [`Project::activate_cmd`] with another `dbt-activate` (e.g. one installed from the
+    /// wheel).
+    pub fn activate_cmd_with(&self, binary: &Path, args: &[&str]) -> ActivateCommand<'_> {
+        let mut cmd = Command::new(binary);
         cmd.args(args)
             .arg("--project-dir")
             .arg(&self.root)

@@ -13,6 +13,7 @@ mod field_types;
 mod gating;
 mod history;
 mod kills;
+mod packaging;
 mod query_syncs;
 mod select;
 mod signals;
