@@ -4,6 +4,7 @@
 //! → for each ready sync: warehouse query → rows → dedupe → diff against state → plan
 //! → circuit breakers → destination batches → per-row outcomes → state commit → results
 
+pub mod alerts;
 pub mod connections;
 pub mod destination;
 pub mod error;

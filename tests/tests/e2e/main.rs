@@ -7,6 +7,7 @@
 #[macro_use]
 mod common;
 
+mod alerts;
 mod bad_input;
 mod cli;
 mod field_types;

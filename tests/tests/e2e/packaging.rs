@@ -29,7 +29,11 @@ fn install_wheel(dir: &Path) -> PathBuf {
         .map(|e| e.path())
         .find(|p| p.extension().is_some_and(|e| e == "whl"))
         .expect("a .whl file");
-    let name = wheel.file_name().unwrap().to_string_lossy().into_owned();
+    let name = wheel
+        .file_name()
+        .expect("a file name")
+        .to_string_lossy()
+        .into_owned();
     assert!(
         name.starts_with("dbt_activate-") && name.contains("manylinux"),
         "a manylinux wheel named after the package: {name}"

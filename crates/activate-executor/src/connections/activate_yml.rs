@@ -21,7 +21,7 @@ use crate::connections::render::{RenderContext, render_yaml};
 use crate::error::ConfigError;
 use crate::secrets;
 
-const TOP_KEYS: &[&str] = &["destinations", "targets", "syncs"];
+const TOP_KEYS: &[&str] = &["destinations", "targets", "syncs", "alerts"];
 
 #[derive(Debug, Clone)]
 pub struct ActivateConfig {
@@ -31,6 +31,8 @@ pub struct ActivateConfig {
     pub syncs: BTreeMap<String, serde_yaml_ng::Value>,
     /// What templates in activate.yml see (`target.name`, ...).
     pub render_context: RenderContext,
+    /// `alerts:`: which run outcomes reach people, and through which destinations.
+    pub alerts: Option<crate::alerts::AlertRules>,
 }
 
 impl ActivateConfig {
@@ -171,11 +173,20 @@ pub fn load_activate_yml(
             syncs.insert(name.to_owned(), v.clone());
         }
     }
+    let alerts = match yaml.get("alerts") {
+        None | Some(serde_yaml_ng::Value::Null) => None,
+        Some(value) => Some(crate::alerts::AlertRules::parse(
+            value,
+            &destinations,
+            shown,
+        )?),
+    };
     Ok(ActivateConfig {
         file,
         destinations,
         syncs,
         render_context: ctx,
+        alerts,
     })
 }
 

@@ -128,6 +128,25 @@ pub trait Destination: Send + Sync {
         let _ = plan;
         Ok(())
     }
+
+    /// Sends a run alert (`alerts:` in activate.yml). Only destinations that reach people
+    /// (slack, webhook) can.
+    async fn send_alert(&self, alert: &AlertMessage<'_>) -> Result<(), DestinationError> {
+        let _ = alert;
+        Err(DestinationError::new(format!(
+            "a {} destination cannot carry alerts; use a slack or webhook destination",
+            self.kind()
+        )))
+    }
+}
+
+/// A run's alerts, as text for people and as JSON for machines.
+#[derive(Debug, Clone, Copy)]
+pub struct AlertMessage<'a> {
+    pub text: &'a str,
+    pub payload: &'a serde_json::Value,
+    /// Slack's bot-token mode: the channel to post to.
+    pub channel: Option<&'a str>,
 }
 
 /// What a sync will ask of its destination, for [`Destination::check_sync`].

@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
 
+use activate_executor::alerts;
 use activate_executor::results::{self, Metadata, RunResultsFile, Status, SyncResult};
 use activate_executor::runner::{self, Reporter, RunContext, SyncJob};
 use activate_executor::state::LocalStateStore;
@@ -237,7 +238,10 @@ pub async fn run(args: RunArgs, plan_samples: Option<usize>) -> anyhow::Result<E
                 v
             })
             .collect();
+        // Alerts compare this run with the earlier ones: read them before appending.
+        let earlier = LocalStateStore::read_history(&loaded.state_dir, &loaded.profile.target_name);
         store.append_history(&loaded.profile.target_name, &history)?;
+        send_alerts(&loaded, &results, &earlier, &invocation_id).await;
     }
     output::info("");
     output::info(&format!(
@@ -260,6 +264,53 @@ pub async fn run(args: RunArgs, plan_samples: Option<usize>) -> anyhow::Result<E
     } else {
         ExitStatus::Success
     })
+}
+
+/// Checks every finished sync against `alerts:` and its own history, and sends what needs a
+/// person; a failure to send is logged and never changes the run's outcome.
+async fn send_alerts(
+    loaded: &project::Loaded,
+    results: &[SyncResult],
+    earlier: &[serde_json::Value],
+    invocation_id: &str,
+) {
+    let Some(rules) = &loaded.activate.alerts else {
+        return;
+    };
+    let mut found = Vec::new();
+    for result in results {
+        let past: Vec<alerts::PastRun> = earlier
+            .iter()
+            .filter(|r| r.get("name").and_then(|n| n.as_str()) == Some(result.name.as_str()))
+            .map(alerts::PastRun::from_history)
+            .collect();
+        let reads_whole_model = loaded
+            .specs
+            .iter()
+            .find(|s| s.name == result.name)
+            .is_some_and(|s| s.cursor.is_none());
+        found.extend(alerts::evaluate(rules, result, &past, reads_whole_model));
+    }
+    for alert in &found {
+        output::event(
+            "warn",
+            "Z050",
+            &format!("Alert: {}", alert.text().replace('\n', " ")),
+            serde_json::json!({"alert": alert}),
+        );
+    }
+    let failures = alerts::deliver(
+        rules,
+        &found,
+        &loaded.activate.destinations,
+        &loaded.settings.project_dir,
+        &loaded.profile.target_name,
+        invocation_id,
+    )
+    .await;
+    for failure in failures {
+        output::event("error", "Z051", &failure, serde_json::Value::Null);
+    }
 }
 
 /// A flag set when SIGINT or SIGTERM arrives (an orchestrator stopping the task): syncs stop

@@ -26,7 +26,8 @@ use async_trait::async_trait;
 use crate::connections::DestinationConfig;
 use crate::destination::http::{self, RateLimiter};
 use crate::destination::{
-    BatchOutcome, Capabilities, Destination, ObjectSchema, SyncShape, WriteBatch, WriteOp,
+    AlertMessage, BatchOutcome, Capabilities, Destination, ObjectSchema, SyncShape, WriteBatch,
+    WriteOp,
 };
 use crate::error::{ConfigError, DestinationError};
 
@@ -144,6 +145,21 @@ impl Destination for SlackDestination {
     }
 
     /// Slack posts messages: updates and mirror removals are refused before anything is sent.
+    async fn send_alert(&self, alert: &AlertMessage<'_>) -> Result<(), DestinationError> {
+        let channel = match (alert.channel, self.uses_webhook()) {
+            (Some(channel), _) => channel,
+            // An incoming webhook posts to its own channel; the name is not sent.
+            (None, true) => "alerts",
+            (None, false) => {
+                return Err(DestinationError::new(format!(
+                    "slack destination `{}` posts with a bot token: give the alerts a channel (`send_to: [{{destination: {}, channel: data-alerts}}]`)",
+                    self.name, self.name
+                )));
+            }
+        };
+        self.post_text(channel, alert.text).await
+    }
+
     fn check_sync(&self, sync: &SyncShape<'_>) -> Result<(), String> {
         channel_of(sync.object)?;
         if sync.op == WriteOp::Update {

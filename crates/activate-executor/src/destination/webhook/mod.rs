@@ -14,8 +14,8 @@ use sha2::Sha256;
 use crate::connections::DestinationConfig;
 use crate::destination::http::{self, RetryPolicy};
 use crate::destination::{
-    BatchOutcome, Capabilities, Destination, ObjectSchema, WriteBatch, WriteOp, check_keys,
-    record_json, setting_str, setting_u64,
+    AlertMessage, BatchOutcome, Capabilities, Destination, ObjectSchema, WriteBatch, WriteOp,
+    check_keys, record_json, setting_str, setting_u64,
 };
 use crate::error::{ConfigError, DestinationError};
 use crate::value::write_json_string;
@@ -172,6 +172,33 @@ impl Destination for WebhookDestination {
 
     async fn describe(&self, _object: &str) -> Result<Option<ObjectSchema>, DestinationError> {
         Ok(None)
+    }
+
+    /// POSTs `{"event": "dbt_activate.alerts", "target", "invocation_id", "alerts": [...]}`,
+    /// signed like batches, with `X-Activate-Event: alerts`.
+    async fn send_alert(&self, alert: &AlertMessage<'_>) -> Result<(), DestinationError> {
+        let body = bytes::Bytes::from(alert.payload.to_string());
+        let signature = self.signature(&body);
+        let what = format!("webhook {}", self.identity());
+        let outcome = http::send_with_retries(&self.retry, None, &what, || {
+            let mut request = self
+                .client
+                .post(&self.url)
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .header("X-Activate-Event", "alerts")
+                .body(body.clone());
+            for (k, v) in &self.headers {
+                request = request.header(k, v);
+            }
+            if let Some(sig) = &signature {
+                request = request.header("X-Activate-Signature", sig);
+            }
+            request.send()
+        })
+        .await?;
+        outcome
+            .map(|_| ())
+            .map_err(|reason| DestinationError::new(format!("{what}: {reason}")))
     }
 
     async fn write(&self, batch: &WriteBatch<'_>) -> Result<BatchOutcome, DestinationError> {
