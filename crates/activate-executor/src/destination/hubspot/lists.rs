@@ -195,19 +195,21 @@ impl HubSpotDestination {
         }
     }
 
-    /// The id of the list, found or created once per run (a MANUAL contact list).
-    async fn list_id(&self, name: &str) -> Result<String, DestinationError> {
+    /// The id of the list, found (or, when `create`, created as a MANUAL contact list) once
+    /// per run; `None` when there is no such list and `create` is false.
+    async fn list_id(&self, name: &str, create: bool) -> Result<Option<String>, DestinationError> {
         let mut known = self.lists.lock().await;
         if let Some(id) = known.get(name) {
-            return Ok(id.clone());
+            return Ok(Some(id.clone()));
         }
         let list = match self.find_list(name).await? {
             Some(list) => list,
-            None => self.create_list(name).await?,
+            None if create => self.create_list(name).await?,
+            None => return Ok(None),
         };
         self.check_manual(name, &list)?;
         known.insert(name.to_owned(), list.id.clone());
-        Ok(list.id)
+        Ok(Some(list.id))
     }
 
     async fn create_list(&self, name: &str) -> Result<ListInfo, DestinationError> {
@@ -275,7 +277,10 @@ impl HubSpotDestination {
                 )),
             }
         }
-        let list_id = self.list_id(name).await?;
+        // Removing from a list that does not exist: nobody is a member, nothing to do.
+        let Some(list_id) = self.list_id(name, action == "add").await? else {
+            return Ok(BatchOutcome { rejected });
+        };
         for chunk in rows.chunks(self.config.batch_size) {
             let members = self
                 .contact_ids(id_property, chunk, action == "add", &mut rejected)
