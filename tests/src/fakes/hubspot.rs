@@ -21,10 +21,27 @@
 //!   every answer carries `X-HubSpot-RateLimit-{Max,Remaining,Interval-Milliseconds,Daily,
 //!   Daily-Remaining}`.
 //!
+//! - Lists API v3 (static lists of records):
+//!   - `POST /crm/v3/lists` `{name, objectTypeId, processingType}` creates a list (`MANUAL`,
+//!     `SNAPSHOT` or `DYNAMIC`; names are unique without case, a second one is a 400);
+//!     answers `{"list": {listId, name, objectTypeId, processingType, ...}}`.
+//!   - `GET /crm/v3/lists/object-type-id/{objectTypeId}/name/{listName}` (name not case
+//!     sensitive; 404 when none) and `GET /crm/v3/lists/{listId}`.
+//!   - `PUT /crm/v3/lists/{listId}/memberships/add` and `/remove`, a JSON array of record ids:
+//!     only for `MANUAL` and `SNAPSHOT` lists (a `DYNAMIC` list is a 400); ids of records that
+//!     do not exist come back in `recordIdsMissing`, members already in (or not in) the list
+//!     are ignored; answers `{recordIdsAdded | recordIdsRemoved, recordIdsMissing}`. The v3
+//!     reference states no maximum of ids per call; the fake refuses more than
+//!     [`MAX_MEMBERSHIP_IDS`] (the documented maximum of the v1 endpoint it replaces), so a
+//!     client sending unbounded calls is caught.
+//!   - `GET /crm/v3/lists/{listId}/memberships?limit=&after=` pages the members by record id
+//!     (`limit` at most 250, default 100).
+//!   - archiving a record drops it from every list.
+//!
 //! Object types: `contacts` (`0-1`), `companies` (`0-2`), `deals` (`0-3`), and custom objects
 //! added with [`HubSpotFake::define_object`], addressed by fullyQualifiedName or objectTypeId.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -33,6 +50,22 @@ use serde_json::{Value, json};
 use crate::webhook::{Reply, Request, Webhook};
 
 pub const MAX_INPUTS: usize = 100;
+/// Record ids per membership call the fake accepts (see the module documentation).
+pub const MAX_MEMBERSHIP_IDS: usize = 500;
+/// Members per page of `GET /crm/v3/lists/{listId}/memberships`.
+pub const MAX_MEMBERSHIP_PAGE: usize = 250;
+
+/// A list of the account.
+#[derive(Debug, Clone)]
+pub struct List {
+    pub id: u64,
+    pub name: String,
+    pub object_type_id: String,
+    /// `MANUAL`, `SNAPSHOT` or `DYNAMIC`.
+    pub processing_type: String,
+    /// Record ids.
+    pub members: BTreeSet<u64>,
+}
 
 #[derive(Debug, Clone)]
 pub struct Property {
@@ -76,6 +109,12 @@ struct State {
     /// Every n-th batch write is applied, then the connection is dropped without an answer.
     drop_after_commit_every: Option<usize>,
     writes_applied: usize,
+    lists: BTreeMap<u64, List>,
+    next_list_id: u64,
+    /// Every n-th request is answered 429 (`Retry-After: 1`) before anything is done, as
+    /// when another integration spends the account's budget.
+    throttle_every: Option<usize>,
+    arrived: usize,
 }
 
 pub struct HubSpotFake {
@@ -165,6 +204,10 @@ impl HubSpotFake {
             fail_after_commit_every: None,
             drop_after_commit_every: None,
             writes_applied: 0,
+            lists: BTreeMap::new(),
+            next_list_id: 1,
+            throttle_every: None,
+            arrived: 0,
         }));
         let server = Webhook::start();
         let shared = Arc::clone(&state);
@@ -207,6 +250,12 @@ impl HubSpotFake {
     /// connection breaks before the answer is written.
     pub fn drop_after_commit_every(&self, n: usize) {
         self.with(|s| s.drop_after_commit_every = Some(n.max(1)));
+    }
+
+    /// Fault: every `n`-th request is answered `429` with `Retry-After: 1` and not carried
+    /// out, as when another integration has used the account's budget.
+    pub fn throttle_every(&self, n: usize) {
+        self.with(|s| s.throttle_every = Some(n.max(1)));
     }
 
     /// Adds a custom object type (`fully_qualified_name` like `p_segments`).
@@ -260,6 +309,67 @@ impl HubSpotFake {
                 .insert(id, props);
             id
         })
+    }
+
+    /// Adds a list directly (as if made in HubSpot's UI); returns its id.
+    pub fn create_list(&self, name: &str, object_type_id: &str, processing_type: &str) -> u64 {
+        self.with(|s| s.new_list(name, object_type_id, processing_type))
+    }
+
+    /// Every list of the account.
+    pub fn lists(&self) -> Vec<List> {
+        self.with(|s| s.lists.values().cloned().collect())
+    }
+
+    /// Adds records to a list directly (as a HubSpot user would).
+    pub fn add_members(&self, list_id: u64, record_ids: &[u64]) {
+        self.with(|s| {
+            s.lists
+                .get_mut(&list_id)
+                .expect("a known list")
+                .members
+                .extend(record_ids);
+        });
+    }
+
+    /// The members of the list with this name (not case sensitive), each as the value of
+    /// `property` of the member record (e.g. `email`), sorted; `None` when no list has it.
+    pub fn list_members(&self, name: &str, property: &str) -> Option<Vec<String>> {
+        self.with(|s| {
+            let list = s
+                .lists
+                .values()
+                .find(|l| l.name.eq_ignore_ascii_case(name))?;
+            let object = s
+                .objects
+                .values()
+                .find(|o| o.type_id == list.object_type_id)?;
+            let mut members: Vec<String> = list
+                .members
+                .iter()
+                .map(|id| {
+                    object
+                        .records
+                        .get(id)
+                        .and_then(|r| r.get(property).cloned())
+                        .unwrap_or_else(|| format!("<record {id} without {property}>"))
+                })
+                .collect();
+            members.sort();
+            Some(members)
+        })
+    }
+
+    /// Membership changes (`PUT .../memberships/add|remove`) answered 2xx.
+    pub fn membership_writes(&self) -> Vec<Seen> {
+        self.seen()
+            .into_iter()
+            .filter(|r| {
+                (200..300).contains(&r.status)
+                    && r.method == "PUT"
+                    && r.path.contains("/memberships/")
+            })
+            .collect()
     }
 
     /// What the account holds: every record of an object type, its properties by name.
@@ -330,7 +440,10 @@ impl State {
         let now = Instant::now();
         let inputs = serde_json::from_slice::<Value>(&request.body)
             .ok()
-            .and_then(|b| b["inputs"].as_array().map(Vec::len))
+            .and_then(|b| match &b {
+                Value::Array(ids) => Some(ids.len()),
+                _ => b["inputs"].as_array().map(Vec::len),
+            })
             .unwrap_or(0);
         let reply = self.route(request, now);
         self.seen.push(Seen {
@@ -353,6 +466,23 @@ impl State {
                     "Authentication credentials not found. This API supports OAuth 2.0 authentication and you can find more details at https://developers.hubspot.com/docs/methods/auth/oauth-overview",
                 ),
             );
+        }
+        self.arrived += 1;
+        if self
+            .throttle_every
+            .is_some_and(|n| self.arrived.is_multiple_of(n))
+        {
+            return json_reply(
+                429,
+                &json!({
+                    "status": "error",
+                    "message": "You have reached your secondly limit.",
+                    "errorType": "RATE_LIMIT",
+                    "correlationId": "00000000-0000-4000-8000-000000000000",
+                    "policyName": "SECONDLY",
+                }),
+            )
+            .header("Retry-After", "1");
         }
         // The rolling window: requests answered 429 do not count against it.
         while self
@@ -432,6 +562,55 @@ impl State {
                 }
                 None => unknown_object(object),
             },
+            ("POST", ["crm", "v3", "lists"]) => self.create_list_request(request),
+            (
+                "GET",
+                [
+                    "crm",
+                    "v3",
+                    "lists",
+                    "object-type-id",
+                    type_id,
+                    "name",
+                    name,
+                ],
+            ) => {
+                let name = percent_decode(name);
+                match self
+                    .lists
+                    .values()
+                    .find(|l| l.object_type_id == *type_id && l.name.eq_ignore_ascii_case(&name))
+                {
+                    Some(list) => json_reply(200, &json!({ "list": list_json(list) })),
+                    None => json_reply(
+                        404,
+                        &error_body(
+                            "OBJECT_NOT_FOUND",
+                            &format!(
+                                "List does not exist with name {name} and object type {type_id}."
+                            ),
+                        ),
+                    ),
+                }
+            }
+            ("GET", ["crm", "v3", "lists", list_id]) => match self.list(list_id) {
+                Ok(list) => json_reply(200, &json!({ "list": list_json(list) })),
+                Err(reply) => reply,
+            },
+            ("GET", ["crm", "v3", "lists", list_id, "memberships"]) => {
+                self.memberships(list_id, request.path.split_once('?').map_or("", |(_, q)| q))
+            }
+            (
+                "PUT",
+                [
+                    "crm",
+                    "v3",
+                    "lists",
+                    list_id,
+                    "memberships",
+                    action @ ("add" | "remove"),
+                ],
+            ) => self.change_memberships(list_id, action, &request.body),
             ("POST", ["crm", "v3", "objects", object, "batch", action]) => {
                 let Some(name) = self.object_name(object) else {
                     return unknown_object(object);
@@ -832,10 +1011,246 @@ impl State {
                     .expect("object")
                     .records
                     .remove(&id);
+                for list in self.lists.values_mut() {
+                    list.members.remove(&id);
+                }
             }
         }
         Reply::status(204)
     }
+
+    fn new_list(&mut self, name: &str, object_type_id: &str, processing_type: &str) -> u64 {
+        let id = self.next_list_id;
+        self.next_list_id += 1;
+        self.lists.insert(
+            id,
+            List {
+                id,
+                name: name.to_owned(),
+                object_type_id: object_type_id.to_owned(),
+                processing_type: processing_type.to_owned(),
+                members: BTreeSet::new(),
+            },
+        );
+        id
+    }
+
+    fn list(&self, list_id: &str) -> Result<&List, Reply> {
+        list_id
+            .parse::<u64>()
+            .ok()
+            .and_then(|id| self.lists.get(&id))
+            .ok_or_else(|| {
+                json_reply(
+                    404,
+                    &error_body(
+                        "OBJECT_NOT_FOUND",
+                        &format!("List does not exist with ID {list_id}."),
+                    ),
+                )
+            })
+    }
+
+    fn create_list_request(&mut self, request: &Request) -> Reply {
+        let body: Value = serde_json::from_slice(&request.body).unwrap_or(Value::Null);
+        let name = body["name"].as_str().unwrap_or("").trim().to_owned();
+        let type_id = body["objectTypeId"].as_str().unwrap_or("").to_owned();
+        let processing = body["processingType"].as_str().unwrap_or("").to_owned();
+        if name.is_empty() || type_id.is_empty() {
+            return json_reply(
+                400,
+                &error_body("VALIDATION_ERROR", "name and objectTypeId are required"),
+            );
+        }
+        if !matches!(processing.as_str(), "MANUAL" | "SNAPSHOT" | "DYNAMIC") {
+            return json_reply(
+                400,
+                &error_body(
+                    "VALIDATION_ERROR",
+                    &format!(
+                        "processingType must be one of MANUAL, SNAPSHOT, DYNAMIC, found {processing:?}"
+                    ),
+                ),
+            );
+        }
+        if !self.objects.values().any(|o| o.type_id == type_id) {
+            return unknown_object(&type_id);
+        }
+        if self
+            .lists
+            .values()
+            .any(|l| l.name.eq_ignore_ascii_case(&name))
+        {
+            return json_reply(
+                400,
+                &error_body(
+                    "VALIDATION_ERROR",
+                    &format!("A list with the name {name} already exists."),
+                ),
+            );
+        }
+        let id = self.new_list(&name, &type_id, &processing);
+        json_reply(200, &json!({ "list": list_json(&self.lists[&id]) }))
+    }
+
+    fn memberships(&self, list_id: &str, query: &str) -> Reply {
+        let list = match self.list(list_id) {
+            Ok(l) => l,
+            Err(reply) => return reply,
+        };
+        let param = |name: &str| {
+            query.split('&').find_map(|pair| {
+                let (k, v) = pair.split_once('=')?;
+                (k == name).then(|| v.to_owned())
+            })
+        };
+        let limit = param("limit")
+            .and_then(|l| l.parse::<usize>().ok())
+            .unwrap_or(100);
+        if limit == 0 || limit > MAX_MEMBERSHIP_PAGE {
+            return json_reply(
+                400,
+                &error_body(
+                    "VALIDATION_ERROR",
+                    &format!("limit must be between 1 and {MAX_MEMBERSHIP_PAGE}"),
+                ),
+            );
+        }
+        let after = param("after")
+            .and_then(|a| a.parse::<u64>().ok())
+            .unwrap_or(0);
+        let page: Vec<u64> = list
+            .members
+            .iter()
+            .copied()
+            .filter(|id| *id > after)
+            .take(limit)
+            .collect();
+        let mut body = json!({
+            "results": page
+                .iter()
+                .map(|id| json!({"recordId": id.to_string(), "membershipTimestamp": "2026-01-01T00:00:00Z"}))
+                .collect::<Vec<_>>(),
+            "total": list.members.len(),
+        });
+        if let Some(last) = page.last()
+            && list.members.iter().any(|id| id > last)
+        {
+            body["paging"] = json!({"next": {"after": last.to_string()}});
+        }
+        json_reply(200, &body)
+    }
+
+    fn change_memberships(&mut self, list_id: &str, action: &str, body: &[u8]) -> Reply {
+        let list = match self.list(list_id) {
+            Ok(l) => l.clone(),
+            Err(reply) => return reply,
+        };
+        let Ok(Value::Array(ids)) = serde_json::from_slice::<Value>(body) else {
+            return json_reply(
+                400,
+                &error_body(
+                    "VALIDATION_ERROR",
+                    "Invalid input JSON: the body must be an array of record ids",
+                ),
+            );
+        };
+        if ids.len() > MAX_MEMBERSHIP_IDS {
+            return json_reply(
+                400,
+                &error_body(
+                    "VALIDATION_ERROR",
+                    &format!(
+                        "Invalid input: {} record ids exceed the limit of {MAX_MEMBERSHIP_IDS} per request",
+                        ids.len()
+                    ),
+                ),
+            );
+        }
+        if list.processing_type == "DYNAMIC" {
+            return json_reply(
+                400,
+                &error_body(
+                    "VALIDATION_ERROR",
+                    &format!(
+                        "List {list_id} has processingType DYNAMIC; memberships can only be changed for MANUAL or SNAPSHOT lists."
+                    ),
+                ),
+            );
+        }
+        let records = self
+            .objects
+            .values()
+            .find(|o| o.type_id == list.object_type_id)
+            .map(|o| o.records.keys().copied().collect::<BTreeSet<u64>>())
+            .unwrap_or_default();
+        let mut changed = Vec::new();
+        let mut missing = Vec::new();
+        let members = &mut self.lists.get_mut(&list.id).expect("the list").members;
+        for v in &ids {
+            let text = match v {
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            match text.parse::<u64>().ok().filter(|id| records.contains(id)) {
+                None => missing.push(text),
+                Some(id) if action == "add" => {
+                    if members.insert(id) {
+                        changed.push(text);
+                    }
+                }
+                Some(id) => {
+                    if members.remove(&id) {
+                        changed.push(text);
+                    }
+                }
+            }
+        }
+        let key = if action == "add" {
+            "recordIdsAdded"
+        } else {
+            "recordIdsRemoved"
+        };
+        json_reply(200, &json!({ key: changed, "recordIdsMissing": missing }))
+    }
+}
+
+fn list_json(list: &List) -> Value {
+    json!({
+        "listId": list.id.to_string(),
+        "name": list.name,
+        "objectTypeId": list.object_type_id,
+        "processingType": list.processing_type,
+        "processingStatus": "COMPLETE",
+        "listVersion": 1,
+        "size": list.members.len(),
+        "createdAt": "2026-01-01T00:00:00Z",
+        "updatedAt": "2026-01-01T00:00:00Z",
+    })
+}
+
+/// `%20` and friends in a path segment.
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = (bytes[i] == b'%' && i + 2 < bytes.len())
+            .then(|| std::str::from_utf8(&bytes[i + 1..i + 3]).ok())
+            .flatten()
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match hex {
+            Some(b) => {
+                out.push(b);
+                i += 3;
+            }
+            None => {
+                out.push(bytes[i]);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 fn unknown_object(object: &str) -> Reply {

@@ -11,6 +11,13 @@
 //!   `pagination.per_page` at most 150).
 //! - companies: `POST /companies` (create or update by `company_id`),
 //!   `GET /companies?company_id=`, `PUT /companies/{id}`, `DELETE /companies/{id}`.
+//! - tags: `GET /tags` lists them; `POST /tags {"name"}` creates a tag, or answers the existing
+//!   tag of that name (names are case insensitive: sending a name again creates no second
+//!   tag); a tag is `{"type": "tag", "id", "name"}`. `POST /contacts/{contact_id}/tags
+//!   {"id": <tag id>}` tags a contact and `DELETE /contacts/{contact_id}/tags/{tag_id}`
+//!   untags it, both answering the tag; an unknown contact is `404 not_found` "Contact Not
+//!   Found", an unknown tag `404 tag_not_found`. `GET /contacts/{id}/tags` lists a contact's
+//!   tags. Deleting a contact drops its tags.
 //! - custom attributes must exist as data attributes of the model and carry values of their
 //!   type, else `400 parameter_invalid`; errors are `{"type":"error.list","errors":[{code,
 //!   message}]}`.
@@ -22,7 +29,7 @@
 //! Tests read what the workspace finally holds ([`FakeIntercom::companies`],
 //! [`FakeIntercom::contacts`]) and the traffic it saw (throttled requests, the busiest window).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -73,6 +80,11 @@ struct State {
     drop_after_commit_every: Option<usize>,
     writes_seen: usize,
     refusals: Vec<Refusal>,
+    /// Tag id -> name.
+    tags: BTreeMap<String, String>,
+    /// Contact id -> the ids of its tags.
+    tagged: BTreeMap<String, BTreeSet<String>>,
+    next_tag_id: u64,
 }
 
 /// The fake. Stops when dropped.
@@ -158,6 +170,9 @@ impl FakeIntercom {
             drop_after_commit_every: None,
             writes_seen: 0,
             refusals: Vec::new(),
+            tags: BTreeMap::new(),
+            tagged: BTreeMap::new(),
+            next_tag_id: 17_513,
         }));
         let handler_state = Arc::clone(&state);
         server.respond_with(move |_, request| {
@@ -235,6 +250,49 @@ impl FakeIntercom {
     /// Every contact the workspace holds.
     pub fn contacts(&self) -> Vec<Json> {
         self.state().contacts.values().cloned().collect()
+    }
+
+    /// Every tag of the workspace, by name.
+    pub fn tags(&self) -> Vec<String> {
+        self.state().tags.values().cloned().collect()
+    }
+
+    /// The contacts holding the tag `name` (not case sensitive), each as its `field`
+    /// (`email`, `external_id`), sorted; `None` when the workspace has no such tag.
+    pub fn tagged(&self, name: &str, field: &str) -> Option<Vec<String>> {
+        let s = self.state();
+        let tag_id = s
+            .tags
+            .iter()
+            .find(|(_, n)| n.eq_ignore_ascii_case(name))
+            .map(|(id, _)| id.clone())?;
+        let mut out: Vec<String> = s
+            .tagged
+            .iter()
+            .filter(|(_, tags)| tags.contains(&tag_id))
+            .map(|(contact, _)| {
+                s.contacts
+                    .get(contact)
+                    .and_then(|c| c.get(field))
+                    .and_then(Json::as_str)
+                    .map_or_else(
+                        || format!("<contact {contact} without {field}>"),
+                        str::to_owned,
+                    )
+            })
+            .collect();
+        out.sort();
+        Some(out)
+    }
+
+    /// Tags a contact directly (as an Intercom user would), creating the tag if needed.
+    pub fn tag_contact(&self, contact_id: &str, name: &str) {
+        let mut s = self.state();
+        let tag_id = s.find_or_create_tag(name);
+        s.tagged
+            .entry(contact_id.to_owned())
+            .or_default()
+            .insert(tag_id);
     }
 
     /// Adds a contact directly (as if created in Intercom's UI); returns its id.
@@ -381,11 +439,22 @@ impl State {
             ("POST", ["contacts", "search"]) => body().and_then(|b| self.search(&b)),
             ("POST", ["contacts"]) => body().and_then(|b| self.create_contact(b)),
             ("PUT", ["contacts", id]) => body().and_then(|b| self.update_contact(id, b)),
+            ("GET", ["tags"]) => Ok(ok(
+                200,
+                &json!({"type": "list", "data": self.tags.iter().map(|(id, name)| tag_json(id, name)).collect::<Vec<_>>()}),
+            )),
+            ("POST", ["tags"]) => body().and_then(|b| self.create_tag(&b)),
+            ("GET", ["contacts", id, "tags"]) => self.contact_tags(id),
+            ("POST", ["contacts", id, "tags"]) => body().and_then(|b| self.tag(id, &b)),
+            ("DELETE", ["contacts", id, "tags", tag_id]) => self.untag(id, tag_id),
             ("DELETE", ["contacts", id]) => match self.contacts.remove(*id) {
-                Some(c) => Ok(ok(
-                    200,
-                    &json!({"id": id, "external_id": c.get("external_id"), "type": "contact", "deleted": true}),
-                )),
+                Some(c) => {
+                    self.tagged.remove(*id);
+                    Ok(ok(
+                        200,
+                        &json!({"id": id, "external_id": c.get("external_id"), "type": "contact", "deleted": true}),
+                    ))
+                }
                 None => Err(error(404, "not_found", "User Not Found")),
             },
             ("POST", ["companies"]) => body().and_then(|b| self.upsert_company(b)),
@@ -412,6 +481,84 @@ impl State {
             _ => Err(error(404, "not_found", "Resource Not Found")),
         };
         result.unwrap_or_else(|reply| reply)
+    }
+
+    fn find_or_create_tag(&mut self, name: &str) -> String {
+        if let Some((id, _)) = self.tags.iter().find(|(_, n)| n.eq_ignore_ascii_case(name)) {
+            return id.clone();
+        }
+        let id = self.next_tag_id.to_string();
+        self.next_tag_id += 1;
+        self.tags.insert(id.clone(), name.to_owned());
+        id
+    }
+
+    fn create_tag(&mut self, body: &Map<String, Json>) -> Result<Reply, Reply> {
+        let name = body
+            .get("name")
+            .and_then(Json::as_str)
+            .map(str::trim)
+            .filter(|n| !n.is_empty())
+            .ok_or_else(|| error(400, "parameter_not_found", "name is required"))?
+            .to_owned();
+        let id = match body.get("id").and_then(Json::as_str) {
+            // An update renames the tag with this id.
+            Some(id) => {
+                let Some(tag) = self.tags.get_mut(id) else {
+                    return Err(error(404, "tag_not_found", "Tag not found"));
+                };
+                *tag = name.clone();
+                id.to_owned()
+            }
+            None => self.find_or_create_tag(&name),
+        };
+        Ok(ok(200, &tag_json(&id, &self.tags[&id])))
+    }
+
+    fn contact_tags(&self, contact_id: &str) -> Result<Reply, Reply> {
+        if !self.contacts.contains_key(contact_id) {
+            return Err(error(404, "not_found", "Contact Not Found"));
+        }
+        let data: Vec<Json> = self
+            .tagged
+            .get(contact_id)
+            .into_iter()
+            .flatten()
+            .filter_map(|id| self.tags.get(id).map(|name| tag_json(id, name)))
+            .collect();
+        Ok(ok(200, &json!({"type": "list", "data": data})))
+    }
+
+    fn tag(&mut self, contact_id: &str, body: &Map<String, Json>) -> Result<Reply, Reply> {
+        if !self.contacts.contains_key(contact_id) {
+            return Err(error(404, "not_found", "Contact Not Found"));
+        }
+        let tag_id = match body.get("id") {
+            Some(Json::String(s)) => s.clone(),
+            Some(Json::Number(n)) => n.to_string(),
+            _ => return Err(error(400, "parameter_not_found", "id is required")),
+        };
+        let Some(name) = self.tags.get(&tag_id).cloned() else {
+            return Err(error(404, "tag_not_found", "Tag not found"));
+        };
+        self.tagged
+            .entry(contact_id.to_owned())
+            .or_default()
+            .insert(tag_id.clone());
+        Ok(ok(200, &tag_json(&tag_id, &name)))
+    }
+
+    fn untag(&mut self, contact_id: &str, tag_id: &str) -> Result<Reply, Reply> {
+        if !self.contacts.contains_key(contact_id) {
+            return Err(error(404, "not_found", "Contact Not Found"));
+        }
+        let Some(name) = self.tags.get(tag_id).cloned() else {
+            return Err(error(404, "tag_not_found", "Tag not found"));
+        };
+        if let Some(tags) = self.tagged.get_mut(contact_id) {
+            tags.remove(tag_id);
+        }
+        Ok(ok(200, &tag_json(tag_id, &name)))
     }
 
     fn data_attributes(&self, model: &str) -> Reply {
@@ -639,6 +786,10 @@ impl State {
         merge(company, body);
         Ok(ok(200, &Json::Object(company.clone())))
     }
+}
+
+fn tag_json(id: &str, name: &str) -> Json {
+    json!({"type": "tag", "id": id, "name": name})
 }
 
 /// Top-level attributes replace; `custom_attributes` are merged key by key.

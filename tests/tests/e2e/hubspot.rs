@@ -617,3 +617,154 @@ fn hubspot_insert_only_commit_then_drop_never_duplicates_and_reports_lost_answer
     out.assert_success();
     assert_counts(&p.result(ALERTS_SYNC), 0, 0, 0);
 }
+
+// ---- list membership for segments (`object: "list:<name>"`) ----
+
+const LIST_NAME: &str = "High value at risk";
+const LIST_SYNC: &str = "segment_to_hubspot_list";
+
+/// `high_value_at_risk` as the members of a HubSpot contact list, matched on email.
+fn segment_to_list(p: &Project, mapping: &str) {
+    p.edit_file("models/marts/schema.yml", |s| {
+        s.replace(
+            "          destination: marketing\n          object: high_value_at_risk\n          sync_mode: mirror\n          on_delete: delete\n          primary_key: account_id\n          mapping:\n            account_id: account_id\n            owner_email: email\n            account_name: account_name\n            mrr: mrr\n",
+            &format!(
+                "          name: {LIST_SYNC}\n          destination: marketing\n          object: \"list:{LIST_NAME}\"\n          sync_mode: mirror\n          on_delete: delete\n          primary_key: owner_email\n          match_on: email\n          mapping:\n{mapping}"
+            ),
+        )
+    });
+    p.dbt(&["parse", "--target", "ci"]).assert_success();
+}
+
+/// The segment's member emails, as the model holds them.
+fn segment_emails(p: &Project) -> Vec<String> {
+    sorted(
+        segment_in_model(p)
+            .into_iter()
+            .filter_map(|r| r[1].clone())
+            .map(|e| e.to_lowercase())
+            .collect(),
+    )
+}
+
+#[test]
+fn hubspot_list_membership_follows_the_segment() {
+    let p = Project::new();
+    segment_to_list(&p, "            owner_email: email\n");
+    activate_yml(&p, &["marketing"], "");
+    let fake = HubSpotFake::start(TOKEN);
+    let emails = segment_emails(&p);
+    assert!(emails.len() > 2, "{emails:?}");
+    // Every owner is a contact but one; another contact is in no segment.
+    let unknown = emails[0].clone();
+    for email in &emails[1..] {
+        fake.insert_record("contacts", &[("email", email), ("firstname", "Owner")]);
+    }
+    fake.insert_record("contacts", &[("email", "bystander@example.com")]);
+    // Another integration spends the budget: every 4th request meets 429 + Retry-After.
+    fake.throttle_every(4);
+
+    let first = run(&p, &fake, TOKEN, "high_value_at_risk");
+    first.assert_success();
+    let r = p.result(LIST_SYNC);
+    assert_status(&r, "warn");
+    assert_eq!(count(&r, "rejected"), 1, "{r:#}");
+    let reason = r["rejections"][0]["reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains("OBJECT_NOT_FOUND") && reason.contains(&unknown),
+        "HubSpot's reason, naming the contact: {r:#}"
+    );
+    let lists = fake.lists();
+    assert_eq!(lists.len(), 1, "the list is created once: {lists:?}");
+    assert_eq!(lists[0].name, LIST_NAME);
+    assert_eq!(lists[0].object_type_id, "0-1");
+    assert_eq!(lists[0].processing_type, "MANUAL");
+    assert_eq!(
+        fake.list_members(LIST_NAME, "email"),
+        Some(emails[1..].to_vec())
+    );
+    assert!(
+        fake.seen()
+            .iter()
+            .any(|s| s.status == 429 && s.path.starts_with("/crm/v3/lists")),
+        "a Lists API call met 429 and was retried: {:?}",
+        fake.seen()
+    );
+    assert_eq!(fake.membership_writes().len(), 1, "one add for one batch");
+
+    // The missing contact appears in HubSpot: the next run adds only that row.
+    fake.throttle_every(usize::MAX);
+    fake.insert_record("contacts", &[("email", &unknown)]);
+    let second = run(&p, &fake, TOKEN, "high_value_at_risk");
+    second.assert_success();
+    let r = p.result(LIST_SYNC);
+    assert_status(&r, "success");
+    assert_eq!(count(&r, "rejected"), 0, "{r:#}");
+    let writes = fake.membership_writes();
+    assert_eq!(writes.len(), 2);
+    assert!(writes[1].path.ends_with("/memberships/add"), "{writes:?}");
+    assert_eq!(writes[1].inputs, 1, "only the rejected row is resent");
+    assert_eq!(fake.list_members(LIST_NAME, "email"), Some(emails.clone()));
+
+    // Nothing changed: a rerun sends nothing.
+    let before = fake.seen().len();
+    let third = run(&p, &fake, TOKEN, "high_value_at_risk");
+    third.assert_success();
+    assert_counts(&p.result(LIST_SYNC), 0, 0, 0);
+    assert_eq!(fake.membership_writes().len(), 2, "a rerun sends nothing");
+    let rerun = &fake.seen()[before..];
+    assert!(
+        rerun.iter().all(|s| s.method == "GET"),
+        "nor reads contacts: {rerun:?}"
+    );
+
+    // Accounts leave the segment: their owners leave the list, the contacts stay.
+    p.dbt(&[
+        "build",
+        "--target",
+        "ci",
+        "--select",
+        "high_value_at_risk",
+        "--vars",
+        "{high_value_mrr_threshold: 2700}",
+    ])
+    .assert_success();
+    let after = segment_emails(&p);
+    assert!(after.len() < emails.len() && !after.is_empty());
+    let out = run(&p, &fake, TOKEN, "high_value_at_risk");
+    out.assert_success();
+    let r = p.result(LIST_SYNC);
+    assert_status(&r, "success");
+    assert_counts(&r, 0, 0, (emails.len() - after.len()) as u64);
+    assert_eq!(fake.list_members(LIST_NAME, "email"), Some(after));
+    let last = fake.membership_writes().pop().expect("a membership write");
+    assert!(last.path.ends_with("/memberships/remove"), "{last:?}");
+    assert_eq!(
+        fake.records("contacts").len(),
+        emails.len() + 1,
+        "leaving a list never deletes a contact"
+    );
+    assert_within_limits(&fake);
+    assert_secrets_never_written(&p, &[&first, &second, &third, &out], &[TOKEN]);
+}
+
+#[test]
+fn hubspot_list_sync_refuses_an_active_list_and_mapped_values_before_sending() {
+    let p = Project::new();
+    segment_to_list(&p, "            owner_email: email\n            mrr: mrr\n");
+    activate_yml(&p, &["marketing"], "");
+    let fake = HubSpotFake::start(TOKEN);
+    fake.create_list(LIST_NAME, "0-1", "DYNAMIC");
+    let out = run(&p, &fake, TOKEN, "high_value_at_risk");
+    assert_config_error(
+        &p,
+        &out,
+        &["DYNAMIC", "map only the match field `email`", "`mrr`"],
+    );
+    assert!(fake.membership_writes().is_empty());
+    assert!(
+        fake.seen().iter().all(|s| s.method == "GET"),
+        "only reads before the refusal: {:?}",
+        fake.seen()
+    );
+}

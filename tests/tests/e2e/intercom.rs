@@ -430,3 +430,178 @@ fn intercom_update_only_and_insert_only_companies() {
         .collect();
     assert_eq!(held_but_acc_004, expected);
 }
+
+// ---- tags for segments (`object: "tag:<name>"`) ----
+
+const TAG_NAME: &str = "High value at risk";
+const TAG_SYNC: &str = "segment_to_intercom_tag";
+
+/// `high_value_at_risk` as the contacts holding an Intercom tag, matched on email.
+fn segment_to_tag(p: &Project, mapping: &str) {
+    p.edit_file("models/marts/schema.yml", |s| {
+        s.replace(
+            "          destination: marketing\n          object: high_value_at_risk\n          sync_mode: mirror\n          on_delete: delete\n          primary_key: account_id\n          mapping:\n            account_id: account_id\n            owner_email: email\n            account_name: account_name\n            mrr: mrr\n",
+            &format!(
+                "          name: {TAG_SYNC}\n          destination: marketing\n          object: \"tag:{TAG_NAME}\"\n          sync_mode: mirror\n          on_delete: delete\n          primary_key: owner_email\n          match_on: email\n          mapping:\n{mapping}"
+            ),
+        )
+    });
+    p.dbt(&["parse", "--target", "ci"]).assert_success();
+}
+
+fn segment_emails(p: &Project) -> Vec<String> {
+    sorted(
+        segment_in_model(p)
+            .into_iter()
+            .filter_map(|r| r[1].clone())
+            .collect(),
+    )
+}
+
+/// Requests that tag or untag a contact.
+fn tag_writes(requests: &[Request]) -> Vec<&Request> {
+    requests
+        .iter()
+        .filter(|r| {
+            r.status < 300
+                && r.path.starts_with("/contacts/")
+                && r.path.contains("/tags")
+                && r.method != "GET"
+        })
+        .collect()
+}
+
+#[test]
+fn intercom_tag_follows_the_segment() {
+    let p = Project::new();
+    let fake = workspace();
+    segment_to_tag(&p, "            owner_email: email\n");
+    use_intercom(&p, "");
+    let emails = segment_emails(&p);
+    assert!(emails.len() > 2, "{emails:?}");
+    // Every owner is a contact but one; another contact holds the tag already (tagged in
+    // Intercom's UI) and is in no segment: the sync leaves it alone.
+    let unknown = emails[0].clone();
+    for email in &emails[1..] {
+        fake.seed_contact(json!({"role": "user", "email": email}));
+    }
+    let bystander = fake.seed_contact(json!({"role": "user", "email": "bystander@example.com"}));
+    fake.tag_contact(&bystander, TAG_NAME);
+    // Every 4th request is throttled (429, Retry-After: 0) and retried.
+    fake.set_faults(Faults {
+        throttle_every: Some(4),
+        ..Faults::default()
+    });
+
+    let first = cmd(&p, &fake, "high_value_at_risk").run();
+    first.assert_success();
+    let r = p.result(TAG_SYNC);
+    assert_status(&r, "warn");
+    assert_eq!(count(&r, "rejected"), 1, "{r:#}");
+    let reason = r["rejections"][0]["reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains("no Intercom contact") && reason.contains(&unknown),
+        "the reason names the contact: {r:#}"
+    );
+    assert_eq!(
+        fake.tags(),
+        vec![TAG_NAME.to_owned()],
+        "one tag, found by name"
+    );
+    let mut expected: Vec<String> = emails[1..].to_vec();
+    expected.push("bystander@example.com".into());
+    let expected = sorted(expected);
+    assert_eq!(fake.tagged(TAG_NAME, "email"), Some(expected));
+    assert!(fake.throttled() > 0, "429s were met and waited out");
+    let requests = fake.requests();
+    for r in requests.iter().filter(|r| r.path == "/contacts/search") {
+        assert_eq!(r.json()["query"]["field"], json!("email"));
+    }
+    assert_eq!(
+        tag_writes(&requests).len(),
+        emails.len() - 1,
+        "one tag call per known contact"
+    );
+    assert!(
+        requests
+            .iter()
+            .all(|r| r.path != "/contacts" || r.method != "POST"),
+        "a tag sync never creates contacts"
+    );
+
+    // The missing contact appears: the next run tags only that one.
+    fake.set_faults(Faults::default());
+    fake.seed_contact(json!({"role": "user", "email": unknown}));
+    let second = cmd(&p, &fake, "high_value_at_risk").run();
+    second.assert_success();
+    let r = p.result(TAG_SYNC);
+    assert_status(&r, "success");
+    assert_eq!(count(&r, "rejected"), 0, "{r:#}");
+    assert_eq!(tag_writes(&fake.requests()).len(), emails.len());
+    let mut all = emails.clone();
+    all.push("bystander@example.com".into());
+    assert_eq!(fake.tagged(TAG_NAME, "email"), Some(sorted(all)));
+
+    // Nothing changed: a rerun sends nothing.
+    let before = fake.requests().len();
+    let third = cmd(&p, &fake, "high_value_at_risk").run();
+    third.assert_success();
+    assert_counts(&p.result(TAG_SYNC), 0, 0, 0);
+    let rerun = &fake.requests()[before..];
+    assert!(
+        rerun.iter().all(|r| r.method == "GET"),
+        "a rerun sends nothing: {:?}",
+        rerun
+            .iter()
+            .map(|r| (&r.method, &r.path))
+            .collect::<Vec<_>>()
+    );
+
+    // Accounts leave the segment: their owners are untagged, the contacts stay.
+    p.dbt(&[
+        "build",
+        "--target",
+        "ci",
+        "--select",
+        "high_value_at_risk",
+        "--vars",
+        "{high_value_mrr_threshold: 2700}",
+    ])
+    .assert_success();
+    let after = segment_emails(&p);
+    assert!(after.len() < emails.len() && !after.is_empty());
+    let out = cmd(&p, &fake, "high_value_at_risk").run();
+    out.assert_success();
+    let r = p.result(TAG_SYNC);
+    assert_status(&r, "success");
+    assert_counts(&r, 0, 0, (emails.len() - after.len()) as u64);
+    let mut still = after.clone();
+    still.push("bystander@example.com".into());
+    assert_eq!(fake.tagged(TAG_NAME, "email"), Some(sorted(still)));
+    assert!(
+        fake.requests()
+            .iter()
+            .any(|r| r.method == "DELETE" && r.path.contains("/tags/"))
+    );
+    assert_eq!(
+        fake.contacts().len(),
+        emails.len() + 1,
+        "untagging never deletes a contact"
+    );
+    assert_secrets_never_written(&p, &[&first, &second, &third, &out], &[TOKEN]);
+}
+
+#[test]
+fn intercom_tag_sync_with_mapped_values_stops_before_sending() {
+    let p = Project::new();
+    let fake = workspace();
+    segment_to_tag(&p, "            owner_email: email\n            mrr: mrr\n");
+    use_intercom(&p, "");
+    let out = cmd(&p, &fake, "high_value_at_risk").run();
+    assert_config_error(&p, &out, &["map only the match field `email`", "`mrr`"]);
+    assert!(
+        fake.requests().iter().all(|r| r.method == "GET"),
+        "only reads before the refusal"
+    );
+    assert!(fake.tags().is_empty());
+}

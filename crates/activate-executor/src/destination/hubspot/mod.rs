@@ -16,8 +16,12 @@
 //! shared by every sync to this destination; `X-HubSpot-RateLimit-Remaining: 0` pauses it,
 //! `X-HubSpot-RateLimit-Daily-Remaining: 0` stops further requests of the run, and 429/5xx
 //! are retried honouring `Retry-After`.
+//!
+//! `object: "list:<name>"` syncs segment membership into a static contact list instead
+//! (see `lists`).
 
 mod config;
+mod lists;
 mod request;
 #[cfg(test)]
 mod tests;
@@ -35,7 +39,8 @@ use self::request::{BatchResponse, failures, key_value, properties};
 use crate::connections::DestinationConfig;
 use crate::destination::http::{self, RateLimiter, RetryPolicy};
 use crate::destination::{
-    BatchOutcome, Capabilities, Destination, FieldSchema, Kind, ObjectSchema, WriteBatch, WriteOp,
+    BatchOutcome, Capabilities, Destination, FieldSchema, Kind, ObjectSchema, SyncShape,
+    WriteBatch, WriteOp,
 };
 use crate::error::{ConfigError, DestinationError};
 
@@ -50,6 +55,8 @@ pub struct HubSpotDestination {
     retry: RetryPolicy,
     limiter: RateLimiter,
     daily_exhausted: AtomicBool,
+    /// List ids by name, for `list:<name>` syncs: found or created once per run.
+    lists: tokio::sync::Mutex<BTreeMap<String, String>>,
 }
 
 /// A HubSpot answer after retries: accepted (2xx) or refused for its content (4xx).
@@ -78,6 +85,7 @@ impl HubSpotDestination {
             retry,
             limiter,
             daily_exhausted: AtomicBool::new(false),
+            lists: tokio::sync::Mutex::new(BTreeMap::new()),
         })
     }
 
@@ -488,6 +496,9 @@ impl Destination for HubSpotDestination {
     }
 
     async fn describe(&self, object: &str) -> Result<Option<ObjectSchema>, DestinationError> {
+        if let Some(name) = lists::list_name(object) {
+            return self.describe_list(name).await;
+        }
         check_object(&self.name, object)?;
         let path = format!("/crm/v3/properties/{object}");
         match self.call(Method::GET, &path, None).await? {
@@ -517,7 +528,17 @@ impl Destination for HubSpotDestination {
         }
     }
 
+    fn check_sync(&self, sync: &SyncShape<'_>) -> Result<(), String> {
+        match lists::list_name(sync.object) {
+            Some(name) => lists::check_list_sync(name, sync),
+            None => Ok(()),
+        }
+    }
+
     async fn write(&self, batch: &WriteBatch<'_>) -> Result<BatchOutcome, DestinationError> {
+        if let Some(name) = lists::list_name(batch.object) {
+            return self.write_list(name, batch).await;
+        }
         check_object(&self.name, batch.object)?;
         let [key_position] = batch.key_positions else {
             return Err(DestinationError::new(format!(

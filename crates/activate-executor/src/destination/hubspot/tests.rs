@@ -155,3 +155,51 @@ fn refusal_status_is_read_from_the_reason() {
     assert!(check_object("crm", "p_projects").is_ok());
     assert!(check_object("crm", "../x").is_err());
 }
+
+#[test]
+fn list_objects_and_their_syncs_are_checked_before_sending() {
+    use super::lists::{ListInfo, check_list_sync, list_name, missing_ids};
+    assert_eq!(
+        list_name("list:High value at risk"),
+        Some("High value at risk")
+    );
+    assert_eq!(list_name("contacts"), None);
+    let email = vec!["email".to_string()];
+    let with_mrr = vec!["email".to_string(), "mrr".to_string()];
+    let check = |fields: &[String], op, removal| {
+        check_list_sync(
+            "VIP",
+            &SyncShape {
+                object: "list:VIP",
+                op,
+                removal,
+                fields,
+                key_fields: &email,
+            },
+        )
+    };
+    assert!(check(&email, WriteOp::Upsert, Some(WriteOp::Delete)).is_ok());
+    assert!(check(&email, WriteOp::Insert, None).is_ok());
+    let e = check(&with_mrr, WriteOp::Upsert, None).unwrap_err();
+    assert!(
+        e.contains("`mrr`") && e.contains("only the match field"),
+        "{e}"
+    );
+    let e = check(&email, WriteOp::Update, None).unwrap_err();
+    assert!(e.contains("operation: update"), "{e}");
+    let e = check(&email, WriteOp::Upsert, Some(WriteOp::Clear)).unwrap_err();
+    assert!(e.contains("on_delete: clear"), "{e}");
+    assert_eq!(
+        ListInfo::parse(r#"{"list": {"listId": "12", "processingType": "MANUAL", "name": "VIP"}}"#),
+        Some(ListInfo {
+            id: "12".into(),
+            processing_type: "MANUAL".into()
+        })
+    );
+    assert_eq!(ListInfo::parse(r#"{"lists": []}"#), None);
+    assert_eq!(
+        missing_ids(r#"{"recordIdsAdded": ["1"], "recordIdsMissing": ["7", 8]}"#),
+        vec!["7".to_string(), "8".to_string()]
+    );
+    assert!(missing_ids(r#"{"recordsIdsAdded": ["1"]}"#).is_empty());
+}

@@ -15,10 +15,14 @@
 //! Mapped fields that are not standard attributes go under `custom_attributes`; `describe`
 //! reads `GET /data_attributes?model=contact|company` so a field the workspace does not have
 //! fails preflight. A refused record (`errors: [{code, message}]`) is a per-row reject.
+//!
+//! `object: "tag:<name>"` tags the contacts that are a model's rows instead (see `tags`).
 
 mod body;
 mod client;
+mod tags;
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -31,8 +35,8 @@ use serde_json::{Value as Json, json};
 use crate::connections::DestinationConfig;
 use crate::destination::http::{self, RateLimiter, RetryPolicy};
 use crate::destination::{
-    BatchOutcome, Capabilities, Destination, FieldSchema, Kind, ObjectSchema, Record, WriteBatch,
-    WriteOp, check_keys, setting_str, setting_u64,
+    BatchOutcome, Capabilities, Destination, FieldSchema, Kind, ObjectSchema, Record, SyncShape,
+    WriteBatch, WriteOp, check_keys, setting_str, setting_u64,
 };
 use crate::error::{ConfigError, DestinationError};
 use body::{Object, conflict_id, json_value, key_text, record_body};
@@ -66,6 +70,8 @@ pub struct IntercomDestination {
     batch_size: usize,
     concurrency: usize,
     contact_role: String,
+    /// Tag ids by name, for `tag:<name>` syncs: found or created once per run.
+    tags: tokio::sync::Mutex<BTreeMap<String, String>>,
 }
 
 impl IntercomDestination {
@@ -140,13 +146,14 @@ impl IntercomDestination {
             batch_size,
             concurrency: concurrency as usize,
             contact_role,
+            tags: tokio::sync::Mutex::new(BTreeMap::new()),
         })
     }
 
     fn object(&self, object: &str) -> Result<Object, DestinationError> {
         Object::parse(object).ok_or_else(|| {
             DestinationError::new(format!(
-                "intercom has no object `{object}`; objects: contacts, companies"
+                "intercom has no object `{object}`; objects: contacts, companies, or tag:<name> (tag the contacts of a segment)"
             ))
         })
     }
@@ -401,6 +408,9 @@ impl Destination for IntercomDestination {
     }
 
     async fn describe(&self, object: &str) -> Result<Option<ObjectSchema>, DestinationError> {
+        if tags::tag_name(object).is_some() {
+            return self.describe_tag().await;
+        }
         let object = self.object(object)?;
         let path = format!("/data_attributes?model={}", object.model());
         let list = match self.client.call(Method::GET, &path, None).await? {
@@ -446,7 +456,17 @@ impl Destination for IntercomDestination {
         Ok(Some(ObjectSchema { fields }))
     }
 
+    fn check_sync(&self, sync: &SyncShape<'_>) -> Result<(), String> {
+        match tags::tag_name(sync.object) {
+            Some(name) => tags::check_tag_sync(name, sync),
+            None => Ok(()),
+        }
+    }
+
     async fn write(&self, batch: &WriteBatch<'_>) -> Result<BatchOutcome, DestinationError> {
+        if let Some(name) = tags::tag_name(batch.object) {
+            return self.write_tag(name, batch).await;
+        }
         let object = self.object(batch.object)?;
         if batch.key_positions.len() != 1 {
             return Err(DestinationError::new(format!(
@@ -461,9 +481,27 @@ impl Destination for IntercomDestination {
                 "intercom companies are matched on `company_id`, not `{key_field}`\n  hint: set `match_on: company_id` and map the key column to company_id"
             )));
         }
-        // On a failure of the whole call (auth, retries exhausted) stop starting new records;
-        // the batch fails and nothing of it is confirmed (writes are idempotent upserts by key).
+        self.each_record(batch, |record| self.write_one(object, batch, record))
+            .await
+    }
+}
+
+impl IntercomDestination {
+    /// Carries out `one` for every record of the batch, up to `concurrency` at a time.
+    /// `one` answers `Ok(Some(reason))` for a record Intercom refused. On a failure of the
+    /// whole call (auth, retries exhausted) no new record is started and the batch fails:
+    /// nothing of it is confirmed (the writes are idempotent by key, so a resend is safe).
+    async fn each_record<'b, F, Fut>(
+        &self,
+        batch: &'b WriteBatch<'_>,
+        one: F,
+    ) -> Result<BatchOutcome, DestinationError>
+    where
+        F: Fn(&'b Record) -> Fut,
+        Fut: std::future::Future<Output = Result<Option<String>, DestinationError>>,
+    {
         let failed = AtomicBool::new(false);
+        let one = &one;
         let results: Vec<(usize, Attempt)> = futures_util::stream::iter(0..batch.records.len())
             .map(|i| {
                 let failed = &failed;
@@ -472,7 +510,7 @@ impl Destination for IntercomDestination {
                     if failed.load(Ordering::SeqCst) {
                         return (i, None);
                     }
-                    let result = self.write_one(object, batch, record).await;
+                    let result = one(record).await;
                     if result.is_err() {
                         failed.store(true, Ordering::SeqCst);
                     }

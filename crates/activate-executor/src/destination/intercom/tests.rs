@@ -294,3 +294,52 @@ async fn a_bad_token_fails_the_batch_and_a_refused_record_is_a_reject() {
     let e = destination(&url).describe("Lead").await.unwrap_err();
     assert!(e.message.contains("contacts, companies"), "{}", e.message);
 }
+
+#[test]
+fn tag_objects_and_their_syncs_are_checked_before_sending() {
+    use super::tags::{check_tag_sync, tag_id_of, tag_name};
+    assert_eq!(tag_name("tag: High value "), Some("High value"));
+    assert_eq!(tag_name("contacts"), None);
+    let email = vec!["email".to_string()];
+    let with_mrr = vec!["email".to_string(), "mrr".to_string()];
+    let check = |fields: &[String], op, removal| {
+        check_tag_sync(
+            "VIP",
+            &SyncShape {
+                object: "tag:VIP",
+                op,
+                removal,
+                fields,
+                key_fields: &email,
+            },
+        )
+    };
+    assert!(check(&email, WriteOp::Upsert, Some(WriteOp::Delete)).is_ok());
+    let e = check(&with_mrr, WriteOp::Upsert, None).unwrap_err();
+    assert!(
+        e.contains("`mrr`") && e.contains("only the match field"),
+        "{e}"
+    );
+    let e = check(&email, WriteOp::Update, None).unwrap_err();
+    assert!(e.contains("operation: update"), "{e}");
+    let e = check(&email, WriteOp::Upsert, Some(WriteOp::Clear)).unwrap_err();
+    assert!(e.contains("on_delete: clear"), "{e}");
+    let e = check_tag_sync(
+        "",
+        &SyncShape {
+            object: "tag:",
+            op: WriteOp::Upsert,
+            removal: None,
+            fields: &email,
+            key_fields: &email,
+        },
+    )
+    .unwrap_err();
+    assert!(e.contains("needs the tag's name"), "{e}");
+    assert_eq!(
+        tag_id_of(&json!({"type": "tag", "id": "17513", "name": "x"})),
+        Some("17513".to_owned())
+    );
+    assert_eq!(tag_id_of(&json!({"id": 42})), Some("42".to_owned()));
+    assert_eq!(tag_id_of(&json!({"name": "x"})), None);
+}
