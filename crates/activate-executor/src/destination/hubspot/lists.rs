@@ -17,8 +17,8 @@ use reqwest::Method;
 use serde_json::{Value as Json, json};
 
 use super::request::{self, BatchResponse, key_value};
-use super::{Answer, HubSpotDestination, Row, property_kind, refused_status};
-use crate::destination::{BatchOutcome, FieldSchema, ObjectSchema, SyncShape, WriteBatch, WriteOp};
+use super::{Answer, HubSpotDestination, Row, refused_status};
+use crate::destination::{BatchOutcome, ObjectSchema, SyncShape, WriteBatch, WriteOp};
 use crate::error::DestinationError;
 
 /// The prefix of a list object: `list:<name>`.
@@ -140,26 +140,9 @@ impl HubSpotDestination {
         }
         let path = format!("/crm/v3/properties/{CONTACTS_TYPE_ID}");
         match self.call(Method::GET, &path, None).await? {
-            Answer::Accepted { body, .. } => {
-                let json: Json = serde_json::from_str(&body).map_err(|e| {
-                    DestinationError::new(format!(
-                        "hubspot `{}`: unreadable contact properties: {e}",
-                        self.name
-                    ))
-                })?;
-                let fields = json["results"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .filter(|p| p["hasUniqueValue"].as_bool() == Some(true))
-                    .filter_map(|p| {
-                        let name = p["name"].as_str()?;
-                        let native = p["type"].as_str().unwrap_or_default();
-                        Some(FieldSchema::new(name, property_kind(native), native))
-                    })
-                    .collect();
-                Ok(Some(ObjectSchema { fields }))
-            }
+            Answer::Accepted { body, .. } => Ok(Some(ObjectSchema {
+                fields: self.property_fields(&body, "contacts", true)?,
+            })),
             Answer::Refused(reason) => Err(DestinationError::new(format!(
                 "hubspot `{}`: cannot read the contact properties for list `{name}` ({reason})",
                 self.name

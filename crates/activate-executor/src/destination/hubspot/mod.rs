@@ -502,25 +502,9 @@ impl Destination for HubSpotDestination {
         check_object(&self.name, object)?;
         let path = format!("/crm/v3/properties/{object}");
         match self.call(Method::GET, &path, None).await? {
-            Answer::Accepted { body, .. } => {
-                let json: Json = serde_json::from_str(&body).map_err(|e| {
-                    DestinationError::new(format!(
-                        "hubspot `{}`: unreadable properties of {object}: {e}",
-                        self.name
-                    ))
-                })?;
-                let fields = json["results"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .filter_map(|p| {
-                        let name = p["name"].as_str()?;
-                        let native = p["type"].as_str().unwrap_or_default();
-                        Some(FieldSchema::new(name, property_kind(native), native))
-                    })
-                    .collect();
-                Ok(Some(ObjectSchema { fields }))
-            }
+            Answer::Accepted { body, .. } => Ok(Some(ObjectSchema {
+                fields: self.property_fields(&body, object, false)?,
+            })),
             Answer::Refused(reason) => Err(DestinationError::new(format!(
                 "hubspot `{}`: cannot read the properties of object type `{object}` ({reason}); object types are contacts, companies, deals, tickets, or a custom object's fullyQualifiedName or objectTypeId",
                 self.name
@@ -591,6 +575,35 @@ impl Destination for HubSpotDestination {
         }
         rejected.sort_by_key(|(i, _)| *i);
         Ok(BatchOutcome { rejected })
+    }
+}
+
+impl HubSpotDestination {
+    /// The fields of a Properties API answer (`results[]`: name and type); with
+    /// `only_unique`, only properties with unique values (those a record can be matched on).
+    fn property_fields(
+        &self,
+        body: &str,
+        object: &str,
+        only_unique: bool,
+    ) -> Result<Vec<FieldSchema>, DestinationError> {
+        let json: Json = serde_json::from_str(body).map_err(|e| {
+            DestinationError::new(format!(
+                "hubspot `{}`: unreadable properties of {object}: {e}",
+                self.name
+            ))
+        })?;
+        Ok(json["results"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|p| !only_unique || p["hasUniqueValue"].as_bool() == Some(true))
+            .filter_map(|p| {
+                let name = p["name"].as_str()?;
+                let native = p["type"].as_str().unwrap_or_default();
+                Some(FieldSchema::new(name, property_kind(native), native))
+            })
+            .collect())
     }
 }
 

@@ -177,32 +177,29 @@ impl Destination for WebhookDestination {
     /// POSTs `{"event": "dbt_activate.alerts", "target", "invocation_id", "alerts": [...]}`,
     /// signed like batches, with `X-Activate-Event: alerts`.
     async fn send_alert(&self, alert: &AlertMessage<'_>) -> Result<(), DestinationError> {
-        let body = bytes::Bytes::from(alert.payload.to_string());
-        let signature = self.signature(&body);
-        let what = format!("webhook {}", self.identity());
-        let outcome = http::send_with_retries(&self.retry, None, &what, || {
-            let mut request = self
-                .client
-                .post(&self.url)
-                .header(reqwest::header::CONTENT_TYPE, "application/json")
-                .header("X-Activate-Event", "alerts")
-                .body(body.clone());
-            for (k, v) in &self.headers {
-                request = request.header(k, v);
-            }
-            if let Some(sig) = &signature {
-                request = request.header("X-Activate-Signature", sig);
-            }
-            request.send()
+        let body = alert.payload.to_string();
+        self.post(body, Some("alerts")).await?.map_err(|reason| {
+            DestinationError::new(format!("webhook {}: {reason}", self.identity()))
         })
-        .await?;
-        outcome
-            .map(|_| ())
-            .map_err(|reason| DestinationError::new(format!("{what}: {reason}")))
     }
 
     async fn write(&self, batch: &WriteBatch<'_>) -> Result<BatchOutcome, DestinationError> {
-        let body = bytes::Bytes::from(self.body(batch));
+        Ok(match self.post(self.body(batch), None).await? {
+            Ok(()) => BatchOutcome::default(),
+            Err(reason) => BatchOutcome::all_rejected(batch.records.len(), &reason),
+        })
+    }
+}
+
+impl WebhookDestination {
+    /// POSTs a JSON body, signed when a `secret` is set, with retries; `event` becomes the
+    /// `X-Activate-Event` header. `Ok(Err(reason))` is an answer that refused the body.
+    async fn post(
+        &self,
+        body: String,
+        event: Option<&str>,
+    ) -> Result<Result<(), String>, DestinationError> {
+        let body = bytes::Bytes::from(body);
         let signature = self.signature(&body);
         let what = format!("webhook {}", self.identity());
         let outcome = http::send_with_retries(&self.retry, None, &what, || {
@@ -211,6 +208,9 @@ impl Destination for WebhookDestination {
                 .post(&self.url)
                 .header(reqwest::header::CONTENT_TYPE, "application/json")
                 .body(body.clone());
+            if let Some(event) = event {
+                request = request.header("X-Activate-Event", event);
+            }
             for (k, v) in &self.headers {
                 request = request.header(k, v);
             }
@@ -220,10 +220,7 @@ impl Destination for WebhookDestination {
             request.send()
         })
         .await?;
-        Ok(match outcome {
-            Ok(_) => BatchOutcome::default(),
-            Err(reason) => BatchOutcome::all_rejected(batch.records.len(), &reason),
-        })
+        Ok(outcome.map(|_| ()))
     }
 }
 
