@@ -94,6 +94,9 @@ pub struct RunArgs {
     /// Also sync models absent from run_results.json, from their existing relations.
     #[arg(long)]
     pub include_unbuilt: bool,
+    /// Run the selected syncs whether or not their `schedule` says they are due.
+    #[arg(long, env = "DBT_ACTIVATE_IGNORE_SCHEDULE", value_parser = clap::builder::BoolishValueParser::new())]
+    pub ignore_schedule: bool,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -13,6 +13,7 @@ mod gating;
 mod history;
 mod kills;
 mod query_syncs;
+mod schedule;
 mod select;
 mod signals;
 mod sync;

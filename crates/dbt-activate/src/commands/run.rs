@@ -14,6 +14,7 @@ use crate::ExitStatus;
 use crate::cli::RunArgs;
 use crate::output;
 use crate::project;
+use crate::schedule;
 
 struct Printer {
     dry_run: bool,
@@ -116,6 +117,7 @@ pub async fn run(args: RunArgs, plan_samples: Option<usize>) -> anyhow::Result<E
             rr.command().unwrap_or("?")
         );
     }
+    let started_at = schedule::now()?;
     let policy = GatePolicy {
         include_unbuilt: args.include_unbuilt,
     };
@@ -129,6 +131,15 @@ pub async fn run(args: RunArgs, plan_samples: Option<usize>) -> anyhow::Result<E
             }
         }
     }
+    let not_due = if args.ignore_schedule {
+        BTreeMap::new()
+    } else {
+        schedule::not_due(&loaded, &ready, started_at)
+    };
+    ready.retain(|i| !not_due.contains_key(i));
+    for (i, why) in &not_due {
+        skips.insert(*i, why.reason.clone());
+    }
     output::info(&format!(
         "Found {} activation{}, {} selected, {} ready",
         loaded.specs.len(),
@@ -139,7 +150,12 @@ pub async fn run(args: RunArgs, plan_samples: Option<usize>) -> anyhow::Result<E
 
     let (warehouse, jobs) = project::preflight(&loaded, &ready).await?;
     let store = Arc::new(LocalStateStore::open(&loaded.state_dir)?);
-    let items = project::planned_items(&loaded, &selected, &skips, jobs);
+    let mut items = project::planned_items(&loaded, &selected, &skips, jobs);
+    for (item, i) in items.iter_mut().zip(&selected) {
+        if let (runner::Planned::Skip(result), Some(why)) = (item, not_due.get(i)) {
+            result.next_due_at = Some(schedule::display(why.next_due));
+        }
+    }
     // Map the graph's waits (spec indices) onto item positions.
     let position: BTreeMap<usize, usize> =
         selected.iter().enumerate().map(|(p, &i)| (i, p)).collect();
@@ -230,6 +246,7 @@ pub async fn run(args: RunArgs, plan_samples: Option<usize>) -> anyhow::Result<E
             .map(|r| {
                 let mut v = serde_json::to_value(r).unwrap_or_default();
                 v["invocation_id"] = serde_json::Value::String(invocation_id.clone());
+                v["started_at"] = serde_json::Value::String(started_at.to_rfc3339());
                 v["finished_at"] = serde_json::Value::String(chrono::Utc::now().to_rfc3339());
                 if let Some(list) = v.get_mut("rejections").and_then(|l| l.as_array_mut()) {
                     list.truncate(20);
