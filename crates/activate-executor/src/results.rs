@@ -47,6 +47,9 @@ pub struct SyncResult {
     /// Skipped because its `schedule` says it is not due: when it next is (UTC, RFC 3339).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub next_due_at: Option<String>,
+    /// `plan` only: the keys per change and the fingerprints, for `plan --out`.
+    #[serde(skip)]
+    pub computed_plan: Option<Box<crate::plan_file::Computed>>,
     /// `plan` only: a few rows per change kind.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub samples: Vec<Box<serde_json::value::RawValue>>,
@@ -74,6 +77,7 @@ impl SyncResult {
             rejections: Vec::new(),
             execution_time: 0.0,
             next_due_at: None,
+            computed_plan: None,
             samples: Vec::new(),
         }
     }

@@ -18,7 +18,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Sync every selected activation whose model built successfully in the last dbt run.
-    Run(RunArgs),
+    Run(RunCommandArgs),
     /// Show what a run would send (inserts, updates, deletes, sample rows); sends nothing.
     Plan(PlanArgs),
     /// List activations with destination, mode, schedule and last run.
@@ -100,10 +100,27 @@ pub struct RunArgs {
 }
 
 #[derive(Debug, Clone, Args)]
+pub struct RunCommandArgs {
+    #[command(flatten)]
+    pub run: RunArgs,
+    /// Apply exactly the plan written by `plan --out`; a sync whose model data or state
+    /// changed since fails and sends nothing.
+    #[arg(long, value_name = "PLAN_JSON")]
+    pub plan: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Args)]
 pub struct PlanArgs {
     #[command(flatten)]
     pub run: RunArgs,
     /// Sample rows shown per change kind.
     #[arg(long, default_value_t = 3)]
     pub samples: usize,
+    /// Write the plan (keys per change, fingerprints of the data and the state) to this file,
+    /// for `run --plan`.
+    #[arg(long, value_name = "PLAN_JSON")]
+    pub out: Option<PathBuf>,
+    /// Exit 0 when nothing would change, 3 when changes are pending (1 and 2 as usual).
+    #[arg(long)]
+    pub detailed_exitcode: bool,
 }

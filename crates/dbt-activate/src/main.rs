@@ -13,12 +13,13 @@ use clap::Parser;
 use crate::cli::{Cli, Command};
 
 /// 0: all good (skips included); 1: a sync failed or a breaker tripped; 2: configuration or
-/// fatal error, nothing sent.
+/// fatal error, nothing sent; 3: `plan --detailed-exitcode` found pending changes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ExitStatus {
     Success,
     Failure,
     Error,
+    PendingChanges,
 }
 
 impl From<ExitStatus> for ExitCode {
@@ -27,6 +28,7 @@ impl From<ExitStatus> for ExitCode {
             ExitStatus::Success => ExitCode::from(0),
             ExitStatus::Failure => ExitCode::from(1),
             ExitStatus::Error => ExitCode::from(2),
+            ExitStatus::PendingChanges => ExitCode::from(3),
         }
     }
 }
@@ -46,8 +48,17 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async {
         match cli.command {
-            Command::Run(args) => commands::run::run(args, None).await,
-            Command::Plan(args) => commands::run::run(args.run, Some(args.samples)).await,
+            Command::Run(args) => {
+                commands::run::run(args.run, commands::run::Mode::Run { plan: args.plan }).await
+            }
+            Command::Plan(args) => {
+                let mode = commands::run::Mode::Plan {
+                    samples: args.samples,
+                    out: args.out,
+                    detailed_exitcode: args.detailed_exitcode,
+                };
+                commands::run::run(args.run, mode).await
+            }
             Command::Ls(args) => commands::ls::ls(args),
             Command::Validate(args) => commands::validate::validate(args).await,
             Command::Debug(args) => commands::debug::debug(args).await,

@@ -12,6 +12,7 @@ mod cli;
 mod gating;
 mod history;
 mod kills;
+mod plan_apply;
 mod query_syncs;
 mod schedule;
 mod select;
