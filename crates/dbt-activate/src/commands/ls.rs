@@ -10,7 +10,6 @@ use crate::project;
 use crate::schedule;
 
 pub fn ls(args: CommonArgs) -> anyhow::Result<ExitStatus> {
-    output::set_format(args.log_format, &uuid::Uuid::new_v4().to_string());
     let loaded = project::load(&args)?;
     let selected = project::select(&loaded, &args)?;
     // Last runs are read from the history file; no lock is needed to read it.
@@ -81,7 +80,15 @@ pub fn ls(args: CommonArgs) -> anyhow::Result<ExitStatus> {
     };
     output::line(&fmt(&header));
     for r in &rows {
-        output::line(&fmt(&r.iter().map(String::as_str).collect::<Vec<_>>()));
+        let data: serde_json::Map<String, serde_json::Value> = header
+            .iter()
+            .zip(r)
+            .map(|(h, v)| (h.replace(' ', "_"), serde_json::Value::String(v.clone())))
+            .collect();
+        output::report(
+            &fmt(&r.iter().map(String::as_str).collect::<Vec<_>>()),
+            serde_json::Value::Object(data),
+        );
     }
     output::line(&format!(
         "{} activation{} (times in UTC; `run` skips syncs not due yet, `run --ignore-schedule` runs them)",

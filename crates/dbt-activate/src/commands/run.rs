@@ -37,7 +37,20 @@ impl Reporter for Printer {
                 spec.object,
                 spec.sync_mode
             ),
-            serde_json::json!({"node_info": {"unique_id": job.def.unique_id, "node_status": "started"}}),
+            serde_json::json!({
+                "index": position,
+                "total": total,
+                "node_info": {
+                    "unique_id": job.def.unique_id,
+                    "node_name": spec.name,
+                    "resource_type": "sync",
+                    "model": spec.model_id,
+                    "destination": spec.destination,
+                    "object": spec.object,
+                    "node_status": "started",
+                    "node_started_at": chrono::Utc::now().to_rfc3339(),
+                },
+            }),
         );
     }
 
@@ -51,14 +64,29 @@ impl Reporter for Printer {
             level,
             "Q012",
             &output::finished_line(position, total, result, self.dry_run),
-            serde_json::json!({"node_info": {"unique_id": result.unique_id, "node_status": result.status}, "result": result}),
+            serde_json::json!({
+                "index": position,
+                "total": total,
+                "node_info": {
+                    "unique_id": result.unique_id,
+                    "node_name": result.name,
+                    "resource_type": "sync",
+                    "model": result.model,
+                    "destination": result.destination,
+                    "object": result.object,
+                    "node_status": result.status,
+                    "node_finished_at": chrono::Utc::now().to_rfc3339(),
+                },
+                "execution_time": result.execution_time,
+                "result": result,
+            }),
         );
         for r in result.rejections.iter().take(3) {
             output::event(
                 level,
                 "Q013",
                 &format!("    rejected {}: {}", r.key, r.reason),
-                serde_json::Value::Null,
+                serde_json::json!({"node_info": {"unique_id": result.unique_id}, "key": r.key, "reason": r.reason}),
             );
         }
         if result.rejections.len() > 3 {
@@ -74,7 +102,12 @@ impl Reporter for Printer {
         }
         if self.dry_run {
             for s in &result.samples {
-                output::event("info", "Q014", &format!("    {s}"), serde_json::Value::Null);
+                output::event(
+                    "info",
+                    "Q014",
+                    &format!("    {s}"),
+                    serde_json::json!({"node_info": {"unique_id": result.unique_id}, "sample": s}),
+                );
             }
         }
     }
@@ -99,19 +132,27 @@ pub async fn run(args: RunArgs, mode: Mode) -> anyhow::Result<ExitStatus> {
         Mode::Plan { samples, .. } => *samples,
         Mode::Run { .. } => 0,
     };
-    let invocation_id = uuid::Uuid::new_v4().to_string();
-    output::set_format(args.common.log_format, &invocation_id);
+    let invocation_id = output::invocation_id();
     let applying = match &mode {
         Mode::Run { plan: Some(path) } => Some(read_plan(path, &args)?),
         _ => None,
     };
     let loaded = project::load(&args.common)?;
-    output::info(&format!(
-        "Running with dbt-activate={} (target {}, warehouse {})",
-        env!("CARGO_PKG_VERSION"),
-        loaded.profile.target_name,
-        loaded.profile.warehouse.kind()
-    ));
+    output::event(
+        "info",
+        "A001",
+        &format!(
+            "Running with dbt-activate={} (target {}, warehouse {})",
+            env!("CARGO_PKG_VERSION"),
+            loaded.profile.target_name,
+            loaded.profile.warehouse.kind()
+        ),
+        serde_json::json!({
+            "version": env!("CARGO_PKG_VERSION"),
+            "target": loaded.profile.target_name,
+            "warehouse": loaded.profile.warehouse.kind(),
+        }),
+    );
 
     let graph = ProjectGraph::new(&loaded.manifest, &loaded.specs);
     let selected = match &applying {
@@ -167,13 +208,23 @@ pub async fn run(args: RunArgs, mode: Mode) -> anyhow::Result<ExitStatus> {
     for (i, why) in &not_due {
         skips.insert(*i, why.reason.clone());
     }
-    output::info(&format!(
-        "Found {} activation{}, {} selected, {} ready",
-        loaded.specs.len(),
-        if loaded.specs.len() == 1 { "" } else { "s" },
-        selected.len(),
-        ready.len()
-    ));
+    output::event(
+        "info",
+        "A002",
+        &format!(
+            "Found {} activation{}, {} selected, {} ready",
+            loaded.specs.len(),
+            if loaded.specs.len() == 1 { "" } else { "s" },
+            selected.len(),
+            ready.len()
+        ),
+        serde_json::json!({
+            "activations": loaded.specs.len(),
+            "selected": selected.len(),
+            "ready": ready.len(),
+            "not_due": not_due.len(),
+        }),
+    );
 
     let (warehouse, jobs) = project::preflight(&loaded, &ready).await?;
     let store = Arc::new(LocalStateStore::open(&loaded.state_dir)?);
@@ -299,6 +350,18 @@ pub async fn run(args: RunArgs, mode: Mode) -> anyhow::Result<ExitStatus> {
         results.len(),
         if results.len() == 1 { "" } else { "s" }
     ));
+    let results_path = (!dry_run).then(|| {
+        loaded
+            .settings
+            .target_path
+            .join("activate_results.json")
+            .display()
+            .to_string()
+    });
+    output::set_summary(serde_json::json!({
+        "pass": pass, "warn": warn, "error": error, "skip": skip, "total": results.len(),
+        "results_path": results_path,
+    }));
     output::event(
         if error > 0 { "error" } else { "info" },
         "Z030",
@@ -449,13 +512,19 @@ fn write_plan(
     };
     plan_file::write(path, &file)
         .map_err(|e| anyhow!("could not write the plan {}: {e}", path.display()))?;
-    output::info(&format!(
-        "Wrote the plan of {} sync{} (+{inserts} ~{updates} -{deletes}) to {}; apply it with `dbt-activate run --plan {}`",
-        file.syncs.len(),
-        if file.syncs.len() == 1 { "" } else { "s" },
-        path.display(),
-        path.display()
-    ));
+    output::event(
+        "info",
+        "Q020",
+        &format!(
+            "Wrote the plan of {} sync{} (+{inserts} ~{updates} -{deletes}) to {}; apply it with `dbt-activate run --plan {}`",
+            file.syncs.len(),
+            if file.syncs.len() == 1 { "" } else { "s" },
+            path.display(),
+            path.display()
+        ),
+        serde_json::json!({"path": path.display().to_string(), "syncs": file.syncs.len(),
+            "insert": inserts, "update": updates, "delete": deletes}),
+    );
     Ok(())
 }
 
