@@ -14,6 +14,7 @@ mod history;
 mod kills;
 mod plan_apply;
 mod query_syncs;
+mod results;
 mod schedule;
 mod select;
 mod signals;
