@@ -31,6 +31,17 @@ pub enum Command {
     Reset(CommonArgs),
     /// Show recent runs per sync: status, counts, duration, rejected rows with reasons.
     History(HistoryArgs),
+    /// Write a dbt exposure (type application) per activation to a .yml, for dbt docs lineage.
+    Exposures(ExposuresArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ExposuresArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// The .yml to write (default: models/activate_exposures.yml in the project).
+    #[arg(long, value_name = "YML")]
+    pub out: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Args)]

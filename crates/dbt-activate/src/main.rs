@@ -49,6 +49,7 @@ fn command_of(command: &Command) -> (&'static str, cli::LogFormat) {
         Command::Debug(c) => ("debug", c.log_format),
         Command::Reset(c) => ("reset", c.log_format),
         Command::History(a) => ("history", a.common.log_format),
+        Command::Exposures(a) => ("exposures", a.common.log_format),
     }
 }
 
@@ -87,6 +88,7 @@ fn main() -> ExitCode {
             Command::Debug(args) => commands::debug::debug(args).await,
             Command::Reset(args) => commands::reset::reset(args),
             Command::History(args) => commands::history::history(args),
+            Command::Exposures(args) => commands::exposures::exposures(args),
         }
     });
     let elapsed = started.elapsed().as_secs_f64();

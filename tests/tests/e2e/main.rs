@@ -8,6 +8,7 @@
 mod common;
 
 mod bad_input;
+mod exposures;
 mod cli;
 mod gating;
 mod history;
