@@ -58,13 +58,6 @@ pub struct PlannedSync {
     pub rejected: u64,
 }
 
-impl PlannedSync {
-    /// Whether the sync would change anything in its destination.
-    pub fn has_changes(&self) -> bool {
-        !(self.insert.is_empty() && self.update.is_empty() && self.delete.is_empty())
-    }
-}
-
 /// The parts of a plan that `run --plan` compares.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Computed {
@@ -78,6 +71,11 @@ pub struct Computed {
 }
 
 impl Computed {
+    /// Whether the sync would change anything in its destination.
+    pub fn has_changes(&self) -> bool {
+        !(self.insert.is_empty() && self.update.is_empty() && self.delete.is_empty())
+    }
+
     pub fn of(plan: &Plan, state_fingerprint: u128) -> Self {
         let keys = |kind: ChangeKind| -> Vec<String> {
             plan.upserts

@@ -8,8 +8,8 @@
 mod common;
 
 mod bad_input;
-mod exposures;
 mod cli;
+mod exposures;
 mod gating;
 mod history;
 mod kills;

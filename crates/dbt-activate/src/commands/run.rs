@@ -377,11 +377,9 @@ pub async fn run(args: RunArgs, mode: Mode) -> anyhow::Result<ExitStatus> {
     {
         write_plan(path, &loaded, &results, &invocation_id, args.full_refresh)?;
     }
-    let pending = results.iter().any(|r| {
-        r.computed_plan
-            .as_ref()
-            .is_some_and(|c| !(c.insert.is_empty() && c.update.is_empty() && c.delete.is_empty()))
-    });
+    let pending = results
+        .iter()
+        .any(|r| r.computed_plan.as_ref().is_some_and(|c| c.has_changes()));
     Ok(match mode {
         _ if error > 0 => ExitStatus::Failure,
         Mode::Plan {
