@@ -49,8 +49,18 @@ fn apply(p: &Project) -> dbt_activate_e2e::RunOutput {
 #[test]
 fn a_plan_is_applied_exactly_and_detailed_exitcode_tells_pending_changes() {
     let p = Project::new();
-    p.activate(&["plan", "--target", "ci", "--detailed-exitcode"])
-        .assert_code(3);
+    let out = p.activate(&[
+        "plan",
+        "--target",
+        "ci",
+        "--detailed-exitcode",
+        "--log-format",
+        "json",
+    ]);
+    out.assert_code(3);
+    let summary: Value = serde_json::from_str(out.stdout.trim()).expect("the JSON summary");
+    assert_eq!(summary["status"], "pending_changes", "{out}");
+    assert_eq!(summary["exit_code"], 3, "{out}");
     let plan = plan_out(&p);
     assert_nothing_sent(&p);
     assert_eq!(plan["plan_format_version"], 1);

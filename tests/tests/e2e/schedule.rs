@@ -31,9 +31,10 @@ fn a_sync_not_due_is_skipped_and_a_due_one_runs() {
     p.pg.execute(r#"TRUNCATE crm."Lead""#);
 
     // 20 minutes later: only the every_15_minutes sync (churn_alerts) is due.
-    let out = at(&p, "2026-03-02T10:20:00Z", &["run"]);
+    let out = at(&p, "2026-03-02T10:20:00Z", &["run", "--threads", "1"]);
     out.assert_success();
     out.assert_contains("Done. PASS=1 WARN=0 ERROR=0 SKIP=5 TOTAL=6");
+    snapshot!("run_with_syncs_not_due", normalised(&p, &out.stderr));
     assert_status(&p.result(syncs::ALERTS), "success");
     for (name, schedule, next) in [
         (syncs::LEADS, "every_hour", "2026-03-02T11:00:00Z"),
