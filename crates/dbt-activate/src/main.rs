@@ -4,6 +4,7 @@ mod cli;
 mod commands;
 mod output;
 mod project;
+mod reviewed_plan;
 mod schedule;
 
 use std::process::ExitCode;
