@@ -17,4 +17,5 @@ for f in synced/*/*; do
   case "$f" in *.csv) rows=$((rows - 1)) ;; esac   # the header line
   printf '  %-45s %s rows\n' "$f" "$rows"
 done
-echo "Run it again: nothing changed, so nothing is sent. Results: target/activate_results.json"
+echo "Results: target/activate_results.json. Run it again: syncs not due by their schedule are skipped"
+echo "(dbt-activate ls shows when each is next due); --ignore-schedule runs them, and as nothing changed, nothing is sent."

@@ -28,6 +28,8 @@ const SCRUBBED_ENV: &[&str] = &[
     "ACTIVATE_WEBHOOK_URL",
     "ACTIVATE_WEBHOOK_SECRET",
     "RUST_LOG",
+    "DBT_ACTIVATE_IGNORE_SCHEDULE",
+    "DBT_ACTIVATE_LOG_FORMAT",
 ];
 
 /// Files and folders of the example that are build output, not source.
@@ -255,6 +257,10 @@ impl Project {
     }
 
     /// A `dbt-activate` invocation on this project, to add environment to before running.
+    ///
+    /// Schedules are ignored (`DBT_ACTIVATE_IGNORE_SCHEDULE=true`): the example's syncs are
+    /// `every_hour` and the like, and most tests run twice in a row. Tests of schedules
+    /// remove the variable with [`ActivateCommand::env_remove`].
     pub fn activate_cmd(&self, args: &[&str]) -> ActivateCommand<'_> {
         self.activate_cmd_with(&crate::binary(), args)
     }
@@ -273,6 +279,7 @@ impl Project {
         cmd.env("ACTIVATE_PG_URL", self.pg.url())
             .env("ACTIVATE_WEBHOOK_URL", self.webhook.url())
             .env("NO_COLOR", "1")
+            .env("DBT_ACTIVATE_IGNORE_SCHEDULE", "true")
             .env("LD_LIBRARY_PATH", crate::ld_library_path());
         ActivateCommand {
             cmd,

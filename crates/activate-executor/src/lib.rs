@@ -9,6 +9,7 @@ pub mod connections;
 pub mod destination;
 pub mod error;
 pub mod plan;
+pub mod plan_file;
 pub mod results;
 pub mod runner;
 pub mod secrets;

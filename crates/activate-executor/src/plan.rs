@@ -66,6 +66,19 @@ pub struct Plan {
     pub max_cursor: Option<Value>,
     /// How many keys the destination holds from this sync (the state's size).
     pub delivered_before: u64,
+    /// Order-independent hash of every row read (its key and mapped values, or its key and
+    /// why it was rejected): equal fingerprints mean the model returned the same rows.
+    pub data_fingerprint: u128,
+}
+
+/// One row's part of [`Plan::data_fingerprint`].
+fn row_fingerprint(parts: &[&[u8]]) -> u128 {
+    let mut hasher = Xxh3::new();
+    for part in parts {
+        hasher.update(part);
+        hasher.update(&[0]);
+    }
+    hasher.digest128()
 }
 
 impl Plan {
@@ -178,6 +191,13 @@ impl<'a> PlanBuilder<'a> {
             .map_err(|e| failed(e.to_string()))
     }
 
+    fn fingerprint(&mut self, parts: &[&[u8]]) {
+        self.plan.data_fingerprint = self
+            .plan
+            .data_fingerprint
+            .wrapping_add(row_fingerprint(parts));
+    }
+
     pub fn add_batch(&mut self, rows: RowBatch) {
         for row in rows {
             self.add_row(row);
@@ -196,8 +216,10 @@ impl<'a> PlanBuilder<'a> {
                     .iter()
                     .map(|&c| row[c].to_json_string())
                     .collect();
+                let key = format!("[{}]", key.join(","));
+                self.fingerprint(&[key.as_bytes(), reason.as_bytes()]);
                 self.plan.rejected.push(Rejection {
-                    key: format!("[{}]", key.join(",")),
+                    key,
                     reason,
                     cursor,
                 });
@@ -216,6 +238,7 @@ impl<'a> PlanBuilder<'a> {
         }
         key.push(']');
         if null_key {
+            self.fingerprint(&[key.as_bytes(), b"null key"]);
             self.plan.rejected.push(Rejection {
                 key,
                 reason: format!(
@@ -253,6 +276,7 @@ impl<'a> PlanBuilder<'a> {
             record.values[p].hash_into(&mut hasher);
         }
         let row_hash = hasher.digest();
+        self.fingerprint(&[key.as_bytes(), &row_hash.to_le_bytes()]);
         let previous = self.state.snapshot.get(&kh);
         let kind = match previous {
             None => ChangeKind::Insert,

@@ -44,6 +44,12 @@ pub struct SyncResult {
     pub unchanged: u64,
     pub rejections: Vec<RowRejection>,
     pub execution_time: f64,
+    /// Skipped because its `schedule` says it is not due: when it next is (UTC, RFC 3339).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_due_at: Option<String>,
+    /// `plan` only: the keys per change and the fingerprints, for `plan --out`.
+    #[serde(skip)]
+    pub computed_plan: Option<Box<crate::plan_file::Computed>>,
     /// `plan` only: a few rows per change kind.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub samples: Vec<Box<serde_json::value::RawValue>>,
@@ -70,6 +76,8 @@ impl SyncResult {
             unchanged: 0,
             rejections: Vec::new(),
             execution_time: 0.0,
+            next_due_at: None,
+            computed_plan: None,
             samples: Vec::new(),
         }
     }

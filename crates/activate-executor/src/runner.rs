@@ -12,6 +12,7 @@ use tokio::task::JoinSet;
 
 use crate::destination::{Destination, Record, WriteBatch, WriteOp};
 use crate::plan::{ChangeKind, Plan, PlanBuilder, PlannedRemoval, PlannedRow};
+use crate::plan_file::{Computed, PlannedSync};
 use crate::results::{RowRejection, Status, SyncResult};
 use crate::secrets;
 use crate::state::{Confirmed, LocalStateStore, StateKey, SyncState};
@@ -34,6 +35,9 @@ pub struct RunContext {
     /// Set on SIGINT/SIGTERM: each sync stops before its next batch, keeping what the
     /// destination confirmed (journaled), and syncs not started are skipped.
     pub stop: Arc<std::sync::atomic::AtomicBool>,
+    /// `run --plan`: the reviewed plan per sync name; a sync whose recomputed plan differs
+    /// fails with nothing sent.
+    pub expected_plan: Option<Arc<BTreeMap<String, PlannedSync>>>,
 }
 
 impl RunContext {
@@ -191,9 +195,11 @@ async fn sync_inner(
     let batch_rows = ctx.read_batch_rows;
     let load_key = key.clone();
     let plan_def = def.clone();
-    let (plan, mut state) =
-        tokio::task::spawn_blocking(move || -> Result<(Plan, SyncState), String> {
+    let record_plan = ctx.dry_run || ctx.expected_plan.is_some();
+    let (plan, mut state, state_fingerprint) =
+        tokio::task::spawn_blocking(move || -> Result<(Plan, SyncState, u128), String> {
             let state = store.load(&load_key).map_err(|e| e.to_string())?;
+            let state_fingerprint = if record_plan { state.fingerprint() } else { 0 };
             let cursor = match (&plan_def.spec.cursor, &state.cursor) {
                 (Some(column), Some(value)) if !full_refresh => Some((column.as_str(), value)),
                 _ => None,
@@ -212,7 +218,7 @@ async fn sync_inner(
                 })
                 .map_err(|e| e.message)?;
             let plan = builder.finish();
-            Ok((plan, state))
+            Ok((plan, state, state_fingerprint))
         })
         .await
         .map_err(|e| format!("internal error: {e}"))??;
@@ -237,6 +243,18 @@ async fn sync_inner(
             plan.duplicate_keys.join(", ")
         ));
     }
+    let computed = record_plan.then(|| Computed::of(&plan, state_fingerprint));
+    if let (Some(expected), Some(computed)) = (&ctx.expected_plan, &computed) {
+        let recorded = expected.get(&spec.name).ok_or_else(|| {
+            format!(
+                "sync `{}` is not in the plan being applied; nothing was sent for it",
+                spec.name
+            )
+        })?;
+        if let Some(why) = computed.differs_from(recorded, &spec.model_name) {
+            return Err(why);
+        }
+    }
     check_plan_breakers(spec, &plan)?;
 
     let deletes = plan.removals.len() as u64;
@@ -248,6 +266,7 @@ async fn sync_inner(
             _ => result.deleted = deletes,
         }
         result.samples = samples(&def, &plan, ctx.samples);
+        result.computed_plan = computed.map(Box::new);
         return Ok(());
     }
 

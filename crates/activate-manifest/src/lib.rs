@@ -12,6 +12,6 @@ pub use manifest::{Manifest, Node, SUPPORTED_MANIFEST_VERSIONS};
 pub use run_results::{Invocation, NodeResult, RunResults};
 pub use schedule::Schedule;
 pub use spec::{
-    ActivationSpec, FieldMapping, Limit, Limits, MappingSource, OnDelete, Operation, QuerySync,
-    SyncMode, add_query_specs, extract_specs,
+    ActivationSpec, FieldMapping, Limit, Limits, MappingSource, OnDelete, Operation, Owner,
+    QuerySync, SyncMode, add_query_specs, extract_specs,
 };

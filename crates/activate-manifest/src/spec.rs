@@ -27,6 +27,7 @@ pub const KEYS: &[&str] = &[
     "limits",
     "after",
     "enabled",
+    "owner",
 ];
 pub const LIMIT_KEYS: &[&str] = &["max_deletes", "max_rejected", "max_changes"];
 
@@ -214,6 +215,58 @@ pub struct ActivationSpec {
     pub enabled: bool,
     /// Model columns this sync reads (mapping sources, key, cursor), when the mapping is explicit.
     pub columns_read: Vec<String>,
+    /// Who owns the sync (for `dbt-activate exposures`); `None`: the model's `meta.owner`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub owner: Option<Owner>,
+}
+
+/// An owner as dbt's exposures take it: a name, an email, or both.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Owner {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+}
+
+impl Owner {
+    /// `"growth@example.com"` is an email, `"Growth team"` a name; a mapping may give
+    /// `name` and `email`. `None` when the value says nothing usable.
+    pub fn from_json(value: &Value) -> Result<Option<Self>, String> {
+        let text = |v: Option<&Value>, key: &str| -> Result<Option<String>, String> {
+            match v {
+                None | Some(Value::Null) => Ok(None),
+                Some(Value::String(s)) if !s.trim().is_empty() => Ok(Some(s.trim().to_owned())),
+                Some(other) => Err(format!("{key}: expected a string, found `{other}`")),
+            }
+        };
+        match value {
+            Value::Null => Ok(None),
+            Value::String(s) if s.contains('@') => Ok(Some(Self {
+                name: None,
+                email: text(Some(value), "owner")?,
+            })),
+            Value::String(_) => Ok(text(Some(value), "owner")?.map(|name| Self {
+                name: Some(name),
+                email: None,
+            })),
+            Value::Object(m) => {
+                if let Some(unknown) = m.keys().find(|k| !matches!(k.as_str(), "name" | "email")) {
+                    return Err(format!(
+                        "unknown key `{unknown}` (an owner has `name` and `email`)"
+                    ));
+                }
+                let owner = Self {
+                    name: text(m.get("name"), "name")?,
+                    email: text(m.get("email"), "email")?,
+                };
+                Ok((owner.name.is_some() || owner.email.is_some()).then_some(owner))
+            }
+            other => Err(format!(
+                "expected a name, an email or `{{name: ..., email: ...}}`, found `{other}`"
+            )),
+        }
+    }
 }
 
 fn serialize_display<S: serde::Serializer>(s: &Schedule, ser: S) -> Result<S::Ok, S::Error> {
@@ -456,6 +509,19 @@ fn parse_block(
                 None,
             ));
             true
+        }
+    };
+
+    let owner = match map.get("owner").map(Owner::from_json) {
+        None => None,
+        Some(Ok(owner)) => owner,
+        Some(Err(why)) => {
+            errors.push(at.error(
+                Some("owner"),
+                why,
+                Some("write `owner: growth@example.com` or `owner: {name: Growth team, email: growth@example.com}`".into()),
+            ));
+            None
         }
     };
 
@@ -813,6 +879,7 @@ fn parse_block(
         after,
         enabled,
         columns_read,
+        owner,
     }))
 }
 

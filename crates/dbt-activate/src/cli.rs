@@ -18,7 +18,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Sync every selected activation whose model built successfully in the last dbt run.
-    Run(RunArgs),
+    Run(RunCommandArgs),
     /// Show what a run would send (inserts, updates, deletes, sample rows); sends nothing.
     Plan(PlanArgs),
     /// List activations with destination, mode, schedule and last run.
@@ -31,6 +31,17 @@ pub enum Command {
     Reset(CommonArgs),
     /// Show recent runs per sync: status, counts, duration, rejected rows with reasons.
     History(HistoryArgs),
+    /// Write a dbt exposure (type application) per activation to a .yml, for dbt docs lineage.
+    Exposures(ExposuresArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ExposuresArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// The .yml to write (default: models/activate_exposures.yml in the project).
+    #[arg(long, value_name = "YML")]
+    pub out: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -94,6 +105,19 @@ pub struct RunArgs {
     /// Also sync models absent from run_results.json, from their existing relations.
     #[arg(long)]
     pub include_unbuilt: bool,
+    /// Run the selected syncs whether or not their `schedule` says they are due.
+    #[arg(long, env = "DBT_ACTIVATE_IGNORE_SCHEDULE", value_parser = clap::builder::BoolishValueParser::new())]
+    pub ignore_schedule: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct RunCommandArgs {
+    #[command(flatten)]
+    pub run: RunArgs,
+    /// Apply exactly the plan written by `plan --out`; a sync whose model data or state
+    /// changed since fails and sends nothing.
+    #[arg(long, value_name = "PLAN_JSON")]
+    pub plan: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -103,4 +127,11 @@ pub struct PlanArgs {
     /// Sample rows shown per change kind.
     #[arg(long, default_value_t = 3)]
     pub samples: usize,
+    /// Write the plan (keys per change, fingerprints of the data and the state) to this file,
+    /// for `run --plan`.
+    #[arg(long, value_name = "PLAN_JSON")]
+    pub out: Option<PathBuf>,
+    /// Exit 0 when nothing would change, 3 when changes are pending (1 and 2 as usual).
+    #[arg(long)]
+    pub detailed_exitcode: bool,
 }

@@ -4,6 +4,8 @@ mod cli;
 mod commands;
 mod output;
 mod project;
+mod reviewed_plan;
+mod schedule;
 
 use std::process::ExitCode;
 
@@ -12,52 +14,93 @@ use clap::Parser;
 use crate::cli::{Cli, Command};
 
 /// 0: all good (skips included); 1: a sync failed or a breaker tripped; 2: configuration or
-/// fatal error, nothing sent.
+/// fatal error, nothing sent; 3: `plan --detailed-exitcode` found pending changes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ExitStatus {
     Success,
     Failure,
     Error,
+    PendingChanges,
+}
+
+impl ExitStatus {
+    pub fn code(self) -> u8 {
+        match self {
+            ExitStatus::Success => 0,
+            ExitStatus::Failure => 1,
+            ExitStatus::Error => 2,
+            ExitStatus::PendingChanges => 3,
+        }
+    }
 }
 
 impl From<ExitStatus> for ExitCode {
     fn from(s: ExitStatus) -> Self {
-        match s {
-            ExitStatus::Success => ExitCode::from(0),
-            ExitStatus::Failure => ExitCode::from(1),
-            ExitStatus::Error => ExitCode::from(2),
-        }
+        ExitCode::from(s.code())
+    }
+}
+
+/// The command's name and log format, for logging and the JSON summary.
+fn command_of(command: &Command) -> (&'static str, cli::LogFormat) {
+    match command {
+        Command::Run(a) => ("run", a.run.common.log_format),
+        Command::Plan(a) => ("plan", a.run.common.log_format),
+        Command::Ls(c) => ("ls", c.log_format),
+        Command::Validate(c) => ("validate", c.log_format),
+        Command::Debug(c) => ("debug", c.log_format),
+        Command::Reset(c) => ("reset", c.log_format),
+        Command::History(a) => ("history", a.common.log_format),
+        Command::Exposures(a) => ("exposures", a.common.log_format),
     }
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    output::init_logging();
+    let started = std::time::Instant::now();
+    let (name, format) = command_of(&cli.command);
+    output::init(format);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
     {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("error: could not start the async runtime: {e}");
+            let e = anyhow::anyhow!("could not start the async runtime: {e}");
+            output::fatal(&e);
+            output::print_summary(name, 2, 0.0, Some(&format!("{e:#}")));
             return ExitStatus::Error.into();
         }
     };
     let result = runtime.block_on(async {
         match cli.command {
-            Command::Run(args) => commands::run::run(args, None).await,
-            Command::Plan(args) => commands::run::run(args.run, Some(args.samples)).await,
+            Command::Run(args) => {
+                commands::run::run(args.run, commands::run::Mode::Run { plan: args.plan }).await
+            }
+            Command::Plan(args) => {
+                let mode = commands::run::Mode::Plan {
+                    samples: args.samples,
+                    out: args.out,
+                    detailed_exitcode: args.detailed_exitcode,
+                };
+                commands::run::run(args.run, mode).await
+            }
             Command::Ls(args) => commands::ls::ls(args),
             Command::Validate(args) => commands::validate::validate(args).await,
             Command::Debug(args) => commands::debug::debug(args).await,
             Command::Reset(args) => commands::reset::reset(args),
             Command::History(args) => commands::history::history(args),
+            Command::Exposures(args) => commands::exposures::exposures(args),
         }
     });
+    let elapsed = started.elapsed().as_secs_f64();
     match result {
-        Ok(status) => status.into(),
+        Ok(status) => {
+            output::print_summary(name, status.code(), elapsed, None);
+            status.into()
+        }
         Err(e) => {
             output::fatal(&e);
+            output::print_summary(name, 2, elapsed, Some(&format!("{e:#}")));
             ExitStatus::Error.into()
         }
     }

@@ -178,10 +178,11 @@ pub fn rejection_key(rejection: &Value) -> Value {
     }
 }
 
-/// The line of a run's output about `model` (its OK / ERROR / SKIP line, not START).
+/// The log line of a run about `model` (its OK / ERROR / SKIP line, not START). Logs go to
+/// stderr.
 #[track_caller]
 pub fn sync_line<'a>(out: &'a RunOutput, needle: &str) -> &'a str {
-    out.stdout
+    out.stderr
         .lines()
         .find(|l| l.contains(needle) && !l.contains(" START "))
         .unwrap_or_else(|| panic!("no output line with {needle:?}\n{out}"))

@@ -30,7 +30,7 @@ fn failing_model_skips_its_syncs_and_their_dependents() {
         );
         assert_counts(&r, 0, 0, 0);
         assert!(
-            out.stdout
+            out.stderr
                 .lines()
                 .any(|l| l.contains("SKIP") && l.contains(name)),
             "a SKIP line for {name}\n{out}"

@@ -389,7 +389,7 @@ fn duplicate_key_fails_before_any_write() {
     );
     assert_counts(&leads, 0, 0, 0);
     assert!(
-        out.stdout
+        out.stderr
             .lines()
             .any(|l| l.contains("ERROR") && l.contains("enriched_leads")),
         "an ERROR line for the sync\n{out}"

@@ -252,3 +252,35 @@ fn missing_columns_are_named_with_a_hint() {
         "{errs:?}"
     );
 }
+
+#[test]
+fn fingerprints_ignore_row_order_and_see_any_change() {
+    let d = def(json!({"destination": "d", "object": "o", "sync_mode": "mirror"}));
+    let empty = SyncState::default();
+    let a = plan(&d, &empty, vec![row(1, "a", 1), row(2, "b", 2)]);
+    let b = plan(&d, &empty, vec![row(2, "b", 2), row(1, "a", 1)]);
+    let changed = plan(&d, &empty, vec![row(1, "a", 1), row(2, "B", 2)]);
+    let fewer = plan(&d, &empty, vec![row(1, "a", 1)]);
+    assert_eq!(a.data_fingerprint, b.data_fingerprint);
+    assert_ne!(a.data_fingerprint, changed.data_fingerprint);
+    assert_ne!(a.data_fingerprint, fewer.data_fingerprint);
+
+    let mut state = SyncState::default();
+    let before = state.fingerprint();
+    confirm(&mut state, &a);
+    let after = state.fingerprint();
+    assert_ne!(before, after);
+    let mut same = SyncState::default();
+    confirm(&mut same, &b);
+    assert_eq!(
+        after,
+        same.fingerprint(),
+        "the same keys and rows, confirmed in another order"
+    );
+    state.cursor = Some(Value::Int(5));
+    assert_ne!(
+        after,
+        state.fingerprint(),
+        "the cursor is part of the state"
+    );
+}

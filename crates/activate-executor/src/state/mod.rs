@@ -43,6 +43,24 @@ pub enum Confirmed {
 }
 
 impl SyncState {
+    /// A hash of the whole state (every key with its row hash, and the cursor), independent of
+    /// the order entries were loaded in: equal fingerprints mean the same state.
+    pub fn fingerprint(&self) -> u128 {
+        let mut sum = self.snapshot.len() as u128;
+        for (key_hash, entry) in &self.snapshot {
+            let mut bytes = [0u8; 24];
+            bytes[..16].copy_from_slice(&key_hash.to_le_bytes());
+            bytes[16..].copy_from_slice(&entry.row_hash.to_le_bytes());
+            sum = sum.wrapping_add(xxhash_rust::xxh3::xxh3_128(&bytes));
+        }
+        let cursor = self
+            .cursor
+            .as_ref()
+            .map(|c| cursor_to_json(c).to_string())
+            .unwrap_or_default();
+        sum ^ xxhash_rust::xxh3::xxh3_128(cursor.as_bytes())
+    }
+
     pub fn apply(&mut self, change: &Confirmed) {
         match change {
             Confirmed::Upserted { key, row_hash } => {

@@ -284,3 +284,38 @@ fn query_syncs_use_the_same_validator() {
         "{text}"
     );
 }
+
+#[test]
+fn owner_is_an_email_a_name_or_both() {
+    let owner_of = |owner: serde_json::Value| {
+        let m = manifest_with(vec![model(
+            "enriched_leads",
+            json!({"destination": "crm", "object": "Lead", "owner": owner}),
+        )]);
+        extract_specs(&m, &destinations()).unwrap().remove(0).owner
+    };
+    assert_eq!(
+        owner_of(json!("growth@example.com")),
+        Some(Owner {
+            name: None,
+            email: Some("growth@example.com".into())
+        })
+    );
+    assert_eq!(
+        owner_of(json!({"name": "Growth", "email": "g@example.com"})),
+        Some(Owner {
+            name: Some("Growth".into()),
+            email: Some("g@example.com".into())
+        })
+    );
+    assert_eq!(
+        owner_of(json!("Growth team")).and_then(|o| o.name),
+        Some("Growth team".into())
+    );
+    let text =
+        errors_of(json!({"destination": "crm", "object": "Lead", "owner": {"mail": "x@y.z"}}));
+    assert!(
+        text.contains("meta.activate.owner") && text.contains("unknown key `mail`"),
+        "{text}"
+    );
+}

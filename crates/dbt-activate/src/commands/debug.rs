@@ -11,7 +11,6 @@ use crate::cli::CommonArgs;
 use crate::output;
 
 pub async fn debug(args: CommonArgs) -> anyhow::Result<ExitStatus> {
-    output::set_format(args.log_format, &uuid::Uuid::new_v4().to_string());
     let mut ok = true;
     let mut check = |what: &str, result: Result<String, String>| match result {
         Ok(detail) => output::line(&format!("  {what}: OK {detail}")),

@@ -8,7 +8,6 @@ use crate::output;
 use crate::project;
 
 pub fn history(args: HistoryArgs) -> anyhow::Result<ExitStatus> {
-    output::set_format(args.common.log_format, &uuid::Uuid::new_v4().to_string());
     let loaded = project::load(&args.common)?;
     let selected = project::select(&loaded, &args.common)?;
     let names: Vec<&str> = selected

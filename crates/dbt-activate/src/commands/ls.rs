@@ -1,4 +1,5 @@
-//! `dbt-activate ls`: activations with destination, object, mode, schedule and last run.
+//! `dbt-activate ls`: activations with destination, object, mode, schedule, last run and when
+//! each is next due.
 
 use activate_executor::state::LocalStateStore;
 
@@ -6,13 +7,15 @@ use crate::ExitStatus;
 use crate::cli::CommonArgs;
 use crate::output;
 use crate::project;
+use crate::schedule;
 
 pub fn ls(args: CommonArgs) -> anyhow::Result<ExitStatus> {
-    output::set_format(args.log_format, &uuid::Uuid::new_v4().to_string());
     let loaded = project::load(&args)?;
     let selected = project::select(&loaded, &args)?;
     // Last runs are read from the history file; no lock is needed to read it.
     let last_runs = LocalStateStore::read_last_runs(&loaded.state_dir, &loaded.profile.target_name);
+    let last_successes = schedule::last_successes(&loaded);
+    let now = schedule::now()?;
     let header = [
         "sync",
         "model",
@@ -20,17 +23,31 @@ pub fn ls(args: CommonArgs) -> anyhow::Result<ExitStatus> {
         "mode",
         "schedule",
         "last run",
+        "next due",
     ];
-    let mut rows: Vec<[String; 6]> = Vec::new();
+    let mut rows: Vec<[String; 7]> = Vec::new();
     for &i in &selected {
         let spec = &loaded.specs[i];
         let last = match last_runs.get(&spec.name) {
             Some(v) => format!(
                 "{} {}",
                 v.get("status").and_then(|s| s.as_str()).unwrap_or("?"),
-                v.get("finished_at").and_then(|s| s.as_str()).unwrap_or("")
+                v.get("finished_at")
+                    .and_then(|s| s.as_str())
+                    .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+                    .map(|t| schedule::display(t.with_timezone(&chrono::Utc)))
+                    .unwrap_or_default()
             ),
             None => "never".to_owned(),
+        };
+        let next_due = match schedule::next_due(
+            &spec.schedule,
+            last_successes.get(&spec.name).copied(),
+            now,
+        ) {
+            Some(t) => schedule::display(t),
+            None if spec.schedule == activate_manifest::Schedule::Always => "every run".to_owned(),
+            None => "now".to_owned(),
         };
         rows.push([
             spec.name.clone(),
@@ -39,9 +56,10 @@ pub fn ls(args: CommonArgs) -> anyhow::Result<ExitStatus> {
             spec.sync_mode.to_string(),
             spec.schedule.to_string(),
             last,
+            next_due,
         ]);
     }
-    let widths: Vec<usize> = (0..6)
+    let widths: Vec<usize> = (0..header.len())
         .map(|c| {
             rows.iter()
                 .map(|r| r[c].len())
@@ -62,10 +80,18 @@ pub fn ls(args: CommonArgs) -> anyhow::Result<ExitStatus> {
     };
     output::line(&fmt(&header));
     for r in &rows {
-        output::line(&fmt(&r.iter().map(String::as_str).collect::<Vec<_>>()));
+        let data: serde_json::Map<String, serde_json::Value> = header
+            .iter()
+            .zip(r)
+            .map(|(h, v)| (h.replace(' ', "_"), serde_json::Value::String(v.clone())))
+            .collect();
+        output::report(
+            &fmt(&r.iter().map(String::as_str).collect::<Vec<_>>()),
+            serde_json::Value::Object(data),
+        );
     }
     output::line(&format!(
-        "{} activation{} (schedules are validated and shown; `run` runs every selected sync until schedule enforcement ships)",
+        "{} activation{} (times in UTC; `run` skips syncs not due yet, `run --ignore-schedule` runs them)",
         rows.len(),
         if rows.len() == 1 { "" } else { "s" }
     ));

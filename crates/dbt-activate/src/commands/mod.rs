@@ -1,6 +1,7 @@
 //! One file per command.
 
 pub mod debug;
+pub mod exposures;
 pub mod history;
 pub mod ls;
 pub mod reset;

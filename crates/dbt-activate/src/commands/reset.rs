@@ -9,7 +9,6 @@ use crate::output;
 use crate::project;
 
 pub fn reset(args: CommonArgs) -> anyhow::Result<ExitStatus> {
-    output::set_format(args.log_format, &uuid::Uuid::new_v4().to_string());
     if args.select.is_empty() {
         bail!(
             "reset needs --select naming the syncs to forget\n  hint: `dbt-activate reset --select enriched_leads` (a model selects all its syncs)"
@@ -21,7 +20,7 @@ pub fn reset(args: CommonArgs) -> anyhow::Result<ExitStatus> {
     for &i in &selected {
         let name = &loaded.specs[i].name;
         let existed = store.reset(&loaded.profile.target_name, name)?;
-        output::info(&format!(
+        output::line(&format!(
             "{} {name} (target {}){}",
             if existed {
                 "Forgot the state of"

@@ -1,6 +1,7 @@
 //! `dbt-activate run` and `dbt-activate plan` (a run that sends nothing and writes no state).
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -15,6 +16,8 @@ use crate::ExitStatus;
 use crate::cli::RunArgs;
 use crate::output;
 use crate::project;
+use crate::reviewed_plan;
+use crate::schedule;
 
 struct Printer {
     dry_run: bool,
@@ -34,7 +37,20 @@ impl Reporter for Printer {
                 spec.object,
                 spec.sync_mode
             ),
-            serde_json::json!({"node_info": {"unique_id": job.def.unique_id, "node_status": "started"}}),
+            serde_json::json!({
+                "index": position,
+                "total": total,
+                "node_info": {
+                    "unique_id": job.def.unique_id,
+                    "node_name": spec.name,
+                    "resource_type": "sync",
+                    "model": spec.model_id,
+                    "destination": spec.destination,
+                    "object": spec.object,
+                    "node_status": "started",
+                    "node_started_at": chrono::Utc::now().to_rfc3339(),
+                },
+            }),
         );
     }
 
@@ -48,14 +64,29 @@ impl Reporter for Printer {
             level,
             "Q012",
             &output::finished_line(position, total, result, self.dry_run),
-            serde_json::json!({"node_info": {"unique_id": result.unique_id, "node_status": result.status}, "result": result}),
+            serde_json::json!({
+                "index": position,
+                "total": total,
+                "node_info": {
+                    "unique_id": result.unique_id,
+                    "node_name": result.name,
+                    "resource_type": "sync",
+                    "model": result.model,
+                    "destination": result.destination,
+                    "object": result.object,
+                    "node_status": result.status,
+                    "node_finished_at": chrono::Utc::now().to_rfc3339(),
+                },
+                "execution_time": result.execution_time,
+                "result": result,
+            }),
         );
         for r in result.rejections.iter().take(3) {
             output::event(
                 level,
                 "Q013",
                 &format!("    rejected {}: {}", r.key, r.reason),
-                serde_json::Value::Null,
+                serde_json::json!({"node_info": {"unique_id": result.unique_id}, "key": r.key, "reason": r.reason}),
             );
         }
         if result.rejections.len() > 3 {
@@ -71,29 +102,65 @@ impl Reporter for Printer {
         }
         if self.dry_run {
             for s in &result.samples {
-                output::event("info", "Q014", &format!("    {s}"), serde_json::Value::Null);
+                output::event(
+                    "info",
+                    "Q014",
+                    &format!("    {s}"),
+                    serde_json::json!({"node_info": {"unique_id": result.unique_id}, "sample": s}),
+                );
             }
         }
     }
 }
 
-pub async fn run(args: RunArgs, plan_samples: Option<usize>) -> anyhow::Result<ExitStatus> {
+/// `run` (optionally applying a reviewed plan) or `plan` (optionally writing one).
+pub enum Mode {
+    Run {
+        plan: Option<PathBuf>,
+    },
+    Plan {
+        samples: usize,
+        out: Option<PathBuf>,
+        detailed_exitcode: bool,
+    },
+}
+
+pub async fn run(args: RunArgs, mode: Mode) -> anyhow::Result<ExitStatus> {
     let started = Instant::now();
-    let dry_run = plan_samples.is_some();
-    let invocation_id = uuid::Uuid::new_v4().to_string();
-    output::set_format(args.common.log_format, &invocation_id);
+    let dry_run = matches!(mode, Mode::Plan { .. });
+    let plan_samples = match &mode {
+        Mode::Plan { samples, .. } => *samples,
+        Mode::Run { .. } => 0,
+    };
+    let invocation_id = output::invocation_id();
+    let applying = match &mode {
+        Mode::Run { plan: Some(path) } => Some(reviewed_plan::read(path, &args)?),
+        _ => None,
+    };
     let loaded = project::load(&args.common)?;
-    output::info(&format!(
-        "Running with dbt-activate={} (target {}, warehouse {})",
-        env!("CARGO_PKG_VERSION"),
-        loaded.profile.target_name,
-        loaded.profile.warehouse.kind()
-    ));
+    output::event(
+        "info",
+        "A001",
+        &format!(
+            "Running with dbt-activate={} (target {}, warehouse {})",
+            env!("CARGO_PKG_VERSION"),
+            loaded.profile.target_name,
+            loaded.profile.warehouse.kind()
+        ),
+        serde_json::json!({
+            "version": env!("CARGO_PKG_VERSION"),
+            "target": loaded.profile.target_name,
+            "warehouse": loaded.profile.warehouse.kind(),
+        }),
+    );
 
     let graph = ProjectGraph::new(&loaded.manifest, &loaded.specs);
-    let selected = graph
-        .select(&args.common.select, &args.common.exclude)
-        .map_err(|e| anyhow!("{e}"))?;
+    let selected = match &applying {
+        Some(plan) => reviewed_plan::selection(&loaded, plan)?,
+        None => graph
+            .select(&args.common.select, &args.common.exclude)
+            .map_err(|e| anyhow!("{e}"))?,
+    };
     let order = graph.order(&selected).map_err(|e| anyhow!("{e}"))?;
     let run_results = project::run_results(&loaded)?;
     if run_results.is_none() && !args.include_unbuilt && !selected.is_empty() {
@@ -117,6 +184,7 @@ pub async fn run(args: RunArgs, plan_samples: Option<usize>) -> anyhow::Result<E
             rr.command().unwrap_or("?")
         );
     }
+    let started_at = schedule::now()?;
     let policy = GatePolicy {
         include_unbuilt: args.include_unbuilt,
     };
@@ -130,17 +198,42 @@ pub async fn run(args: RunArgs, plan_samples: Option<usize>) -> anyhow::Result<E
             }
         }
     }
-    output::info(&format!(
-        "Found {} activation{}, {} selected, {} ready",
-        loaded.specs.len(),
-        if loaded.specs.len() == 1 { "" } else { "s" },
-        selected.len(),
-        ready.len()
-    ));
+    // A reviewed plan already chose its syncs: schedules were applied when it was made.
+    let not_due = if args.ignore_schedule || applying.is_some() {
+        BTreeMap::new()
+    } else {
+        schedule::not_due(&loaded, &ready, started_at)
+    };
+    ready.retain(|i| !not_due.contains_key(i));
+    for (i, why) in &not_due {
+        skips.insert(*i, why.reason.clone());
+    }
+    output::event(
+        "info",
+        "A002",
+        &format!(
+            "Found {} activation{}, {} selected, {} ready",
+            loaded.specs.len(),
+            if loaded.specs.len() == 1 { "" } else { "s" },
+            selected.len(),
+            ready.len()
+        ),
+        serde_json::json!({
+            "activations": loaded.specs.len(),
+            "selected": selected.len(),
+            "ready": ready.len(),
+            "not_due": not_due.len(),
+        }),
+    );
 
     let (warehouse, jobs) = project::preflight(&loaded, &ready).await?;
     let store = Arc::new(LocalStateStore::open(&loaded.state_dir)?);
-    let items = project::planned_items(&loaded, &selected, &skips, jobs);
+    let mut items = project::planned_items(&loaded, &selected, &skips, jobs);
+    for (item, i) in items.iter_mut().zip(&selected) {
+        if let (runner::Planned::Skip(result), Some(why)) = (item, not_due.get(i)) {
+            result.next_due_at = Some(schedule::display(why.next_due));
+        }
+    }
     // Map the graph's waits (spec indices) onto item positions.
     let position: BTreeMap<usize, usize> =
         selected.iter().enumerate().map(|(p, &i)| (i, p)).collect();
@@ -166,11 +259,20 @@ pub async fn run(args: RunArgs, plan_samples: Option<usize>) -> anyhow::Result<E
                 warehouse,
                 store: store.clone(),
                 target: loaded.profile.target_name.clone(),
-                full_refresh: args.full_refresh,
+                full_refresh: args.full_refresh
+                    || applying.as_ref().is_some_and(|p| p.metadata.full_refresh),
                 dry_run,
-                samples: plan_samples.unwrap_or(0),
+                samples: plan_samples,
                 read_batch_rows: 10_000,
                 stop: stop_on_signal(),
+                expected_plan: applying.as_ref().map(|p| {
+                    Arc::new(
+                        p.syncs
+                            .iter()
+                            .map(|s| (s.name.clone(), s.clone()))
+                            .collect(),
+                    )
+                }),
             });
             runner::run_all(
                 ctx,
@@ -231,6 +333,7 @@ pub async fn run(args: RunArgs, plan_samples: Option<usize>) -> anyhow::Result<E
             .map(|r| {
                 let mut v = serde_json::to_value(r).unwrap_or_default();
                 v["invocation_id"] = serde_json::Value::String(invocation_id.clone());
+                v["started_at"] = serde_json::Value::String(started_at.to_rfc3339());
                 v["finished_at"] = serde_json::Value::String(chrono::Utc::now().to_rfc3339());
                 if let Some(list) = v.get_mut("rejections").and_then(|l| l.as_array_mut()) {
                     list.truncate(20);
@@ -250,6 +353,18 @@ pub async fn run(args: RunArgs, plan_samples: Option<usize>) -> anyhow::Result<E
         results.len(),
         if results.len() == 1 { "" } else { "s" }
     ));
+    let results_path = (!dry_run).then(|| {
+        loaded
+            .settings
+            .target_path
+            .join("activate_results.json")
+            .display()
+            .to_string()
+    });
+    output::set_summary(serde_json::json!({
+        "pass": pass, "warn": warn, "error": error, "skip": skip, "total": results.len(),
+        "results_path": results_path,
+    }));
     output::event(
         if error > 0 { "error" } else { "info" },
         "Z030",
@@ -259,10 +374,22 @@ pub async fn run(args: RunArgs, plan_samples: Option<usize>) -> anyhow::Result<E
         ),
         serde_json::json!({"pass": pass, "warn": warn, "error": error, "skip": skip, "total": results.len()}),
     );
-    Ok(if error > 0 {
-        ExitStatus::Failure
-    } else {
-        ExitStatus::Success
+    if let Mode::Plan {
+        out: Some(path), ..
+    } = &mode
+    {
+        reviewed_plan::write(path, &loaded, &results, &invocation_id, args.full_refresh)?;
+    }
+    let pending = results
+        .iter()
+        .any(|r| r.computed_plan.as_ref().is_some_and(|c| c.has_changes()));
+    Ok(match mode {
+        _ if error > 0 => ExitStatus::Failure,
+        Mode::Plan {
+            detailed_exitcode: true,
+            ..
+        } if pending => ExitStatus::PendingChanges,
+        _ => ExitStatus::Success,
     })
 }
 

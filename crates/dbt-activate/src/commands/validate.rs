@@ -12,7 +12,6 @@ use crate::output;
 use crate::project;
 
 pub async fn validate(args: CommonArgs) -> anyhow::Result<ExitStatus> {
-    output::set_format(args.log_format, &uuid::Uuid::new_v4().to_string());
     let loaded = project::load(&args)?;
     let graph = ProjectGraph::new(&loaded.manifest, &loaded.specs);
     let selected = graph

@@ -272,7 +272,7 @@ fn safe_file_name(object: &str) -> String {
 }
 
 /// Write to a temporary file in the same folder, fsync, rename over the target.
-pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir)?;
     let tmp = dir.join(format!(
