@@ -8,14 +8,13 @@ sync fails the asset.
 
 Settings, from the environment:
   DBT_PROJECT_DIR     the dbt project (default: dbt_project_example beside examples/)
+  DBT_PROFILES_DIR    where profiles.yml is (default: the project, if it has one, else ~/.dbt)
   DBT_TARGET          the dbt target (default: the profile's)
   DBT_ACTIVATE_BIN    the dbt-activate executable (default: `dbt-activate` on PATH)
   DBT_EXECUTABLE      the dbt executable (default: `dbt` on PATH)
 
 Run it:  dagster dev -f examples/dagster/activate_dagster.py
 """
-
-from __future__ import annotations
 
 import json
 import os
@@ -39,6 +38,9 @@ PROJECT_DIR = Path(
         "DBT_PROJECT_DIR", Path(__file__).resolve().parents[2] / "dbt_project_example"
     )
 )
+PROFILES_DIR = os.environ.get("DBT_PROFILES_DIR") or (
+    str(PROJECT_DIR) if (PROJECT_DIR / "profiles.yml").is_file() else None
+)
 TARGET = os.environ.get("DBT_TARGET") or None
 ACTIVATE = os.environ.get("DBT_ACTIVATE_BIN", "dbt-activate")
 DBT = os.environ.get("DBT_EXECUTABLE", "dbt")
@@ -48,7 +50,7 @@ DBT = os.environ.get("DBT_EXECUTABLE", "dbt")
 # 2 a configuration or fatal error (not retryable until someone fixes it).
 RETRYABLE = {1}
 
-dbt_project = DbtProject(project_dir=PROJECT_DIR, target=TARGET)
+dbt_project = DbtProject(project_dir=PROJECT_DIR, profiles_dir=PROFILES_DIR, target=TARGET)
 
 
 def activate_args(*args: str) -> list[str]:
@@ -90,7 +92,9 @@ def sync_asset(sync: dict) -> AssetsDefinition:
     )
     def _sync(context: AssetExecutionContext) -> MaterializeResult:
         proc = subprocess.run(
-            activate_args("run", "--select", sync["name"]),
+            # Dagster decides when a sync runs: its own schedules and sensors replace
+            # meta.activate's `schedule`.
+            activate_args("run", "--select", sync["name"], "--ignore-schedule"),
             capture_output=True,
             text=True,
         )
@@ -120,5 +124,9 @@ def sync_asset(sync: dict) -> AssetsDefinition:
 
 defs = Definitions(
     assets=[dbt_models, *(sync_asset(s) for s in list_syncs())],
-    resources={"dbt": DbtCliResource(project_dir=dbt_project, dbt_executable=DBT, target=TARGET)},
+    resources={
+        "dbt": DbtCliResource(
+            project_dir=dbt_project, profiles_dir=PROFILES_DIR, dbt_executable=DBT, target=TARGET
+        )
+    },
 )

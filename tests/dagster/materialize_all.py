@@ -16,7 +16,7 @@ defs = module.defs
 result = materialize(list(defs.assets), resources=defs.resources, raise_on_error=False)
 out = {"success": result.success, "assets": {}}
 for event in result.get_asset_materialization_events():
-    materialization = event.asset_materialization
+    materialization = event.step_materialization_data.materialization
     out["assets"]["/".join(materialization.asset_key.path)] = {
         key: getattr(value, "value", value) for key, value in materialization.metadata.items()
     }

@@ -22,7 +22,7 @@ pub enum Command {
     /// Show what a run would send (inserts, updates, deletes, sample rows); sends nothing.
     Plan(PlanArgs),
     /// List activations with destination, mode, schedule and last run.
-    Ls(CommonArgs),
+    Ls(LsArgs),
     /// Check every activation, connection and mapping without sending anything.
     Validate(CommonArgs),
     /// Check the warehouse and every destination connection.
@@ -42,6 +42,22 @@ pub struct ExposuresArgs {
     /// The .yml to write (default: models/activate_exposures.yml in the project).
     #[arg(long, value_name = "YML")]
     pub out: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct LsArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// text: a table for people; json: one JSON object per sync on stdout, as `dbt ls
+    /// --output json` (name, unique_id, depends_on, destination, ...), for orchestrators.
+    #[arg(long, value_enum, default_value = "text")]
+    pub output: LsOutput,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LsOutput {
+    Text,
+    Json,
 }
 
 #[derive(Debug, Clone, Args)]

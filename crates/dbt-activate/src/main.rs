@@ -45,7 +45,7 @@ fn command_of(command: &Command) -> (&'static str, cli::LogFormat) {
     match command {
         Command::Run(a) => ("run", a.run.common.log_format),
         Command::Plan(a) => ("plan", a.run.common.log_format),
-        Command::Ls(c) => ("ls", c.log_format),
+        Command::Ls(a) => ("ls", a.common.log_format),
         Command::Validate(c) => ("validate", c.log_format),
         Command::Debug(c) => ("debug", c.log_format),
         Command::Reset(c) => ("reset", c.log_format),

@@ -152,6 +152,12 @@ pub fn report(msg: &str, data: serde_json::Value) {
     }
 }
 
+/// A line of machine output (e.g. `ls --output json`) on stdout, whatever the log format.
+pub fn machine_line(text: &str) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{}", redact(text));
+}
+
 pub fn line(msg: &str) {
     report(msg, serde_json::Value::Null);
 }

@@ -15,6 +15,7 @@ mod field_types;
 mod gating;
 mod history;
 mod kills;
+mod orchestrators;
 mod packaging;
 mod plan_apply;
 mod query_syncs;

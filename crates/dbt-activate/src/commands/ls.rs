@@ -4,14 +4,14 @@
 use activate_executor::state::LocalStateStore;
 
 use crate::ExitStatus;
-use crate::cli::CommonArgs;
+use crate::cli::{LsArgs, LsOutput};
 use crate::output;
 use crate::project;
 use crate::schedule;
 
-pub fn ls(args: CommonArgs) -> anyhow::Result<ExitStatus> {
-    let loaded = project::load(&args)?;
-    let selected = project::select(&loaded, &args)?;
+pub fn ls(args: LsArgs) -> anyhow::Result<ExitStatus> {
+    let loaded = project::load(&args.common)?;
+    let selected = project::select(&loaded, &args.common)?;
     // Last runs are read from the history file; no lock is needed to read it.
     let last_runs = LocalStateStore::read_last_runs(&loaded.state_dir, &loaded.profile.target_name);
     let last_successes = schedule::last_successes(&loaded);
@@ -49,6 +49,30 @@ pub fn ls(args: CommonArgs) -> anyhow::Result<ExitStatus> {
             None if spec.schedule == activate_manifest::Schedule::Always => "every run".to_owned(),
             None => "now".to_owned(),
         };
+        if args.output == LsOutput::Json {
+            // What an orchestrator needs to place the sync after its models.
+            let depends_on: Vec<&str> = if spec.query.is_some() {
+                spec.parents.iter().map(String::as_str).collect()
+            } else {
+                vec![spec.model_id.as_str()]
+            };
+            let record = serde_json::json!({
+                "name": spec.name,
+                "unique_id": loaded.unique_id(spec),
+                "resource_type": "sync",
+                "model": spec.model_name,
+                "depends_on": {"nodes": depends_on},
+                "destination": spec.destination,
+                "object": spec.object,
+                "sync_mode": spec.sync_mode.to_string(),
+                "schedule": spec.schedule.to_string(),
+                "tags": spec_tags(&loaded, spec),
+                "last_run": last,
+                "next_due": next_due,
+            });
+            output::machine_line(&record.to_string());
+            continue;
+        }
         rows.push([
             spec.name.clone(),
             spec.model_name.clone(),
@@ -78,6 +102,9 @@ pub fn ls(args: CommonArgs) -> anyhow::Result<ExitStatus> {
             .trim_end()
             .to_owned()
     };
+    if args.output == LsOutput::Json {
+        return Ok(ExitStatus::Success);
+    }
     output::line(&fmt(&header));
     for r in &rows {
         let data: serde_json::Map<String, serde_json::Value> = header
@@ -96,4 +123,14 @@ pub fn ls(args: CommonArgs) -> anyhow::Result<ExitStatus> {
         if rows.len() == 1 { "" } else { "s" }
     ));
     Ok(ExitStatus::Success)
+}
+
+/// The model's dbt tags (a query sync has none of its own).
+fn spec_tags(loaded: &project::Loaded, spec: &activate_manifest::ActivationSpec) -> Vec<String> {
+    loaded
+        .manifest
+        .nodes
+        .get(&spec.model_id)
+        .map(|n| n.tags.clone())
+        .unwrap_or_default()
 }
