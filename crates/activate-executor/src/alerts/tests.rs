@@ -42,6 +42,8 @@ fn result(status: Status, rows_read: u64, changes: u64, rejected: u64) -> SyncRe
         rejections: Vec::new(),
         execution_time: 0.1,
         samples: Vec::new(),
+        next_due_at: None,
+        computed_plan: None,
     }
 }
 
