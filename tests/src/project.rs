@@ -459,6 +459,19 @@ impl ActivateCommand<'_> {
         run_with_timeout(&mut self.cmd, TIMEOUT)
     }
 
+    /// Starts the command without waiting, its stdout and stderr going to `log` (for
+    /// long-running commands such as `serve`).
+    pub fn spawn_logging(mut self, log: &Path) -> std::process::Child {
+        let out = fs::File::create(log).expect("create the log file");
+        let err = out.try_clone().expect("clone the log file");
+        self.cmd
+            .stdin(std::process::Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .spawn()
+            .expect("start dbt-activate")
+    }
+
     /// Starts the command without waiting (for tests that signal it); output is discarded.
     pub fn spawn(mut self) -> std::process::Child {
         self.cmd

@@ -33,6 +33,9 @@ pub enum Command {
     History(HistoryArgs),
     /// Write a dbt exposure (type application) per activation to a .yml, for dbt docs lineage.
     Exposures(ExposuresArgs),
+    /// Run syncs on their schedules and when a new run_results.json shows their models rebuilt;
+    /// /healthz and /metrics on a loopback port.
+    Serve(ServeArgs),
 }
 
 #[derive(Debug, Clone, Args)]
@@ -42,6 +45,18 @@ pub struct ExposuresArgs {
     /// The .yml to write (default: models/activate_exposures.yml in the project).
     #[arg(long, value_name = "YML")]
     pub out: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub run: RunArgs,
+    /// Where /healthz and /metrics listen (loopback by default).
+    #[arg(long, env = "DBT_ACTIVATE_LISTEN", default_value = "127.0.0.1:8580")]
+    pub listen: std::net::SocketAddr,
+    /// How often to look for a new run_results.json and for due schedules.
+    #[arg(long, default_value_t = 30)]
+    pub poll_seconds: u64,
 }
 
 #[derive(Debug, Clone, Args)]

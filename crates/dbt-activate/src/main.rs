@@ -51,6 +51,7 @@ fn command_of(command: &Command) -> (&'static str, cli::LogFormat) {
         Command::Reset(c) => ("reset", c.log_format),
         Command::History(a) => ("history", a.common.log_format),
         Command::Exposures(a) => ("exposures", a.common.log_format),
+        Command::Serve(a) => ("serve", a.run.common.log_format),
     }
 }
 
@@ -90,6 +91,7 @@ fn main() -> ExitCode {
             Command::Reset(args) => commands::reset::reset(args),
             Command::History(args) => commands::history::history(args),
             Command::Exposures(args) => commands::exposures::exposures(args),
+            Command::Serve(args) => commands::serve::serve(args).await,
         }
     });
     let elapsed = started.elapsed().as_secs_f64();

@@ -19,7 +19,7 @@ use activate_executor::secrets::redact;
 use crate::cli::LogFormat;
 
 static FORMAT: OnceLock<LogFormat> = OnceLock::new();
-static INVOCATION: OnceLock<String> = OnceLock::new();
+static INVOCATION: Mutex<Option<String>> = Mutex::new(None);
 static SUMMARY: Mutex<Option<serde_json::Value>> = Mutex::new(None);
 
 /// Sets the format and the invocation id, and routes engine logs (tracing, filtered by
@@ -27,7 +27,7 @@ static SUMMARY: Mutex<Option<serde_json::Value>> = Mutex::new(None);
 pub fn init(format: LogFormat) {
     use tracing_subscriber::prelude::*;
     let _ = FORMAT.set(format);
-    let _ = INVOCATION.set(uuid::Uuid::new_v4().to_string());
+    start_invocation();
     let filter = tracing_subscriber::EnvFilter::try_from_env("DBT_ACTIVATE_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
     match format {
@@ -56,8 +56,17 @@ fn format() -> LogFormat {
 /// This invocation's id: in every JSON event, the summary and `activate_results.json`.
 pub fn invocation_id() -> String {
     INVOCATION
-        .get_or_init(|| uuid::Uuid::new_v4().to_string())
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get_or_insert_with(|| uuid::Uuid::new_v4().to_string())
         .clone()
+}
+
+/// Starts a new invocation (each run `serve` starts is one) and returns its id.
+pub fn start_invocation() -> String {
+    let id = uuid::Uuid::new_v4().to_string();
+    *INVOCATION.lock().unwrap_or_else(|e| e.into_inner()) = Some(id.clone());
+    id
 }
 
 /// Colour: text mode, stderr is a terminal, and `NO_COLOR` is unset or empty.
@@ -91,6 +100,13 @@ fn event_name(code: &str) -> &'static str {
         "Z030" => "EndOfRunSummary",
         "Z040" => "StoppingOnSignal",
         "Z050" => "EngineLog",
+        "Z060" => "AlertRaised",
+        "Z061" => "AlertNotSent",
+        "S001" => "ServeStarted",
+        "S002" => "ServeStopped",
+        "S003" => "ServeListensBeyondLoopback",
+        "S004" => "ServeRunStarted",
+        "S010" => "ServeError",
         _ => "Event",
     }
 }

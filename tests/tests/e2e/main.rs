@@ -22,6 +22,7 @@ mod query_syncs;
 mod results;
 mod schedule;
 mod select;
+mod serve;
 mod signals;
 mod sync;
 mod webhook;

@@ -6,4 +6,5 @@ pub mod history;
 pub mod ls;
 pub mod reset;
 pub mod run;
+pub mod serve;
 pub mod validate;

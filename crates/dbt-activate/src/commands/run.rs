@@ -126,6 +126,16 @@ pub enum Mode {
 }
 
 pub async fn run(args: RunArgs, mode: Mode) -> anyhow::Result<ExitStatus> {
+    run_until(args, mode, stop_on_signal()).await
+}
+
+/// A run that stops its syncs at the next batch boundary once `stop` is set (`serve` shares
+/// one flag, set by its own signal handler, across the runs it starts).
+pub async fn run_until(
+    args: RunArgs,
+    mode: Mode,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+) -> anyhow::Result<ExitStatus> {
     let started = Instant::now();
     let dry_run = matches!(mode, Mode::Plan { .. });
     let plan_samples = match &mode {
@@ -264,7 +274,7 @@ pub async fn run(args: RunArgs, mode: Mode) -> anyhow::Result<ExitStatus> {
                 dry_run,
                 samples: plan_samples,
                 read_batch_rows: 10_000,
-                stop: stop_on_signal(),
+                stop: stop.clone(),
                 expected_plan: applying.as_ref().map(|p| {
                     Arc::new(
                         p.syncs
@@ -421,7 +431,7 @@ async fn send_alerts(
     for alert in &found {
         output::event(
             "warn",
-            "Z050",
+            "Z060",
             &format!("Alert: {}", alert.text().replace('\n', " ")),
             serde_json::json!({"alert": alert}),
         );
@@ -436,13 +446,13 @@ async fn send_alerts(
     )
     .await;
     for failure in failures {
-        output::event("error", "Z051", &failure, serde_json::Value::Null);
+        output::event("error", "Z061", &failure, serde_json::Value::Null);
     }
 }
 
 /// A flag set when SIGINT or SIGTERM arrives (an orchestrator stopping the task): syncs stop
 /// at the next batch boundary, state keeps every confirmed row, results are still written.
-fn stop_on_signal() -> Arc<std::sync::atomic::AtomicBool> {
+pub fn stop_on_signal() -> Arc<std::sync::atomic::AtomicBool> {
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let flag = stop.clone();
     tokio::spawn(async move {
