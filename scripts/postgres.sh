@@ -34,11 +34,19 @@ port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0));
 as_pg "$pg_bin/initdb" -D "$pg_dir/data" -U postgres --auth=trust --encoding=UTF8 --locale=C.UTF-8 >"$pg_dir/initdb.log" 2>&1 \
   || as_pg "$pg_bin/initdb" -D "$pg_dir/data" -U postgres --auth=trust --encoding=UTF8 --locale=C >"$pg_dir/initdb.log" 2>&1 \
   || { cat "$pg_dir/initdb.log" >&2; exit 2; }
+# Members of the role activate_password_auth must log in with their password over TCP (the
+# tests of a wrong warehouse password need a server that checks one); everyone else is trusted.
+hba="$pg_dir/data/pg_hba.conf"
+{ echo "host all +activate_password_auth 127.0.0.1/32 scram-sha-256"; cat "$hba"; } >"$hba.new"
+mv "$hba.new" "$hba"
+if [ "$(id -u)" = 0 ]; then chown postgres "$hba"; fi
 if ! as_pg "$pg_bin/pg_ctl" -D "$pg_dir/data" -l "$pg_dir/server.log" -w -t 60 \
   -o "-p $port -k $pg_dir/socket -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200 -c timezone=UTC -c lc_messages=C" start >/dev/null; then
   cat "$pg_dir/server.log" >&2
   exit 2
 fi
 export ACTIVATE_TEST_PG_URL="postgres://postgres@127.0.0.1:$port/postgres"
+as_pg "$pg_bin/psql" -X -q -h 127.0.0.1 -p "$port" -U postgres -d postgres \
+  -c "CREATE ROLE activate_password_auth NOLOGIN" >/dev/null
 log "PostgreSQL $("$pg_bin/postgres" --version | awk '{print $NF}') on 127.0.0.1:$port"
 
