@@ -12,6 +12,7 @@ mod cli;
 mod gating;
 mod history;
 mod kills;
+mod postgres_source;
 mod query_syncs;
 mod select;
 mod signals;

@@ -260,7 +260,7 @@ impl Warehouse for PostgresWarehouse {
         // Preparing describes the result without running the query.
         let statement = self
             .block_on(client.prepare(&format!("SELECT * FROM {relation}")))?
-            .map_err(|e| self.query_error(&format!("could not read relation {relation}"), &e))?;
+            .map_err(|e| self.query_error("PostgreSQL", &e))?;
         let columns = statement
             .columns()
             .iter()
