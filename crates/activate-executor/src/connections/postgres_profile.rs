@@ -30,7 +30,13 @@ pub struct PostgresProfile {
     pub search_path: Option<String>,
     /// Seconds; 0 (dbt's default) keeps the system's default.
     pub keepalives_idle: u64,
+    /// libpq's `sslmode`; unset means `prefer`.
     pub sslmode: Option<String>,
+    /// CA certificate(s), PEM, for `verify-ca` / `verify-full`.
+    pub sslrootcert: Option<String>,
+    /// A client certificate and its key, PEM.
+    pub sslcert: Option<String>,
+    pub sslkey: Option<String>,
     pub application_name: String,
     /// Further connection attempts after a failed one (not after a refused login); dbt's default is 1.
     pub retries: u32,
@@ -94,13 +100,8 @@ impl PostgresProfile {
         })?;
         let sslmode = read.string("sslmode")?;
         match sslmode.as_deref() {
-            None | Some("disable") | Some("allow") | Some("prefer") => {}
-            Some(other @ ("require" | "verify-ca" | "verify-full")) => {
-                return Err(ConfigError::new(format!(
-                    "{site}: `sslmode: {other}` needs TLS, which this release of dbt-activate does not speak to PostgreSQL yet"
-                ))
-                .with_hint("connect over a local network or an SSH tunnel with `sslmode: disable` or `prefer` (see docs/warehouses.md)"));
-            }
+            None
+            | Some("disable" | "allow" | "prefer" | "require" | "verify-ca" | "verify-full") => {}
             Some(other) => {
                 return Err(ConfigError::new(format!(
                     "{site}: `sslmode: {other}` is not a libpq sslmode"
@@ -121,6 +122,9 @@ impl PostgresProfile {
             search_path: read.string("search_path")?.filter(|s| !s.is_empty()),
             keepalives_idle: read.number("keepalives_idle")?.unwrap_or(0),
             sslmode,
+            sslrootcert: read.string("sslrootcert")?,
+            sslcert: read.string("sslcert")?,
+            sslkey: read.string("sslkey")?,
             application_name: read
                 .string("application_name")?
                 .unwrap_or_else(|| "dbt-activate".to_owned()),
@@ -244,15 +248,18 @@ mod tests {
     }
 
     #[test]
-    fn tls_modes_are_refused_clearly() {
+    fn bad_sslmode_and_port_are_named() {
         let output = serde_json::json!({
             "host": "h", "port": 5432, "user": "u", "password": "pw12", "dbname": "d", "schema": "s",
-            "sslmode": "verify-full"
+            "sslmode": "verify_full"
         });
         let text = PostgresProfile::from_output(&output, SITE)
             .unwrap_err()
             .to_string();
-        assert!(text.contains("`sslmode: verify-full` needs TLS"), "{text}");
+        assert!(
+            text.contains("`sslmode: verify_full` is not a libpq sslmode"),
+            "{text}"
+        );
         let bad_port = serde_json::json!({
             "host": "h", "port": 70000, "user": "u", "password": "pw12", "dbname": "d", "schema": "s"
         });

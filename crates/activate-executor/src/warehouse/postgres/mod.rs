@@ -5,6 +5,7 @@
 //! that runtime's one worker. Rows stream through a portal in a read-only transaction,
 //! `batch_rows` at a time, never gathered whole.
 
+mod tls;
 mod types;
 
 #[cfg(test)]
@@ -27,6 +28,8 @@ pub use types::{ReadAs, read_as};
 pub struct PostgresWarehouse {
     profile: PostgresProfile,
     config: tokio_postgres::Config,
+    /// `None` for `sslmode: disable` / `allow`.
+    tls: Option<tls::RustlsConnect>,
     /// `None` only while dropping.
     runtime: Option<tokio::runtime::Runtime>,
     /// Connections set up and idle, reused by the next call.
@@ -60,9 +63,16 @@ impl PostgresWarehouse {
             .user(&profile.user)
             .password(profile.password.as_bytes())
             .dbname(&profile.database)
-            .application_name(&profile.application_name)
-            // sslmode disable/allow/prefer: the profile parser refused the modes that need TLS.
-            .ssl_mode(SslMode::Disable);
+            .application_name(&profile.application_name);
+        // libpq's sslmode; `allow` starts without TLS (and tokio-postgres cannot retry with it).
+        let (ssl_mode, tls) = match profile.sslmode.as_deref() {
+            Some("disable" | "allow") => (SslMode::Disable, None),
+            Some("require" | "verify-ca" | "verify-full") => {
+                (SslMode::Require, Some(tls::connector(profile)?))
+            }
+            _ => (SslMode::Prefer, Some(tls::connector(profile)?)),
+        };
+        config.ssl_mode(ssl_mode);
         if profile.connect_timeout > 0 {
             config.connect_timeout(Duration::from_secs(profile.connect_timeout));
         }
@@ -78,6 +88,7 @@ impl PostgresWarehouse {
         Ok(Self {
             profile: profile.clone(),
             config,
+            tls,
             runtime: Some(runtime),
             idle: Mutex::new(Vec::new()),
         })
@@ -142,8 +153,28 @@ impl PostgresWarehouse {
         }
     }
 
+    /// Dials, with or without TLS; the connection task runs on the warehouse's runtime.
+    async fn dial(&self) -> Result<Client, tokio_postgres::Error> {
+        match &self.tls {
+            Some(tls) => {
+                let (client, connection) = self.config.connect(tls.clone()).await?;
+                tokio::spawn(async move {
+                    let _ = connection.await;
+                });
+                Ok(client)
+            }
+            None => {
+                let (client, connection) = self.config.connect(NoTls).await?;
+                tokio::spawn(async move {
+                    let _ = connection.await;
+                });
+                Ok(client)
+            }
+        }
+    }
+
     async fn connect_once(&self) -> Result<Client, ConnectFailure> {
-        let connecting = self.config.connect(NoTls);
+        let connecting = self.dial();
         // connect_timeout bounds the whole handshake, not only the TCP connect.
         let connected = if self.profile.connect_timeout > 0 {
             match tokio::time::timeout(
@@ -167,10 +198,7 @@ impl PostgresWarehouse {
         } else {
             connecting.await
         };
-        let (client, connection) = connected.map_err(|e| self.classify(&e))?;
-        tokio::spawn(async move {
-            let _ = connection.await;
-        });
+        let client = connected.map_err(|e| self.classify(&e))?;
         self.set_up_session(&client).await.map_err(|e| {
             let mut failure = self.classify(&e);
             failure.retryable = false;
@@ -206,8 +234,20 @@ impl PostgresWarehouse {
             let cause = std::error::Error::source(e)
                 .map(|s| format!(": {s}"))
                 .unwrap_or_default();
+            let message = format!("{text}{cause}");
+            let lower = message.to_ascii_lowercase();
+            if lower.contains("certificate") || lower.contains("tls") || lower.contains("ssl") {
+                return ConnectFailure {
+                    hint: format!(
+                        "the TLS handshake failed under `sslmode: {}`: check `sslrootcert` (the CA that signed the server's certificate) and that `host` is a name the certificate holds, or relax `sslmode`",
+                        self.profile.sslmode.as_deref().unwrap_or("prefer")
+                    ),
+                    message,
+                    retryable: false,
+                };
+            }
             return ConnectFailure {
-                message: format!("{text}{cause}"),
+                message,
                 hint: format!(
                     "is PostgreSQL running on {}:{}? check `host` and `port` in that output of profiles.yml",
                     self.profile.host, self.profile.port

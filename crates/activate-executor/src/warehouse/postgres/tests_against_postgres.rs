@@ -491,3 +491,96 @@ fn a_wrong_password_is_refused_at_once_and_named() {
     );
     with_password("right-horse-battery").health_check().unwrap();
 }
+
+/// Whether the warehouse's own connection is encrypted, from the server's side.
+fn connection_uses_tls(pg: &PostgresWarehouse) -> bool {
+    let rows = read_all(
+        pg,
+        "(SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()) AS s",
+        10,
+    );
+    match &rows[0][0][0] {
+        Value::Bool(b) => *b,
+        other => panic!("pg_stat_ssl.ssl: {other:?}"),
+    }
+}
+
+fn tls_profile(host: &str, sslmode: &str, root: Option<&str>) -> PostgresProfile {
+    let (_db, mut profile) = fresh_database();
+    profile.host = host.to_owned();
+    profile.sslmode = Some(sslmode.to_owned());
+    profile.sslrootcert = root.map(str::to_owned);
+    profile
+}
+
+fn test_ca(var: &str) -> String {
+    std::env::var(var)
+        .unwrap_or_else(|_| panic!("{var} is not set: run the tests through scripts/test.sh"))
+}
+
+#[test]
+fn sslmode_decides_encryption_as_libpq_does() {
+    // The test server offers TLS (scripts/postgres.sh): prefer (the default) and require use it.
+    for (mode, encrypted) in [
+        ("disable", false),
+        ("allow", false),
+        ("prefer", true),
+        ("require", true),
+    ] {
+        let pg = PostgresWarehouse::open(&tls_profile("127.0.0.1", mode, None)).unwrap();
+        assert_eq!(connection_uses_tls(&pg), encrypted, "sslmode {mode}");
+    }
+    let (_db, mut unset) = fresh_database();
+    unset.sslmode = None;
+    assert!(connection_uses_tls(
+        &PostgresWarehouse::open(&unset).unwrap()
+    ));
+}
+
+#[test]
+fn verify_full_checks_the_ca_and_the_host_name() {
+    let ca = test_ca("ACTIVATE_TEST_PG_CA");
+    // The certificate names `localhost`.
+    let pg = PostgresWarehouse::open(&tls_profile("localhost", "verify-full", Some(&ca))).unwrap();
+    assert!(connection_uses_tls(&pg));
+    // 127.0.0.1 is not in it: verify-full refuses, verify-ca (the chain only) accepts.
+    let err = PostgresWarehouse::open(&tls_profile("127.0.0.1", "verify-full", Some(&ca)))
+        .unwrap()
+        .health_check()
+        .unwrap_err();
+    assert!(
+        err.message.contains("certificate")
+            && err
+                .message
+                .contains("hint: the TLS handshake failed under `sslmode: verify-full`"),
+        "{}",
+        err.message
+    );
+    let pg = PostgresWarehouse::open(&tls_profile("127.0.0.1", "verify-ca", Some(&ca))).unwrap();
+    assert!(connection_uses_tls(&pg));
+    // A CA that did not sign the server's certificate: refused, with no retry.
+    let other = test_ca("ACTIVATE_TEST_PG_OTHER_CA");
+    let mut profile = tls_profile("localhost", "verify-ca", Some(&other));
+    profile.retries = 3;
+    let err = PostgresWarehouse::open(&profile)
+        .unwrap()
+        .health_check()
+        .unwrap_err();
+    assert!(
+        err.message.contains("certificate") && !err.message.contains("attempts"),
+        "{}",
+        err.message
+    );
+}
+
+#[test]
+fn verify_modes_need_a_root_certificate_file() {
+    let mut profile = tls_profile("localhost", "verify-full", Some("/nonexistent/root.crt"));
+    profile.site = "profile `unit` target `pg` in profiles.yml".into();
+    let err = PostgresWarehouse::open(&profile).err().unwrap().to_string();
+    assert!(
+        err.contains("the root certificate file /nonexistent/root.crt does not exist")
+            && err.contains("hint: set `sslrootcert:`"),
+        "{err}"
+    );
+}
