@@ -330,3 +330,42 @@ fn an_unreachable_host_fails_within_connect_timeout() {
         ],
     );
 }
+
+#[test]
+fn tls_verify_full_connects_and_a_certificate_from_another_ca_is_refused() {
+    // The test server's certificate (scripts/postgres.sh) names `localhost`.
+    let p = Project::new();
+    let login = PgLogin::create(&p);
+    let ca = std::env::var("ACTIVATE_TEST_PG_CA").expect("ACTIVATE_TEST_PG_CA (scripts/test.sh)");
+    let other = std::env::var("ACTIVATE_TEST_PG_OTHER_CA")
+        .expect("ACTIVATE_TEST_PG_OTHER_CA (scripts/test.sh)");
+    login.add_output(
+        &p,
+        "pg",
+        &[],
+        &[
+            ("host", "localhost"),
+            ("sslmode", "verify-full"),
+            ("sslrootcert", &ca),
+        ],
+    );
+    let debug = login.activate(&p, &["debug", "--target", "pg"], PASSWORD);
+    debug.assert_contains(&format!(
+        "warehouse: OK (postgres localhost:{}/{} as {})",
+        login.port,
+        p.pg.name(),
+        login.user
+    ));
+
+    p.edit_file("profiles.yml", |s| s.replace(&ca, &other));
+    let out = login.activate(&p, &["run", "--target", "pg"], PASSWORD);
+    assert_config_error(
+        &p,
+        &out,
+        &[
+            "profile `activate_example` target `pg`",
+            "certificate",
+            "hint: the TLS handshake failed under `sslmode: verify-full`",
+        ],
+    );
+}
