@@ -584,3 +584,25 @@ fn verify_modes_need_a_root_certificate_file() {
         "{err}"
     );
 }
+
+#[test]
+fn retries_after_a_network_failure_as_dbt_does() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    drop(listener);
+    let mut profile = profile_for(
+        &format!("postgres://u@127.0.0.1:{port}/db"),
+        "db",
+        "pw-1234",
+    );
+    profile.retries = 1;
+    let err = PostgresWarehouse::open(&profile)
+        .unwrap()
+        .health_check()
+        .unwrap_err();
+    assert!(
+        err.message.contains("(after 2 attempts)"),
+        "{}",
+        err.message
+    );
+}
