@@ -192,6 +192,13 @@ impl Project {
         run_with_timeout(&mut dbt_command(&self.root, args), TIMEOUT)
     }
 
+    /// Runs real dbt in the project with extra environment variables.
+    pub fn dbt_with_env(&self, args: &[&str], env: &[(&str, &str)]) -> RunOutput {
+        let mut cmd = dbt_command(&self.root, args);
+        cmd.envs(env.iter().copied());
+        run_with_timeout(&mut cmd, TIMEOUT)
+    }
+
     /// `dbt build --target ci`, which must succeed.
     #[track_caller]
     pub fn dbt_build(&self) -> RunOutput {

@@ -15,7 +15,7 @@ monthly as (
 )
 
 select
-    account_id || '-' || strftime(period_start, '%Y-%m') as usage_id,
+    account_id || '-' || {{ year_month('period_start') }} as usage_id,
     account_id,
     period_start,
     api_calls,

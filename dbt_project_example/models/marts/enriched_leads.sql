@@ -17,7 +17,7 @@ select
     leads.last_name,
     coalesce(usage.page_views, 0)                   as page_views,
     usage.trial_days_remaining,
-    coalesce(usage.features_used, []::varchar[])    as features_used,
+    coalesce(usage.features_used, {{ empty_text_list() }}) as features_used,
     -- the source records UTC wall-clock times: attach the zone explicitly so the
     -- result does not depend on the session's TimeZone setting
     cast(timezone('UTC', usage.last_active_at_utc) as timestamptz) as last_active_at,

@@ -5,6 +5,6 @@ select
     lower(trim(email))                                       as email,
     page_views,
     trial_days_remaining,
-    coalesce(string_split(nullif(features_used, ''), '|'), []::varchar[]) as features_used,
+    coalesce({{ split_to_list("nullif(features_used, '')", "'|'") }}, {{ empty_text_list() }}) as features_used,
     last_active_at                                           as last_active_at_utc
 from {{ ref('product_usage') }}

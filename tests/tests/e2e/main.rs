@@ -18,6 +18,7 @@ mod kills;
 mod orchestrators;
 mod packaging;
 mod plan_apply;
+mod postgres_source;
 mod query_syncs;
 mod results;
 mod schedule;

@@ -2,12 +2,14 @@
 //! from `activate.yml`. Nothing is configured twice.
 
 pub mod activate_yml;
+pub mod postgres_profile;
 pub mod profiles;
 pub mod project;
 pub mod query_syncs;
 pub mod render;
 
 pub use activate_yml::{ActivateConfig, DestinationConfig, load_activate_yml};
+pub use postgres_profile::PostgresProfile;
 pub use profiles::{Profile, WarehouseConfig, load_profile};
 pub use project::{ProjectSettings, load_project};
 pub use query_syncs::render_query_syncs;

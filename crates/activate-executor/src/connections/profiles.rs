@@ -2,6 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::connections::postgres_profile::PostgresProfile;
 use crate::connections::project::ProjectSettings;
 use crate::connections::read_yaml;
 use crate::connections::render::{RenderContext, render_yaml};
@@ -21,6 +22,8 @@ pub struct Profile {
 pub enum WarehouseConfig {
     /// dbt-duckdb: `path` to the database file (relative paths are relative to the project dir).
     DuckDb { path: PathBuf },
+    /// dbt-postgres: the connection keys of the output (docs/warehouses.md).
+    Postgres(Box<PostgresProfile>),
     /// A warehouse type this release does not read yet.
     Unsupported { kind: String },
 }
@@ -29,6 +32,7 @@ impl WarehouseConfig {
     pub fn kind(&self) -> &str {
         match self {
             WarehouseConfig::DuckDb { .. } => "duckdb",
+            WarehouseConfig::Postgres(_) => "postgres",
             WarehouseConfig::Unsupported { kind } => kind,
         }
     }
@@ -161,6 +165,13 @@ pub fn load_profile(
                 project.project_dir.join(path)
             };
             WarehouseConfig::DuckDb { path }
+        }
+        "postgres" => {
+            let site = format!(
+                "profile `{}` target `{target_name}` in {shown}",
+                project.profile_name
+            );
+            WarehouseConfig::Postgres(Box::new(PostgresProfile::from_output(&rendered, &site)?))
         }
         other => WarehouseConfig::Unsupported {
             kind: other.to_owned(),

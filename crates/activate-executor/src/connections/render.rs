@@ -91,6 +91,11 @@ pub fn render_str(
         };
         env_var(name, found, default)
     });
+    // dbt's type filters (`{{ env_var('PORT') | as_number }}`): the rendered text is the value;
+    // each key's reader converts it.
+    for filter in ["as_number", "as_text", "as_bool", "as_native"] {
+        env.add_filter(filter, |value: minijinja::Value| value);
+    }
     let target: BTreeMap<&str, &str> = ctx
         .target
         .iter()
@@ -154,6 +159,22 @@ mod tests {
             out,
             serde_json::json!({"a": "from-env", "b": "dflt", "c": "x-ci", "d": 5})
         );
+    }
+
+    #[test]
+    fn dbt_type_filters_keep_the_text() {
+        let ctx = RenderContext {
+            env: Some([("ACTIVATE_TEST_RENDER_PORT".to_owned(), "6543".to_owned())].into()),
+            ..RenderContext::default()
+        };
+        let out = render_str(
+            "{{ env_var('ACTIVATE_TEST_RENDER_PORT') | as_number }}",
+            &ctx,
+            "profiles.yml",
+            "port",
+        )
+        .unwrap();
+        assert_eq!(out, "6543");
     }
 
     #[test]

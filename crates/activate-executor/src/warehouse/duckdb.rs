@@ -188,7 +188,7 @@ impl Warehouse for DuckDbWarehouse {
         let sql = format!("DESCRIBE SELECT * FROM {relation}");
         let mut stmt = conn
             .prepare(&sql)
-            .map_err(|e| WarehouseError::new(format!("could not read relation {relation}: {e}")))?;
+            .map_err(|e| WarehouseError::new(format!("DuckDB: {e}")))?;
         let rows = stmt
             .query_map([], |r| {
                 Ok(ColumnDesc {
@@ -196,9 +196,9 @@ impl Warehouse for DuckDbWarehouse {
                     data_type: r.get(1)?,
                 })
             })
-            .map_err(|e| WarehouseError::new(format!("could not read relation {relation}: {e}")))?;
+            .map_err(|e| WarehouseError::new(format!("DuckDB: {e}")))?;
         rows.collect::<Result<Vec<_>, _>>()
-            .map_err(|e| WarehouseError::new(format!("could not read relation {relation}: {e}")))
+            .map_err(|e| WarehouseError::new(format!("DuckDB: {e}")))
     }
 
     fn read(
