@@ -11,6 +11,7 @@ mod bad_input;
 mod cli;
 mod gating;
 mod history;
+mod hostile;
 mod kills;
 mod query_syncs;
 mod select;

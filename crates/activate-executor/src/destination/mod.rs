@@ -131,6 +131,20 @@ pub trait Destination: Send + Sync {
         let _ = plan;
         Ok(())
     }
+
+    /// Whether NaN and ±Infinity reach this destination as themselves. JSON has no form for
+    /// them, so by default a row holding one is rejected with a reason before it is sent,
+    /// rather than sent as `null`.
+    fn carries_non_finite_floats(&self) -> bool {
+        false
+    }
+
+    /// Whether the destination matches keys without regard to letter case, so that keys
+    /// differing only in case (`Key`, `key`) would write one record. Such rows are all
+    /// rejected with a reason instead of overwriting each other.
+    fn matches_keys_ignoring_case(&self) -> bool {
+        false
+    }
 }
 
 /// What a sync will ask of its destination, for [`Destination::check_sync`].

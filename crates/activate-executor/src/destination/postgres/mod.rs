@@ -445,6 +445,12 @@ impl Destination for PostgresDestination {
         }
     }
 
+    /// COPY text has `NaN`, `Infinity` and `-Infinity`; a column that cannot hold them
+    /// rejects the row with PostgreSQL's reason.
+    fn carries_non_finite_floats(&self) -> bool {
+        true
+    }
+
     async fn health_check(&self) -> Result<(), DestinationError> {
         let client = self.client().await?;
         client.simple_query("SELECT 1").await.map_err(|e| {
