@@ -12,6 +12,7 @@ mod cli;
 mod gating;
 mod history;
 mod hostile;
+mod injection;
 mod kills;
 mod query_syncs;
 mod select;
