@@ -256,7 +256,20 @@ impl Project {
 
     /// A `dbt-activate` invocation on this project, to add environment to before running.
     pub fn activate_cmd(&self, args: &[&str]) -> ActivateCommand<'_> {
-        let mut cmd = Command::new(crate::binary());
+        self.activate_cmd_wrapped(&[], args)
+    }
+
+    /// Like [`Project::activate_cmd`], started through `wrapper` (a program and its
+    /// arguments, given the binary and `args` after them), e.g. a shell that sets limits.
+    pub fn activate_cmd_wrapped(&self, wrapper: &[&str], args: &[&str]) -> ActivateCommand<'_> {
+        let mut cmd = match wrapper.split_first() {
+            Some((program, rest)) => {
+                let mut cmd = Command::new(program);
+                cmd.args(rest).arg(crate::binary());
+                cmd
+            }
+            None => Command::new(crate::binary()),
+        };
         cmd.args(args)
             .arg("--project-dir")
             .arg(&self.root)

@@ -9,6 +9,7 @@ mod common;
 
 mod bad_input;
 mod cli;
+mod destination_faults;
 mod gating;
 mod history;
 mod hostile;
@@ -17,6 +18,7 @@ mod kills;
 mod query_syncs;
 mod select;
 mod signals;
+mod state_faults;
 mod sync;
 mod webhook;
 
