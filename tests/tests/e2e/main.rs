@@ -16,6 +16,7 @@ mod hostile;
 mod injection;
 mod kills;
 mod query_syncs;
+mod secrets;
 mod select;
 mod signals;
 mod state_faults;
