@@ -7,6 +7,7 @@
 #[macro_use]
 mod common;
 
+mod audit;
 mod bad_input;
 mod cli;
 mod destination_faults;
