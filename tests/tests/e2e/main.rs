@@ -22,6 +22,7 @@ mod select;
 mod signals;
 mod state_faults;
 mod sync;
+mod tls;
 mod webhook;
 
 mod hubspot;
