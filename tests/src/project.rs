@@ -269,13 +269,31 @@ impl Project {
     /// `every_hour` and the like, and most tests run twice in a row. Tests of schedules
     /// remove the variable with [`ActivateCommand::env_remove`].
     pub fn activate_cmd(&self, args: &[&str]) -> ActivateCommand<'_> {
-        self.activate_cmd_with(&crate::binary(), args)
+        self.activate_cmd_with(&crate::binary(), &[], args)
+    }
+
+    /// Like [`Project::activate_cmd`], started through `wrapper` (a program and its
+    /// arguments, given the binary and `args` after them), e.g. a shell that sets limits.
+    pub fn activate_cmd_wrapped(&self, wrapper: &[&str], args: &[&str]) -> ActivateCommand<'_> {
+        self.activate_cmd_with(&crate::binary(), wrapper, args)
     }
 
     /// Like [`Project::activate_cmd`] with another `dbt-activate` (e.g. one installed from the
-    /// wheel).
-    pub fn activate_cmd_with(&self, binary: &Path, args: &[&str]) -> ActivateCommand<'_> {
-        let mut cmd = Command::new(binary);
+    /// wheel), optionally started through a wrapper.
+    pub fn activate_cmd_with(
+        &self,
+        binary: &Path,
+        wrapper: &[&str],
+        args: &[&str],
+    ) -> ActivateCommand<'_> {
+        let mut cmd = match wrapper.split_first() {
+            Some((program, rest)) => {
+                let mut cmd = Command::new(program);
+                cmd.args(rest).arg(binary);
+                cmd
+            }
+            None => Command::new(binary),
+        };
         cmd.args(args)
             .arg("--project-dir")
             .arg(&self.root)

@@ -68,6 +68,9 @@ pub struct Reply {
     /// After deciding this answer (the request was processed), close the connection without
     /// writing any response: the client sees a connection error, not a status.
     pub drop_connection: bool,
+    /// How long the fake waits, after processing the request, before answering (a slow
+    /// receiver; past the client's timeout the answer is lost).
+    pub delay: Duration,
 }
 
 impl Reply {
@@ -82,6 +85,7 @@ impl Reply {
             headers: Vec::new(),
             body: String::new(),
             drop_connection: false,
+            delay: Duration::ZERO,
         }
     }
 
@@ -110,6 +114,12 @@ impl Reply {
 
     pub fn body(mut self, body: &str) -> Self {
         self.body = body.to_owned();
+        self
+    }
+
+    /// Answers only after `delay` (the request counts as processed when it arrives).
+    pub fn delayed(mut self, delay: Duration) -> Self {
+        self.delay = delay;
         self
     }
 }
@@ -240,6 +250,9 @@ fn serve(stream: TcpStream, shared: &Shared) {
             requests.push(request);
             reply
         };
+        if !reply.delay.is_zero() {
+            thread::sleep(reply.delay);
+        }
         if reply.drop_connection {
             // Processed, but the answer is lost: close both directions without writing.
             let _ = writer.shutdown(std::net::Shutdown::Both);

@@ -1,7 +1,7 @@
 //! The diff: rows from the warehouse against the last committed state, giving the plan of
 //! inserts, updates and deletes. Duplicate keys are found here, before anything is sent.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use activate_manifest::{OnDelete, Operation, SyncMode};
 use xxhash_rust::xxh3::Xxh3;
@@ -105,6 +105,10 @@ pub struct PlanBuilder<'a> {
     templates: Option<minijinja::Environment<'static>>,
     /// Field positions sorted by field name: the row hash does not depend on mapping order.
     hash_order: Vec<usize>,
+    /// Reject rows holding NaN or ±Infinity (destinations without a form for them).
+    refuse_non_finite: bool,
+    /// For destinations that match keys without case: every key seen, by its lower-cased form.
+    keys_by_folded_case: Option<HashMap<String, Vec<String>>>,
     plan: Plan,
 }
 
@@ -136,6 +140,8 @@ impl<'a> PlanBuilder<'a> {
             send_all: full_refresh || def.spec.sync_mode == SyncMode::FullRefresh,
             seen: HashSet::new(),
             templates,
+            refuse_non_finite: false,
+            keys_by_folded_case: None,
             plan: Plan {
                 delivered_before: state.snapshot.len() as u64,
                 ..Plan::default()
@@ -143,15 +149,41 @@ impl<'a> PlanBuilder<'a> {
         }
     }
 
-    /// The destination record of a row; a template that fails to render rejects the row.
+    /// Rejects rows holding NaN or ±Infinity, for a destination that cannot carry them
+    /// (see [`crate::destination::Destination::carries_non_finite_floats`]).
+    pub fn refuse_non_finite_floats(mut self, refuse: bool) -> Self {
+        self.refuse_non_finite = refuse;
+        self
+    }
+
+    /// Rejects every row whose key equals another row's key but for letter case, for a
+    /// destination that matches keys without case (they would overwrite one record).
+    pub fn refuse_keys_differing_only_in_case(mut self, refuse: bool) -> Self {
+        self.keys_by_folded_case = refuse.then(HashMap::new);
+        self
+    }
+
+    /// The destination record of a row; a template that fails to render, or a NaN/±Infinity
+    /// the destination cannot carry, rejects the row.
     fn record_of(&self, row: &[Value]) -> Result<Record, String> {
         let mut values = Vec::with_capacity(self.def.field_sources.len());
         for (i, source) in self.def.field_sources.iter().enumerate() {
-            values.push(match source {
+            let value = match source {
                 FieldSource::Column(c) => row[*c].clone(),
                 FieldSource::Literal(v) => v.clone(),
                 FieldSource::Template(_) => self.render(i, row)?,
-            });
+            };
+            if self.refuse_non_finite
+                && let Value::Float(f) = value
+                && !f.is_finite()
+            {
+                return Err(format!(
+                    "`{}` is {f}, which this destination cannot carry (JSON has no NaN or Infinity); \
+                     replace it in the model, e.g. with NULL (`case when isfinite(x) then x end`) or a string",
+                    self.def.fields[i]
+                ));
+            }
+            values.push(value);
         }
         Ok(Record { values })
     }
@@ -250,6 +282,14 @@ impl<'a> PlanBuilder<'a> {
             return;
         }
         let kh = key_hash(&key);
+        if let Some(folded) = &mut self.keys_by_folded_case
+            && !self.seen.contains(&kh)
+        {
+            folded
+                .entry(key.to_lowercase())
+                .or_default()
+                .push(key.clone());
+        }
         if !self.seen.insert(kh) {
             self.plan.duplicate_count += 1;
             if self.plan.duplicate_keys.len() < DUPLICATES_SHOWN
@@ -300,6 +340,7 @@ impl<'a> PlanBuilder<'a> {
     }
 
     pub fn finish(mut self) -> Plan {
+        self.reject_case_collisions();
         if self.def.spec.sync_mode == SyncMode::Mirror && self.plan.duplicate_count == 0 {
             let mut gone: Vec<&Box<str>> = self
                 .state
@@ -335,6 +376,66 @@ impl<'a> PlanBuilder<'a> {
             }
         }
         self.plan
+    }
+}
+
+impl PlanBuilder<'_> {
+    /// Moves every upsert whose key collides with another key but for case to the rejected
+    /// rows (all of a group, so which row wins never depends on read order).
+    fn reject_case_collisions(&mut self) {
+        let Some(folded) = self.keys_by_folded_case.take() else {
+            return;
+        };
+        let mut colliding: HashMap<&str, &[String]> = HashMap::new();
+        for group in folded.values().filter(|g| g.len() > 1) {
+            for key in group {
+                colliding.insert(key.as_str(), group.as_slice());
+            }
+        }
+        if colliding.is_empty() {
+            return;
+        }
+        let reason = |key: &str, group: &[String]| {
+            let others: Vec<&str> = group
+                .iter()
+                .map(String::as_str)
+                .filter(|k| *k != key)
+                .collect();
+            format!(
+                "primary key {key} differs from {} only in letter case, and this destination matches keys without case: the rows would overwrite one record; make the keys distinct (or lower-case them) in the model",
+                others.join(", ")
+            )
+        };
+        let upserts = std::mem::take(&mut self.plan.upserts);
+        let records = std::mem::take(&mut self.plan.upsert_records);
+        let mut rejected_keys: HashSet<&str> = HashSet::new();
+        for (row, record) in upserts.into_iter().zip(records) {
+            match colliding.get(&*row.key) {
+                Some(group) => {
+                    rejected_keys.insert(group.iter().find(|k| **k == *row.key).map_or("", |k| k));
+                    self.plan.rejected.push(Rejection {
+                        reason: reason(&row.key, group),
+                        key: row.key.into(),
+                        cursor: row.cursor,
+                    });
+                }
+                None => {
+                    self.plan.upserts.push(row);
+                    self.plan.upsert_records.push(record);
+                }
+            }
+        }
+        // Colliding keys already delivered and unchanged are reported too.
+        for (key, group) in &colliding {
+            if !rejected_keys.contains(key) {
+                self.plan.unchanged = self.plan.unchanged.saturating_sub(1);
+                self.plan.rejected.push(Rejection {
+                    key: (*key).to_owned(),
+                    reason: reason(key, group),
+                    cursor: None,
+                });
+            }
+        }
     }
 }
 

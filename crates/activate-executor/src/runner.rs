@@ -196,6 +196,8 @@ async fn sync_inner(
     let load_key = key.clone();
     let plan_def = def.clone();
     let record_plan = ctx.dry_run || ctx.expected_plan.is_some();
+    let refuse_non_finite = !job.destination.carries_non_finite_floats();
+    let refuse_case_collisions = job.destination.matches_keys_ignoring_case();
     let (plan, mut state, state_fingerprint) =
         tokio::task::spawn_blocking(move || -> Result<(Plan, SyncState, u128), String> {
             let state = store.load(&load_key).map_err(|e| e.to_string())?;
@@ -210,7 +212,9 @@ async fn sync_inner(
                 cursor_at_least: cursor,
                 batch_rows,
             };
-            let mut builder = PlanBuilder::new(&plan_def, &state, full_refresh);
+            let mut builder = PlanBuilder::new(&plan_def, &state, full_refresh)
+                .refuse_non_finite_floats(refuse_non_finite)
+                .refuse_keys_differing_only_in_case(refuse_case_collisions);
             warehouse
                 .read(&request, &mut |batch| {
                     builder.add_batch(batch);
@@ -387,7 +391,7 @@ async fn sync_inner(
     if result.rejected > 0 {
         result.status = Status::Warn;
         result.message = format!(
-            "{} row(s) rejected by the destination (retried on the next run), e.g. {}: {}",
+            "{} row(s) rejected (retried on the next run), e.g. {}: {}",
             result.rejected, result.rejections[0].key, result.rejections[0].reason
         );
     }

@@ -67,6 +67,13 @@ pub fn register_in(value: &serde_json::Value) {
             serde_json::Value::String(s) => {
                 if key.is_some_and(is_secret_key) {
                     register(s);
+                    // `Bearer <token>`, `Basic <credentials>`: the token alone is secret too.
+                    for part in s
+                        .split_whitespace()
+                        .filter(|p| p.len() >= 8 && p.len() < s.len())
+                    {
+                        register(part);
+                    }
                 }
                 if let Some(password) = url_password(s) {
                     register(&password);
@@ -104,6 +111,12 @@ mod tests {
             text,
             "failed postgres://app:****@127.0.0.1 with **** for visible"
         );
+    }
+
+    #[test]
+    fn the_token_of_an_authorization_value_is_masked_alone() {
+        register_in(&serde_json::json!({"headers": {"Authorization": "Bearer tok-only-98765"}}));
+        assert_eq!(redact("echoed tok-only-98765"), "echoed ****");
     }
 
     #[test]

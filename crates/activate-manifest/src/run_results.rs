@@ -51,7 +51,12 @@ impl RunResults {
             path: path.to_path_buf(),
             source,
         })?;
-        serde_json::from_slice(&bytes).map_err(|source| ManifestError::Json {
+        Self::from_slice(&bytes, path)
+    }
+
+    /// Parses `run_results.json` text; `path` is named in errors.
+    pub fn from_slice(bytes: &[u8], path: &Path) -> Result<Self, ManifestError> {
+        serde_json::from_slice(bytes).map_err(|source| ManifestError::Json {
             path: path.to_path_buf(),
             source,
         })

@@ -1,5 +1,6 @@
 //! `dbt-activate`: the binary. Thin: parse, load, call the engine, print, exit.
 
+mod audit;
 mod cli;
 mod commands;
 mod output;

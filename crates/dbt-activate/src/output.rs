@@ -34,7 +34,7 @@ pub fn init(format: LogFormat) {
         LogFormat::Text => {
             let _ = tracing_subscriber::fmt()
                 .with_env_filter(filter)
-                .with_writer(std::io::stderr)
+                .with_writer(|| RedactedStderr)
                 .with_target(false)
                 .with_ansi(use_color())
                 .without_time()
@@ -46,6 +46,22 @@ pub fn init(format: LogFormat) {
                 .with(EngineEvents)
                 .try_init();
         }
+    }
+}
+
+/// Diagnostics (`DBT_ACTIVATE_LOG`, down to other crates' trace events) pass through secret
+/// redaction too: each event is written whole, then masked.
+struct RedactedStderr;
+
+impl Write for RedactedStderr {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let text = redact(&String::from_utf8_lossy(buf));
+        std::io::stderr().write_all(text.as_bytes())?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stderr().flush()
     }
 }
 

@@ -8,12 +8,16 @@
 mod common;
 
 mod alerts;
+mod audit;
 mod bad_input;
 mod cli;
+mod destination_faults;
 mod exposures;
 mod field_types;
 mod gating;
 mod history;
+mod hostile;
+mod injection;
 mod kills;
 mod orchestrators;
 mod packaging;
@@ -22,10 +26,13 @@ mod postgres_source;
 mod query_syncs;
 mod results;
 mod schedule;
+mod secrets;
 mod select;
 mod serve;
 mod signals;
+mod state_faults;
 mod sync;
+mod tls;
 mod webhook;
 
 mod hubspot;

@@ -81,7 +81,7 @@ fn the_wheel_installs_into_a_fresh_venv_and_runs_the_quickstart_on_its_own() {
     // and without the tests' libduckdb on the library path.
     let p = Project::new();
     let out = p
-        .activate_cmd_with(&installed, &["run", "--target", "ci"])
+        .activate_cmd_with(&installed, &[], &["run", "--target", "ci"])
         .env_remove("LD_LIBRARY_PATH")
         .run();
     out.assert_success();

@@ -138,6 +138,20 @@ pub trait Destination: Send + Sync {
             self.kind()
         )))
     }
+
+    /// Whether NaN and ±Infinity reach this destination as themselves. JSON has no form for
+    /// them, so by default a row holding one is rejected with a reason before it is sent,
+    /// rather than sent as `null`.
+    fn carries_non_finite_floats(&self) -> bool {
+        false
+    }
+
+    /// Whether the destination matches keys without regard to letter case, so that keys
+    /// differing only in case (`Key`, `key`) would write one record. Such rows are all
+    /// rejected with a reason instead of overwriting each other.
+    fn matches_keys_ignoring_case(&self) -> bool {
+        false
+    }
 }
 
 /// A run's alerts, as text for people and as JSON for machines.

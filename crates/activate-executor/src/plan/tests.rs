@@ -284,3 +284,125 @@ fn fingerprints_ignore_row_order_and_see_any_change() {
         "the cursor is part of the state"
     );
 }
+
+fn plan_with(
+    def: &SyncDefinition,
+    state: &SyncState,
+    rows: Vec<Vec<Value>>,
+    refuse_non_finite: bool,
+    refuse_case: bool,
+) -> Plan {
+    let mut b = PlanBuilder::new(def, state, false)
+        .refuse_non_finite_floats(refuse_non_finite)
+        .refuse_keys_differing_only_in_case(refuse_case);
+    // Columns are read as id, name, ts (the definition's order for these tests).
+    assert_eq!(
+        def.read_columns
+            .iter()
+            .map(|c| c.name.as_str())
+            .collect::<Vec<_>>(),
+        ["id", "name", "ts"]
+    );
+    b.add_batch(rows);
+    b.finish()
+}
+
+#[test]
+fn non_finite_floats_reject_their_row_only_where_the_destination_cannot_carry_them() {
+    let d = def(
+        json!({"destination": "d", "object": "o", "mapping": {"id": "id", "name": "name", "ts": "ts"}}),
+    );
+    let rows = || {
+        vec![
+            vec![
+                Value::Int(1),
+                Value::Text("a".into()),
+                Value::Float(f64::NAN),
+            ],
+            vec![
+                Value::Int(2),
+                Value::Text("b".into()),
+                Value::Float(f64::NEG_INFINITY),
+            ],
+            vec![Value::Int(3), Value::Text("c".into()), Value::Float(0.5)],
+        ]
+    };
+    let refused = plan_with(&d, &SyncState::default(), rows(), true, false);
+    assert_eq!(refused.inserts(), 1);
+    let reasons: Vec<(&str, &str)> = refused
+        .rejected
+        .iter()
+        .map(|r| (r.key.as_str(), r.reason.as_str()))
+        .collect();
+    assert_eq!(reasons.len(), 2, "{reasons:?}");
+    assert!(
+        reasons[0].0 == "[1]" && reasons[0].1.contains("`ts` is NaN"),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons[1].0 == "[2]" && reasons[1].1.contains("`ts` is -inf"),
+        "{reasons:?}"
+    );
+    let carried = plan_with(&d, &SyncState::default(), rows(), false, false);
+    assert_eq!(carried.inserts(), 3);
+    assert!(carried.rejected.is_empty());
+}
+
+#[test]
+fn keys_differing_only_in_case_are_all_rejected_where_keys_ignore_case() {
+    let d = def(json!({"destination": "d", "object": "o", "primary_key": "name"}));
+    let rows = |names: &[&str]| -> Vec<Vec<Value>> {
+        names
+            .iter()
+            .enumerate()
+            .map(|(i, n)| {
+                vec![
+                    Value::Int(i as i64),
+                    Value::Text((*n).into()),
+                    Value::Int(1),
+                ]
+            })
+            .collect()
+    };
+    let p = plan_with(
+        &d,
+        &SyncState::default(),
+        rows(&["Key", "other", "key", "key "]),
+        false,
+        true,
+    );
+    assert_eq!(
+        p.inserts(),
+        2,
+        "`other` and `key ` (a trailing space is another key)"
+    );
+    let mut rejected: Vec<&str> = p.rejected.iter().map(|r| r.key.as_str()).collect();
+    rejected.sort();
+    assert_eq!(rejected, ["[\"Key\"]", "[\"key\"]"]);
+    assert!(
+        p.rejected[0].reason.contains("only in letter case"),
+        "{}",
+        p.rejected[0].reason
+    );
+    assert_eq!(p.upserts.len(), p.upsert_records.len());
+
+    // Exact-key destinations keep all four.
+    let exact = plan_with(
+        &d,
+        &SyncState::default(),
+        rows(&["Key", "other", "key", "key "]),
+        false,
+        false,
+    );
+    assert_eq!(exact.inserts(), 4);
+
+    // A key delivered before, unchanged now, collides with a new one: both are reported.
+    let mut state = SyncState::default();
+    let first = plan_with(&d, &state, rows(&["Key"]), false, true);
+    confirm(&mut state, &first);
+    let p = plan_with(&d, &state, rows(&["Key", "key"]), false, true);
+    assert_eq!(p.upserts.len(), 0);
+    assert_eq!(p.unchanged, 0);
+    assert_eq!(p.rejected.len(), 2);
+    assert_eq!(p.rows_read, 2);
+}

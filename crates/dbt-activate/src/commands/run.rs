@@ -338,12 +338,19 @@ pub async fn run_until(
         let path = loaded.settings.target_path.join("activate_results.json");
         results::write(&path, &file)
             .map_err(|e| anyhow!("could not write {}: {e}", path.display()))?;
+        let audit = crate::audit::fields(
+            &loaded.profile.target_name,
+            &loaded.settings.target_path.join("manifest.json"),
+        );
         let history: Vec<serde_json::Value> = results
             .iter()
             .map(|r| {
                 let mut v = serde_json::to_value(r).unwrap_or_default();
                 v["invocation_id"] = serde_json::Value::String(invocation_id.clone());
                 v["started_at"] = serde_json::Value::String(started_at.to_rfc3339());
+                for (k, value) in &audit {
+                    v[k] = value.clone();
+                }
                 v["finished_at"] = serde_json::Value::String(chrono::Utc::now().to_rfc3339());
                 if let Some(list) = v.get_mut("rejections").and_then(|l| l.as_array_mut()) {
                     list.truncate(20);

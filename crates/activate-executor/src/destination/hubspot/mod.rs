@@ -482,6 +482,12 @@ impl Destination for HubSpotDestination {
         }
     }
 
+    /// HubSpot finds records by a unique property value without case (emails are stored
+    /// lower-cased).
+    fn matches_keys_ignoring_case(&self) -> bool {
+        true
+    }
+
     async fn health_check(&self) -> Result<(), DestinationError> {
         match self
             .call(Method::GET, "/account-info/v3/details", None)

@@ -60,6 +60,15 @@ enum Failure {
     Fatal(String),
 }
 
+/// Loopback addresses and Unix sockets, where traffic never leaves the machine.
+fn is_local(host: &str) -> bool {
+    host.starts_with('/')
+        || host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
 type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 impl PostgresDestination {
@@ -116,6 +125,12 @@ impl PostgresDestination {
             .unwrap_or_default();
         let port = pg.get_ports().first().copied().unwrap_or(5432);
         let location = format!("postgres {host}:{port}/{}", pg.get_dbname().unwrap_or(""));
+        if !is_local(&host) {
+            tracing::warn!(
+                "{}: {location} is not on this machine and this release connects to PostgreSQL without TLS: the password and the rows travel unencrypted; reach it through an SSH tunnel, a VPN or a private network (docs/security.md)",
+                config.site()
+            );
+        }
         Ok(Self {
             config: pg,
             location,
@@ -443,6 +458,12 @@ impl Destination for PostgresDestination {
         Capabilities {
             max_batch_rows: self.batch_size,
         }
+    }
+
+    /// COPY text has `NaN`, `Infinity` and `-Infinity`; a column that cannot hold them
+    /// rejects the row with PostgreSQL's reason.
+    fn carries_non_finite_floats(&self) -> bool {
+        true
     }
 
     async fn health_check(&self) -> Result<(), DestinationError> {
