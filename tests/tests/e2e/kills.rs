@@ -98,3 +98,101 @@ fn killed_runs_lose_nothing_and_double_nothing() {
         .assert_success();
     assert_counts(&p.result("big_accounts__crm__big_accounts"), 0, 0, 0);
 }
+
+/// The same 20 kills against a stateful HTTP receiver: the webhook fake's accepted requests,
+/// applied in order (upsert by key, delete by key), are what a receiving system holds.
+#[test]
+fn killed_runs_to_an_http_receiver_lose_nothing_and_double_nothing() {
+    use std::collections::BTreeMap;
+
+    let p = Project::new();
+    p.write_file(
+        "models/marts/big_accounts.sql",
+        &format!(
+            "select 'acct-' || i::varchar as account_key, i as n, md5(i::varchar) as payload\n\
+             from range({ROWS}) as t(i)\n"
+        ),
+    );
+    p.write_file(
+        "models/marts/big_accounts.yml",
+        "version: 2\nmodels:\n  - name: big_accounts\n    config:\n      meta:\n        activate:\n          \
+         destination: alerts\n          object: big_accounts\n          sync_mode: mirror\n          \
+         primary_key: account_key\n",
+    );
+    p.dbt(&["build", "--target", "ci", "--select", "big_accounts"])
+        .assert_success();
+    p.replace_in_file("activate.yml", "batch_size: 50}", "batch_size: 2000}");
+    // Each answer takes a little while, as a real receiver's would: kills land mid-sync.
+    p.webhook.respond_with(|_, _| {
+        std::thread::sleep(std::time::Duration::from_millis(15));
+        dbt_activate_e2e::Reply::ok()
+    });
+    let run = || {
+        p.activate_cmd(&["run", "--target", "ci", "--select", "big_accounts"])
+            .spawn()
+    };
+    let started = std::time::Instant::now();
+    assert!(run().wait().expect("wait").success());
+    let whole = started.elapsed();
+    p.activate(&["reset", "--target", "ci", "--select", "big_accounts"])
+        .assert_success();
+    let first_sync_requests = p.webhook.request_count();
+
+    for step in 1..=20u32 {
+        let mut child = run();
+        std::thread::sleep(whole.mul_f64(f64::from(step) * 0.05));
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    let out = p.activate(&["run", "--target", "ci", "--select", "big_accounts"]);
+    out.assert_success();
+    assert_status(&p.result("big_accounts__alerts__big_accounts"), "success");
+
+    // What the receiver holds: every accepted request after the reset, applied in order.
+    let mut held: BTreeMap<String, (i64, String)> = BTreeMap::new();
+    for request in p.webhook.requests().iter().skip(first_sync_requests) {
+        if !request.accepted() {
+            continue;
+        }
+        let body = request.json();
+        for record in body["records"].as_array().expect("records") {
+            let key = record["account_key"].as_str().expect("key").to_owned();
+            match body["operation"].as_str() {
+                Some("delete") => {
+                    held.remove(&key);
+                }
+                _ => {
+                    held.insert(
+                        key,
+                        (
+                            record["n"].as_i64().expect("n"),
+                            record["payload"].as_str().expect("payload").to_owned(),
+                        ),
+                    );
+                }
+            }
+        }
+    }
+    assert_eq!(held.len() as i64, ROWS, "every key held once");
+    let model: BTreeMap<String, (i64, String)> = p
+        .duck("select account_key, n::varchar, payload from main.big_accounts")
+        .into_iter()
+        .map(|r| {
+            (
+                r[0].clone().unwrap_or_default(),
+                (
+                    r[1].as_deref().unwrap_or("0").parse().expect("n"),
+                    r[2].clone().unwrap_or_default(),
+                ),
+            )
+        })
+        .collect();
+    assert!(held == model, "the receiver holds exactly the model");
+
+    // A rerun sends nothing: the state agrees with what the receiver took.
+    let before = p.webhook.request_count();
+    p.activate(&["run", "--target", "ci", "--select", "big_accounts"])
+        .assert_success();
+    assert_counts(&p.result("big_accounts__alerts__big_accounts"), 0, 0, 0);
+    assert_eq!(p.webhook.request_count(), before, "nothing sent");
+}
