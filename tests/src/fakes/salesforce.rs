@@ -244,6 +244,11 @@ impl SalesforceFake {
         self.state().drop_after_commit_every = Some(n.max(1));
     }
 
+    /// No more injected faults (connections are answered again).
+    pub fn clear_faults(&self) {
+        self.state().drop_after_commit_every = None;
+    }
+
     /// Every request the org received.
     pub fn requests(&self) -> Vec<Request> {
         self.server.requests()

@@ -607,13 +607,26 @@ fn salesforce_secrets_never_appear_in_output_results_or_state() {
     assert_secrets_never_written(&p, &outputs, &secrets);
 }
 
+/// Every Lead's Email, with how many records hold it.
+fn leads_per_email(fake: &SalesforceFake) -> std::collections::BTreeMap<String, usize> {
+    fake.records("Lead")
+        .iter()
+        .fold(Default::default(), |mut m, lead| {
+            let email = lead
+                .get("Email")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            *m.entry(email.to_owned()).or_default() += 1;
+            m
+        })
+}
+
 /// Insert-only has no external-id upsert to make a resent call harmless: the resent create
-/// meets `DUPLICATE_VALUE` on the records the lost call created. The true guarantee: every
-/// lead is in the org exactly once and nothing is reported delivered that is not held; the
-/// rows whose answer was lost are reported rejected (conservatively, though they landed), and
-/// as insert-only rejects existing keys, later runs keep reporting them rejected.
+/// meets `DUPLICATE_VALUE` on the records the lost call created. The destination then reads
+/// those records back (SOQL) and, as each holds exactly its row, confirms them: every lead is
+/// in the org once, and every row is reported inserted, none rejected.
 #[test]
-fn salesforce_insert_only_commit_then_drop_never_duplicates_and_reports_lost_answers_rejected() {
+fn salesforce_insert_only_commit_then_drop_confirms_the_rows_whose_answer_was_lost() {
     let p = Project::new();
     let fake = SalesforceFake::start();
     point_crm_at_fake(&p, &format!("{CLIENT_CREDENTIALS}        batch_size: 7\n"));
@@ -622,42 +635,94 @@ fn salesforce_insert_only_commit_then_drop_never_duplicates_and_reports_lost_ans
     let out = leads_run(&p, &fake);
     out.assert_success();
     let r = p.result(syncs::LEADS);
-    assert!(fake.requests().iter().any(|q| q.dropped));
-    let held: std::collections::BTreeMap<String, usize> =
-        fake.records("Lead")
-            .iter()
-            .fold(Default::default(), |mut m, lead| {
-                let email = lead
-                    .get("Email")
-                    .and_then(Value::as_str)
-                    .unwrap_or_default();
-                *m.entry(email.to_owned()).or_default() += 1;
-                m
-            });
-    assert!(held.values().all(|n| *n == 1), "{held:?}");
+    let dropped = fake.requests().iter().filter(|q| q.dropped).count();
+    assert!(
+        dropped >= 2,
+        "collection calls dropped after their commit: {dropped}"
+    );
+    let creates = fake
+        .requests()
+        .iter()
+        .filter(|q| q.method == "POST" && q.path.ends_with("/composite/sobjects"))
+        .count();
+    assert!(
+        creates > 5,
+        "30 rows in 5 calls, and the dropped ones resent: {creates}"
+    );
+    assert!(leads_per_email(&fake).values().all(|n| *n == 1));
     assert_eq!(leads_in_org(&fake), leads_model(&p));
-    let rejections = r["rejections"].as_array().cloned().unwrap_or_default();
-    assert!(!rejections.is_empty(), "{r:#}");
-    for x in &rejections {
-        let email = rejection_key(x)[0].as_str().unwrap_or_default().to_owned();
-        assert!(
-            x["reason"]
-                .as_str()
-                .is_some_and(|s| s.contains("DUPLICATE_VALUE")),
-            "{x:#}"
-        );
-        assert!(
-            held.contains_key(&email),
-            "a rejected row the lost call did create"
-        );
-    }
-    // Nothing reported delivered that the org does not hold; no row is lost or counted twice.
-    assert_eq!(count(&r, "inserted") + count(&r, "rejected"), 30, "{r:#}");
-    assert_eq!(count(&r, "updated"), 0);
+    assert_status(&r, "success");
+    assert_eq!(count(&r, "rejected"), 0, "{r:#}");
+    assert_counts(&r, 30, 0, 0);
+    assert!(
+        fake.queries() >= 1,
+        "the duplicates were read back with SOQL"
+    );
 
+    let before = writes(&fake);
     let out = leads_run(&p, &fake);
     out.assert_success();
     assert_counts(&p.result(syncs::LEADS), 0, 0, 0);
+    assert_eq!(writes(&fake), before, "a rerun sends nothing");
     assert_eq!(fake.records("Lead").len(), 30, "a rerun duplicates nothing");
-    assert_eq!(leads_in_org(&fake), leads_model(&p));
+}
+
+/// The answer is lost and the run gives up on the batch (no retries): its rows are not
+/// confirmed. The next run sends them again, meets `DUPLICATE_VALUE`, finds the records hold
+/// exactly the rows, and confirms them, instead of rejecting them forever. A record that was
+/// already there with other values stays a reject with Salesforce's reason.
+#[test]
+fn salesforce_insert_only_lost_answer_is_confirmed_next_run_not_rejected_forever() {
+    let p = Project::new();
+    let fake = SalesforceFake::start();
+    point_crm_at_fake(&p, &format!("{CLIENT_CREDENTIALS}        batch_size: 7\n"));
+    p.replace_in_file("activate.yml", "max_retries: 3", "max_retries: 0");
+    edit_activation(&p, "          operation: insert\n");
+    let taken = model_emails(&p, "true").remove(29);
+    fake.insert("Lead", json!({"Email": taken, "Company": "Someone else's"}));
+    fake.drop_after_commit_every(2);
+    let out = leads_run(&p, &fake);
+    let r = p.result(syncs::LEADS);
+    assert_ne!(out.code, 0, "{out}");
+    assert_status(&r, "error");
+    assert!(fake.requests().iter().any(|q| q.dropped));
+    let landed = fake.records("Lead").len();
+    assert!(
+        landed > 7,
+        "the dropped call was committed: {landed} records"
+    );
+
+    fake.clear_faults();
+    let out = leads_run(&p, &fake);
+    out.assert_success();
+    let r = p.result(syncs::LEADS);
+    assert_status(&r, "warn");
+    assert_eq!(count(&r, "rejected"), 1, "{r:#}");
+    let rejection = &r["rejections"][0];
+    assert_eq!(rejection_key(rejection)[0], json!(taken));
+    assert!(
+        rejection["reason"]
+            .as_str()
+            .is_some_and(|s| s.contains("DUPLICATE_VALUE")),
+        "{r:#}"
+    );
+    assert!(leads_per_email(&fake).values().all(|n| *n == 1));
+    let mut org = leads_in_org(&fake);
+    org.retain(|row| row[0].as_deref() != Some(taken.as_str()));
+    let mut model = leads_model(&p);
+    model.retain(|row| row[0].as_deref() != Some(taken.as_str()));
+    assert_eq!(
+        org, model,
+        "every other lead landed once, as the model has it"
+    );
+
+    let out = leads_run(&p, &fake);
+    out.assert_success();
+    let r = p.result(syncs::LEADS);
+    assert_counts(&r, 0, 0, 0);
+    assert_eq!(
+        count(&r, "rejected"),
+        1,
+        "only the other record's key is retried and refused"
+    );
 }

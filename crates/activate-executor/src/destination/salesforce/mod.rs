@@ -11,6 +11,9 @@
 //! - `update`, `clear` and `delete` need record Ids: the external ids are resolved with a SOQL
 //!   query (`SELECT Id, <match_on> FROM <object> WHERE <match_on> IN (...)`, 100 keys a query).
 //!   An update of a missing record is a reject; a delete of a missing record is done.
+//! - `insert` never updates: a row refused as `DUPLICATE_VALUE` is a reject, unless the record
+//!   with its external id holds exactly the row (read back with SOQL): that is this row's own
+//!   create whose answer was lost (committed, then the connection dropped), and it is confirmed.
 
 mod client;
 mod config;
@@ -427,15 +430,49 @@ impl SalesforceDestination {
         key_pos: usize,
         key_field: &str,
     ) -> Result<Vec<Option<String>>, DestinationError> {
-        let mut found: HashMap<String, String> = HashMap::new();
-        let indices: Vec<usize> = (0..batch.records.len()).collect();
-        for chunk in indices.chunks(KEYS_PER_QUERY) {
+        let rows: Vec<usize> = (0..batch.records.len()).collect();
+        let found = self
+            .query_records(batch, key_pos, key_field, &rows, &[])
+            .await?;
+        Ok(batch
+            .records
+            .iter()
+            .map(|r| {
+                found
+                    .get(&encode::key_text(&r.values[key_pos]))
+                    .and_then(|held| held.get("Id"))
+                    .and_then(|id| id.as_str())
+                    .map(str::to_owned)
+            })
+            .collect())
+    }
+
+    /// The records holding the external ids of `rows`, by key text, with `Id`, the key field
+    /// and `fields`, through SOQL (`SELECT Id, .. FROM <object> WHERE <key> IN (..)`, 100 keys a
+    /// query, following `nextRecordsUrl`).
+    async fn query_records(
+        &self,
+        batch: &WriteBatch<'_>,
+        key_pos: usize,
+        key_field: &str,
+        rows: &[usize],
+        fields: &[String],
+    ) -> Result<HashMap<String, serde_json::Map<String, serde_json::Value>>, DestinationError> {
+        let mut selected: Vec<&str> = vec!["Id", key_field];
+        for f in fields {
+            if !selected.iter().any(|s| s.eq_ignore_ascii_case(f)) {
+                selected.push(f);
+            }
+        }
+        let mut found = HashMap::new();
+        for chunk in rows.chunks(KEYS_PER_QUERY) {
             let list: Vec<String> = chunk
                 .iter()
                 .map(|&i| encode::soql_literal(&batch.records[i].values[key_pos]))
                 .collect();
             let soql = format!(
-                "SELECT Id, {key_field} FROM {} WHERE {key_field} IN ({})",
+                "SELECT {} FROM {} WHERE {key_field} IN ({})",
+                selected.join(", "),
                 batch.object,
                 list.join(",")
             );
@@ -446,13 +483,14 @@ impl SalesforceDestination {
                     let Some(obj) = record.as_object() else {
                         continue;
                     };
-                    let value = obj
+                    let key = obj
                         .iter()
                         .find(|(k, _)| k.eq_ignore_ascii_case(key_field))
-                        .map(|(_, v)| v);
-                    if let (Some(value), Some(id)) = (value, obj.get("Id").and_then(|v| v.as_str()))
+                        .map(|(_, v)| encode::json_key_text(v));
+                    if let Some(key) = key
+                        && obj.get("Id").is_some_and(|v| v.is_string())
                     {
-                        found.insert(encode::json_key_text(value), id.to_owned());
+                        found.insert(key, obj.clone());
                     }
                 }
                 match page["nextRecordsUrl"].as_str() {
@@ -463,11 +501,56 @@ impl SalesforceDestination {
                 }
             }
         }
-        Ok(batch
-            .records
+        Ok(found)
+    }
+
+    /// Insert-only rows refused as `DUPLICATE_VALUE` whose record holds exactly the row: an
+    /// earlier create of this row was committed but its answer was lost (the connection
+    /// dropped), so the resent create met the record it had made. Such rows are delivered and
+    /// leave `rejected`; a record holding anything else stays a reject.
+    async fn confirm_lost_inserts(
+        &self,
+        batch: &WriteBatch<'_>,
+        key_pos: usize,
+        key_field: &str,
+        rejected: &mut Rejects,
+    ) -> Result<(), DestinationError> {
+        let duplicates: Vec<usize> = rejected
             .iter()
-            .map(|r| found.get(&encode::key_text(&r.values[key_pos])).cloned())
-            .collect())
+            .filter(|(_, reason)| reason.contains("DUPLICATE_VALUE"))
+            .map(|(i, _)| *i)
+            .collect();
+        if duplicates.is_empty() || !batch.fields.iter().all(|f| valid_name(f)) {
+            return Ok(());
+        }
+        let held = self
+            .query_records(batch, key_pos, key_field, &duplicates, batch.fields)
+            .await?;
+        let holds_row = |i: usize| {
+            let record = &batch.records[i];
+            held.get(&encode::key_text(&record.values[key_pos]))
+                .is_some_and(|held| {
+                    batch
+                        .fields
+                        .iter()
+                        .zip(&record.values)
+                        .all(|(field, value)| {
+                            let have = held
+                                .iter()
+                                .find(|(k, _)| k.eq_ignore_ascii_case(field))
+                                .map(|(_, v)| v);
+                            encode::same_value(&encode::json_value(value), have)
+                        })
+                })
+        };
+        rejected.retain(|(i, reason)| {
+            let confirmed = reason.contains("DUPLICATE_VALUE") && holds_row(*i);
+            if confirmed {
+                tracing::debug!(target: "dbt_activate::salesforce", "{}: {} row {i}: the record with this {key_field} holds exactly the row (an earlier create whose answer was lost); confirmed", self.client.site, batch.object);
+            }
+            !confirmed
+        });
+        Ok(())
     }
 }
 
@@ -565,6 +648,10 @@ impl Destination for SalesforceDestination {
             rejected.extend(self.bulk(batch, key_pos, key_field, &rows, &ids).await?);
         } else if !rows.is_empty() {
             rejected.extend(self.collections(batch, key_field, &rows, &ids).await?);
+        }
+        if batch.op == WriteOp::Insert {
+            self.confirm_lost_inserts(batch, key_pos, key_field, &mut rejected)
+                .await?;
         }
         rejected.sort_by_key(|r| r.0);
         Ok(BatchOutcome { rejected })

@@ -154,3 +154,34 @@ fn config_errors_name_the_destination() {
     .to_string();
     assert!(err.contains("between 1 and 200"), "{err}");
 }
+
+#[test]
+fn a_held_value_equals_the_row_value_as_salesforce_answers_it() {
+    use serde_json::json;
+    let row = |v: Value| encode::json_value(&v);
+    let same =
+        |want: serde_json::Value, have: serde_json::Value| encode::same_value(&want, Some(&have));
+    assert!(same(row(Value::Number("12.50".into())), json!(12.5)));
+    assert!(same(row(Value::Int(3)), json!(3.0)));
+    assert!(same(
+        row(Value::TimestampTz("2025-01-06T09:00:00Z".into())),
+        json!("2025-01-06T09:00:00.000+0000")
+    ));
+    assert!(same(
+        row(Value::Json(json!(["sso", "export"]))),
+        json!("export;sso")
+    ));
+    assert!(same(row(Value::Null), json!(null)));
+    assert!(encode::same_value(&row(Value::Null), None));
+    assert!(same(row(Value::Bool(true)), json!(true)));
+    assert!(
+        !same(row(Value::Text("007".into())), json!("7")),
+        "text is exact"
+    );
+    assert!(!same(row(Value::Text("Acme".into())), json!("Acme Inc")));
+    assert!(!same(row(Value::Null), json!("something")));
+    assert!(!same(
+        row(Value::TimestampTz("2025-01-06T09:00:00Z".into())),
+        json!("2025-01-06T09:00:01.000+0000")
+    ));
+}
