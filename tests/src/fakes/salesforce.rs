@@ -1,6 +1,11 @@
 //! A fake Salesforce org, written from Salesforce's published REST and Bulk API 2.0 reference:
 //!
-//! - `POST /services/oauth2/token` (form): `client_credentials` and `refresh_token` grants;
+//! - `POST /services/oauth2/token` (form): `client_credentials`, `refresh_token` and
+//!   `urn:ietf:params:oauth:grant-type:jwt-bearer` grants. A JWT bearer `assertion` must be
+//!   `{"alg":"RS256"}`-signed by the connected app's key (verified with its public key,
+//!   tests/keys/salesforce-jwt-test.pub) with `iss` = the consumer key, `sub` = a user of the
+//!   org ([`JWT_USERNAME`]), `aud` = the login URL and `exp` in the future (at most three
+//!   minutes ahead); anything else is `400 {"error": "invalid_grant", ...}`;
 //!   `{"access_token", "instance_url", "token_type": "Bearer", ...}` or
 //!   `400 {"error": "invalid_client" | "invalid_grant", "error_description"}`.
 //! - Every `/services/data/vXX.X/...` call needs `Authorization: Bearer <token>`, else
@@ -34,6 +39,29 @@ use crate::{HttpServer, Reply, Request};
 pub const CLIENT_ID: &str = "3MVG9fake-consumer-key";
 pub const CLIENT_SECRET: &str = "sf-client-secret-9d8e7f";
 pub const REFRESH_TOKEN: &str = "5Aep861-refresh-token-Qx7";
+/// The org's user the connected app is pre-authorized for (the JWT's `sub`).
+pub const JWT_USERNAME: &str = "integration@acme-fake.example";
+
+/// A TEST-ONLY key file of tests/keys/ (see its README): `salesforce-jwt-test.key` (the
+/// connected app's private key, PKCS #8), `salesforce-jwt-test.pkcs1.key` (the same, PKCS #1),
+/// `salesforce-jwt-test.pub` (its public key), `salesforce-jwt-wrong.key` (an unknown key).
+pub fn test_key_path(name: &str) -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("keys")
+        .join(name)
+}
+
+/// The DER body of the connected app's public key (`BEGIN RSA PUBLIC KEY`, PKCS #1).
+fn connected_app_public_key() -> Vec<u8> {
+    use base64::Engine;
+    let path = test_key_path("salesforce-jwt-test.pub");
+    let pem = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("the fake's public key {}: {e}", path.display()));
+    let body: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+    base64::engine::general_purpose::STANDARD
+        .decode(body)
+        .unwrap_or_else(|e| panic!("the fake's public key {}: {e}", path.display()))
+}
 /// The most records one sObject Collections request may carry.
 pub const COLLECTION_MAX: usize = 200;
 
@@ -444,6 +472,15 @@ impl State {
         let form = form_pairs(&request.body);
         let get = |k: &str| form.get(k).map(String::as_str).unwrap_or_default();
         let ok = match get("grant_type") {
+            "urn:ietf:params:oauth:grant-type:jwt-bearer" => {
+                if let Err((error, description)) = self.check_assertion(get("assertion")) {
+                    return json_reply(
+                        400,
+                        &json!({"error": error, "error_description": description}),
+                    );
+                }
+                true
+            }
             "client_credentials" => {
                 get("client_id") == CLIENT_ID && get("client_secret") == CLIENT_SECRET
             }
@@ -485,6 +522,54 @@ impl State {
                 "signature": "c2lnbmF0dXJl",
             }),
         )
+    }
+
+    /// The JWT bearer checks Salesforce documents: the signature by the connected app's
+    /// certificate, `iss`, `sub`, `aud` and `exp`. `Err((error, error_description))`.
+    fn check_assertion(&self, assertion: &str) -> Result<(), (&'static str, &'static str)> {
+        use base64::Engine;
+        use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let invalid = ("invalid_grant", "invalid assertion");
+        let parts: Vec<&str> = assertion.split('.').collect();
+        let [header, claims, signature] = parts.as_slice() else {
+            return Err(invalid);
+        };
+        let decode = |part: &str| URL_SAFE_NO_PAD.decode(part).map_err(|_| invalid);
+        let header: Value = serde_json::from_slice(&decode(header)?).map_err(|_| invalid)?;
+        if header["alg"] != "RS256" {
+            return Err(invalid);
+        }
+        let signed = format!("{}.{}", parts[0], parts[1]);
+        let public = connected_app_public_key();
+        ring::signature::UnparsedPublicKey::new(
+            &ring::signature::RSA_PKCS1_2048_8192_SHA256,
+            &public,
+        )
+        .verify(signed.as_bytes(), &decode(signature)?)
+        .map_err(|_| invalid)?;
+        let claims: Value = serde_json::from_slice(&decode(claims)?).map_err(|_| invalid)?;
+        if claims["iss"] != CLIENT_ID {
+            return Err(("invalid_client_id", "client identifier invalid"));
+        }
+        if claims["aud"].as_str().map(|a| a.trim_end_matches('/')) != Some(self.base.as_str()) {
+            return Err(("invalid_grant", "audience is invalid"));
+        }
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        // `exp` is a number of seconds (Salesforce also takes it as a string of digits).
+        let exp = claims["exp"]
+            .as_u64()
+            .or_else(|| claims["exp"].as_str().and_then(|s| s.parse().ok()));
+        match exp {
+            Some(exp) if exp > now && exp <= now + 180 => {}
+            Some(exp) if exp <= now => return Err(("invalid_grant", "expired authorization code")),
+            _ => return Err(invalid),
+        }
+        if claims["sub"] != JWT_USERNAME {
+            return Err(("invalid_grant", "user hasn't approved this consumer"));
+        }
+        Ok(())
     }
 
     fn describe(&self, object: &str) -> Reply {

@@ -3,7 +3,7 @@
 //! SOQL, rate limit), syncing the example's `enriched_leads` to `Lead`.
 
 use dbt_activate_e2e::fakes::salesforce::{
-    CLIENT_ID, CLIENT_SECRET, REFRESH_TOKEN, SalesforceFake,
+    CLIENT_ID, CLIENT_SECRET, JWT_USERNAME, REFRESH_TOKEN, SalesforceFake, test_key_path,
 };
 use dbt_activate_e2e::{Project, RunOutput, sorted, syncs};
 use serde_json::{Value, json};
@@ -725,4 +725,91 @@ fn salesforce_insert_only_lost_answer_is_confirmed_next_run_not_rejected_forever
         1,
         "only the other record's key is retried and refused"
     );
+}
+
+/// The OAuth 2.0 JWT bearer flow: the connected app's private key (PEM text from an
+/// environment variable, PKCS #1) signs an RS256 assertion that the fake verifies with the
+/// public key; the rows land. The same run with a key the connected app does not hold (a
+/// file, PKCS #8) stops before anything is sent, with Salesforce's `invalid_grant` and exit
+/// code 2. Neither key's text is ever printed or written.
+#[test]
+fn salesforce_jwt_bearer_flow_lands_rows_and_a_wrong_key_fails_cleanly() {
+    let p = Project::new();
+    let fake = SalesforceFake::start();
+    point_crm_at_fake(
+        &p,
+        "        username: \"{{ env_var('SF_USERNAME') }}\"\n        private_key: \"{{ env_var('SF_PRIVATE_KEY', '') }}\"\n        private_key_path: \"{{ env_var('SF_PRIVATE_KEY_PATH', '') }}\"\n",
+    );
+    let key = std::fs::read_to_string(test_key_path("salesforce-jwt-test.pkcs1.key"))
+        .expect("the test-only key");
+    let jwt_run = |extra: &[(&str, &str)]| {
+        let mut cmd = p
+            .activate_cmd(&["run", "--target", "ci", "--select", "enriched_leads"])
+            .env("SF_LOGIN_URL", &fake.url())
+            .env("SF_CLIENT_ID", CLIENT_ID)
+            .env("SF_USERNAME", JWT_USERNAME);
+        for (k, v) in extra {
+            cmd = cmd.env(k, v);
+        }
+        cmd.run()
+    };
+    let good = jwt_run(&[("SF_PRIVATE_KEY", &key)]);
+    good.assert_success();
+    let r = p.result(syncs::LEADS);
+    assert_status(&r, "success");
+    assert_counts(&r, 30, 0, 0);
+    assert_eq!(leads_in_org(&fake), leads_model(&p));
+    let grants: Vec<String> = fake
+        .requests()
+        .iter()
+        .filter(|q| q.path == "/services/oauth2/token")
+        .map(|q| String::from_utf8_lossy(&q.body).into_owned())
+        .collect();
+    assert_eq!(grants.len(), 1, "one token per run");
+    assert!(
+        grants[0].starts_with(
+            "grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Ajwt-bearer&assertion="
+        ),
+        "{}",
+        grants[0]
+    );
+    assert!(!grants[0].contains("client_secret"));
+
+    // A key the connected app does not hold: Salesforce's invalid_grant, nothing sent.
+    let before = writes(&fake);
+    let wrong_path = test_key_path("salesforce-jwt-wrong.key");
+    let wrong = jwt_run(&[(
+        "SF_PRIVATE_KEY_PATH",
+        wrong_path.to_str().expect("utf-8 path"),
+    )]);
+    wrong.assert_code(2);
+    wrong
+        .assert_contains("invalid_grant: invalid assertion")
+        .assert_contains("certificate of this private key");
+    assert_eq!(writes(&fake), before, "nothing is sent with a refused key");
+    let refused = fake
+        .requests()
+        .into_iter()
+        .rev()
+        .find(|q| q.path == "/services/oauth2/token")
+        .expect("a token request");
+    assert_eq!(refused.status, 400);
+
+    // Neither key's text, nor any assertion, appears anywhere.
+    let wrong_key = std::fs::read_to_string(&wrong_path).expect("the wrong key");
+    let mut secrets: Vec<String> = [&key, &wrong_key]
+        .iter()
+        .flat_map(|pem| {
+            pem.lines()
+                .filter(|l| !l.starts_with("-----"))
+                .map(str::to_owned)
+        })
+        .collect();
+    secrets.extend(
+        grants
+            .iter()
+            .map(|g| g.rsplit('=').next().unwrap_or_default().to_owned()),
+    );
+    let secrets: Vec<&str> = secrets.iter().map(String::as_str).collect();
+    assert_secrets_never_written(&p, &[&good, &wrong], &secrets);
 }

@@ -1,6 +1,7 @@
 //! `salesforce`: any sObject, matched on an external id field (`match_on`).
 //!
-//! - Auth: OAuth 2.0 client credentials or refresh token against
+//! - Auth: OAuth 2.0 client credentials, refresh token or JWT bearer (an RS256 assertion
+//!   signed with the connected app's private key, see `jwt.rs`) against
 //!   `{login_url}/services/oauth2/token`; the token's `instance_url` (or the configured one)
 //!   receives the API calls.
 //! - Up to `bulk_threshold` rows per write: sObject Collections, at most 200 records a call,
@@ -18,6 +19,7 @@
 mod client;
 mod config;
 mod encode;
+mod jwt;
 #[cfg(test)]
 mod tests;
 
@@ -41,8 +43,14 @@ use crate::value::write_json_string;
 /// Keys per SOQL query when resolving external ids to record Ids.
 const KEYS_PER_QUERY: usize = 100;
 
-pub fn build(config: &DestinationConfig) -> Result<Arc<dyn Destination>, ConfigError> {
-    Ok(Arc::new(SalesforceDestination::from_config(config)?))
+pub fn build(
+    config: &DestinationConfig,
+    project_dir: &std::path::Path,
+) -> Result<Arc<dyn Destination>, ConfigError> {
+    Ok(Arc::new(SalesforceDestination::from_config(
+        config,
+        project_dir,
+    )?))
 }
 
 pub struct SalesforceDestination {
@@ -57,8 +65,12 @@ fn valid_name(name: &str) -> bool {
 }
 
 impl SalesforceDestination {
-    pub fn from_config(config: &DestinationConfig) -> Result<Self, ConfigError> {
-        let settings = Settings::from_config(config)?;
+    /// `project_dir` is where a relative `private_key_path` is read from.
+    pub fn from_config(
+        config: &DestinationConfig,
+        project_dir: &std::path::Path,
+    ) -> Result<Self, ConfigError> {
+        let settings = Settings::from_config(config, project_dir)?;
         let site = format!("salesforce destination `{}`", config.name);
         let client = Client::new(settings, site)
             .map_err(|e| ConfigError::new(format!("{}: {}", config.site(), e.message)))?;
