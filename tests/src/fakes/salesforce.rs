@@ -28,7 +28,7 @@
 //!   (`UploadComplete` → `InProgress` → `JobComplete`), `GET .../successfulResults/`
 //!   (`sf__Id,sf__Created,<columns>`) and `.../failedResults/` (`sf__Id,sf__Error,<columns>`).
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -88,6 +88,76 @@ struct SObject {
     prefix: &'static str,
     /// Id → fields (without `Id`).
     records: BTreeMap<String, Map<String, Value>>,
+    /// (unique field, value's JSON text) → Id: finds a record by external id without a scan,
+    /// so the fake's cost does not grow with the records it holds.
+    unique: HashMap<(String, String), String>,
+}
+
+impl SObject {
+    fn new(fields: Vec<Field>, prefix: &'static str) -> Self {
+        Self {
+            fields,
+            prefix,
+            records: BTreeMap::new(),
+            unique: HashMap::new(),
+        }
+    }
+
+    fn is_unique(&self, field: &str) -> bool {
+        self.fields.iter().any(|f| f.external_id && f.name == field)
+    }
+
+    fn index(&mut self, id: &str, record: &Map<String, Value>, add: bool) {
+        for f in self.fields.iter().filter(|f| f.external_id) {
+            if let Some(v) = record.get(&f.name).filter(|v| !v.is_null()) {
+                let key = (f.name.clone(), v.to_string());
+                if add {
+                    self.unique.insert(key, id.to_owned());
+                } else if self.unique.get(&key).is_some_and(|held| held == id) {
+                    self.unique.remove(&key);
+                }
+            }
+        }
+    }
+
+    /// Stores a record under `id`, replacing what it held.
+    fn put(&mut self, id: String, record: Map<String, Value>) {
+        if let Some(old) = self.records.remove(&id) {
+            self.index(&id, &old, false);
+        }
+        self.index(&id, &record, true);
+        self.records.insert(id, record);
+    }
+
+    /// Sets fields of an existing record; `false` when there is none.
+    fn merge(&mut self, id: &str, fields: Map<String, Value>) -> bool {
+        let Some(mut record) = self.records.get(id).cloned() else {
+            return false;
+        };
+        record.extend(fields);
+        self.put(id.to_owned(), record);
+        true
+    }
+
+    fn take(&mut self, id: &str) -> Option<Map<String, Value>> {
+        let old = self.records.remove(id)?;
+        self.index(id, &old, false);
+        Some(old)
+    }
+
+    /// The record whose `field` is `value`: by the index for a unique field, else a scan.
+    fn find(&self, field: &str, value: &Value) -> Option<String> {
+        if self.is_unique(field) {
+            return self
+                .unique
+                .get(&(field.to_owned(), value.to_string()))
+                .cloned();
+        }
+        self.records
+            .iter()
+            .find(|(_, r)| r.get(field) == Some(value))
+            .map(|(id, _)| id.clone())
+    }
 }
 
 struct Rule {
@@ -213,8 +283,8 @@ impl SalesforceFake {
         let mut objects = BTreeMap::new();
         objects.insert(
             "Lead".to_owned(),
-            SObject {
-                fields: vec![
+            SObject::new(
+                vec![
                     field("Id", "id", false),
                     field("Email", "email", true),
                     field("LastName", "string", false),
@@ -225,9 +295,8 @@ impl SalesforceFake {
                     field("LeadSource", "picklist", false),
                     field("Page_Views__c", "double", false),
                 ],
-                prefix: "00Q",
-                records: BTreeMap::new(),
-            },
+                "00Q",
+            ),
         );
         let state = Arc::new(Mutex::new(State {
             base,
@@ -321,7 +390,7 @@ impl SalesforceFake {
         let id = state.new_id(object);
         let fields = fields.as_object().cloned().unwrap_or_default();
         if let Some(o) = state.objects.get_mut(object) {
-            o.records.insert(id.clone(), fields);
+            o.put(id.clone(), fields);
         }
         id
     }
@@ -635,11 +704,7 @@ impl State {
     }
 
     fn find_by(&self, object: &str, field: &str, value: &Value) -> Option<String> {
-        self.objects[object]
-            .records
-            .iter()
-            .find(|(_, r)| r.get(field) == Some(value))
-            .map(|(id, _)| id.clone())
+        self.objects[object].find(field, value)
     }
 
     /// Applies one record (values already typed); returns the per-record result.
@@ -679,19 +744,15 @@ impl State {
                 };
                 match self.find_by(object, ext, &key) {
                     Some(id) => {
-                        if let Some(existing) = self
-                            .objects
-                            .get_mut(object)
-                            .and_then(|o| o.records.get_mut(&id))
-                        {
-                            existing.extend(record);
+                        if let Some(o) = self.objects.get_mut(object) {
+                            o.merge(&id, record);
                         }
                         json!({"id": id, "success": true, "errors": [], "created": false})
                     }
                     None => {
                         let id = self.new_id(object);
                         if let Some(o) = self.objects.get_mut(object) {
-                            o.records.insert(id.clone(), record);
+                            o.put(id.clone(), record);
                         }
                         json!({"id": id, "success": true, "errors": [], "created": true})
                     }
@@ -713,7 +774,7 @@ impl State {
                 }
                 let id = self.new_id(object);
                 if let Some(o) = self.objects.get_mut(object) {
-                    o.records.insert(id.clone(), record);
+                    o.put(id.clone(), record);
                 }
                 json!({"id": id, "success": true, "errors": []})
             }
@@ -725,27 +786,20 @@ impl State {
                         vec!["Id"],
                     );
                 };
-                match self
+                let merged = self
                     .objects
                     .get_mut(object)
-                    .and_then(|o| o.records.get_mut(&id))
-                {
-                    Some(existing) => {
-                        existing.extend(record);
-                        json!({"id": id, "success": true, "errors": []})
-                    }
-                    None => failure("ENTITY_IS_DELETED", "entity is deleted".into(), vec![]),
+                    .is_some_and(|o| o.merge(&id, record));
+                match merged {
+                    true => json!({"id": id, "success": true, "errors": []}),
+                    false => failure("ENTITY_IS_DELETED", "entity is deleted".into(), vec![]),
                 }
             }
             _ => {
                 let Some(id) = id_given else {
                     return failure("MISSING_ARGUMENT", "Id not specified".into(), vec!["Id"]);
                 };
-                match self
-                    .objects
-                    .get_mut(object)
-                    .and_then(|o| o.records.remove(&id))
-                {
+                match self.objects.get_mut(object).and_then(|o| o.take(&id)) {
                     Some(_) => json!({"id": id, "success": true, "errors": []}),
                     None => failure("ENTITY_IS_DELETED", "entity is deleted".into(), vec![]),
                 }
@@ -968,10 +1022,25 @@ impl State {
                 }
             }
         }
-        let records: Vec<Value> = o
-            .records
-            .iter()
-            .filter(|(_, r)| r.get(&field).is_some_and(|v| values.contains(v)))
+        // A unique field is looked up by its index, another field scanned.
+        let matching: Vec<(&String, &Map<String, Value>)> = if o.is_unique(&field) {
+            let mut ids: Vec<&String> = values
+                .iter()
+                .filter_map(|v| o.unique.get(&(field.clone(), v.to_string())))
+                .collect();
+            ids.sort();
+            ids.dedup();
+            ids.into_iter()
+                .filter_map(|id| o.records.get_key_value(id))
+                .collect()
+        } else {
+            o.records
+                .iter()
+                .filter(|(_, r)| r.get(&field).is_some_and(|v| values.contains(v)))
+                .collect()
+        };
+        let records: Vec<Value> = matching
+            .into_iter()
             .map(|(id, r)| {
                 let mut out = Map::new();
                 out.insert("attributes".into(), json!({"type": object, "url": format!("/services/data/v62.0/sobjects/{object}/{id}")}));

@@ -497,7 +497,11 @@ fn salesforce_daily_api_limit_stops_the_sync_cleanly() {
     let fake = SalesforceFake::start();
     // describe + two collection calls, then Sforce-Limit-Info says api-usage=3/3.
     fake.set_daily_limit(3);
-    point_crm_at_fake(&p, &format!("{CLIENT_CREDENTIALS}        batch_size: 7\n"));
+    // One call at a time: each answer's Sforce-Limit-Info is read before the next call.
+    point_crm_at_fake(
+        &p,
+        &format!("{CLIENT_CREDENTIALS}        batch_size: 7\n        concurrency: 1\n"),
+    );
     let out = leads_run(&p, &fake);
     out.assert_code(1);
     let r = p.result(syncs::LEADS);

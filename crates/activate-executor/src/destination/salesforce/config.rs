@@ -25,6 +25,7 @@ pub const KEYS: &[&str] = &[
     "bulk_batch_size",
     "batch_size",
     "requests_per_second",
+    "concurrency",
     "timeout_seconds",
     "max_retries",
     "bulk_poll_interval_ms",
@@ -79,6 +80,8 @@ pub struct Settings {
     /// Records per sObject Collections request (at most 200).
     pub batch_size: usize,
     pub requests_per_second: u32,
+    /// sObject Collections calls in flight at once within one write.
+    pub concurrency: usize,
     pub timeout: Duration,
     pub max_retries: Option<u32>,
     pub bulk_poll_interval: Duration,
@@ -270,6 +273,13 @@ impl Settings {
         let requests_per_second = setting_u64(config, "requests_per_second")?
             .unwrap_or(25)
             .clamp(1, u64::from(u32::MAX)) as u32;
+        let concurrency = setting_u64(config, "concurrency")?.unwrap_or(4);
+        if !(1..=25).contains(&concurrency) {
+            return Err(ConfigError::new(format!(
+                "{}: `concurrency` must be between 1 and 25 (Salesforce's concurrent long-running request limit), found {concurrency}",
+                config.site()
+            )));
+        }
         let timeout =
             Duration::from_secs(setting_u64(config, "timeout_seconds")?.unwrap_or(60).max(1));
         let max_retries = setting_u64(config, "max_retries")?.map(|n| n.min(100) as u32);
@@ -292,6 +302,7 @@ impl Settings {
             bulk_batch_size,
             batch_size: batch_size as usize,
             requests_per_second,
+            concurrency: concurrency as usize,
             timeout,
             max_retries,
             bulk_poll_interval,

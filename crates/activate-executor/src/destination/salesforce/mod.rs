@@ -29,6 +29,7 @@ use std::time::Instant;
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use futures_util::StreamExt;
 use reqwest::Method;
 
 use self::client::{Body, Client, form};
@@ -187,7 +188,8 @@ impl SalesforceDestination {
         }
     }
 
-    /// sObject Collections calls for `rows`, `batch_size` records each.
+    /// sObject Collections calls for `rows`, `batch_size` records each, up to `concurrency`
+    /// calls in flight (the rate limiter spaces them); the first error fails the write.
     async fn collections(
         &self,
         batch: &WriteBatch<'_>,
@@ -195,11 +197,30 @@ impl SalesforceDestination {
         rows: &[usize],
         ids: &[Option<String>],
     ) -> Result<Rejects, DestinationError> {
+        let mut pending = Vec::new();
+        for chunk in rows.chunks(self.settings().batch_size) {
+            pending.push(self.collection_call(batch, key_field, chunk.to_vec(), ids));
+        }
+        let mut calls =
+            futures_util::stream::iter(pending).buffer_unordered(self.settings().concurrency);
         let mut rejected = Vec::new();
-        let mut queue: VecDeque<Vec<usize>> = rows
-            .chunks(self.settings().batch_size)
-            .map(<[usize]>::to_vec)
-            .collect();
+        while let Some(result) = calls.next().await {
+            rejected.extend(result?);
+        }
+        Ok(rejected)
+    }
+
+    /// One sObject Collections call for `chunk`; a call refused whole is split in halves and
+    /// sent again until the bad record is alone and rejected.
+    async fn collection_call(
+        &self,
+        batch: &WriteBatch<'_>,
+        key_field: &str,
+        chunk: Vec<usize>,
+        ids: &[Option<String>],
+    ) -> Result<Rejects, DestinationError> {
+        let mut rejected = Vec::new();
+        let mut queue: VecDeque<Vec<usize>> = VecDeque::from([chunk]);
         while let Some(chunk) = queue.pop_front() {
             let (method, path, body) = self.collection_request(batch, key_field, &chunk, ids);
             let what = format!(
