@@ -165,29 +165,41 @@ pub fn excerpt(body: &str) -> String {
 }
 
 /// A pacer shared by every sync writing to one destination in a run: at most `requests` per
-/// `per`, evenly spaced, one request every `per / requests`, never in bursts. Each grant comes
-/// at least one interval after the previous grant *as it happened* (not as scheduled), so a
-/// late wake-up never lets the next request catch up: any `requests + 1` consecutive requests
-/// span at least `per`, and no window of length `per`, rolling or fixed, sees more than
-/// `requests` of them. A server's `Retry-After` (or a vendor's "no requests left until ..."
-/// header) pauses it for everyone.
+/// `per`, evenly spaced, never in bursts.
+///
+/// Requests are granted on a timeline of slots `interval` apart, with
+/// `interval = per * (1 + MARGIN) / requests`. A grant that comes late (a timer waking a
+/// little after its slot) does not delay the next slot, so the rate does not drift below the
+/// limit; a grant that comes much later (the senders were idle or slow) restarts the timeline
+/// from itself less `per * MARGIN / 2`, so idle time never turns into a burst. Together, any
+/// `requests + 1` consecutive grants span at least `per * (1 + MARGIN / 2)`, more than
+/// `per`: no window of length `per`, rolling or fixed, sees more than `requests`,
+/// with room for the requests to arrive a few milliseconds apart from when they were sent.
+/// A server's `Retry-After` (or a vendor's "no requests left until ..." header) pauses it for
+/// everyone.
 #[derive(Clone)]
 pub struct RateLimiter {
     pacer: Arc<Mutex<Pacer>>,
 }
 
+/// How much slower than the limit the pacer runs: 1% (a window holds 1% of `per` spare).
+const MARGIN: f64 = 0.01;
+
 struct Pacer {
     interval: Duration,
-    /// The earliest time the next request may go.
+    /// How late a grant may be and still keep the timeline (`per * MARGIN / 2`).
+    catch_up: Duration,
+    /// The next slot: the earliest time the next request may go.
     next: Instant,
 }
 
 impl RateLimiter {
     pub fn new(requests: u32, per: Duration) -> Self {
-        let interval = per / requests.max(1);
+        let interval = per.mul_f64(1.0 + MARGIN) / requests.max(1);
         Self {
             pacer: Arc::new(Mutex::new(Pacer {
                 interval,
+                catch_up: per.mul_f64(MARGIN / 2.0),
                 next: Instant::now(),
             })),
         }
@@ -200,7 +212,8 @@ impl RateLimiter {
                 let mut p = self.pacer.lock().await;
                 let now = Instant::now();
                 if now >= p.next {
-                    p.next = now + p.interval;
+                    let floor = now - p.catch_up.min(now - p.next);
+                    p.next = p.next.max(floor) + p.interval;
                     return;
                 }
                 p.next - now
@@ -240,13 +253,13 @@ mod tests {
             limiter.acquire().await;
             grants.push(Instant::now());
         }
-        // One every 20 ms from the first, no burst: any 6 consecutive grants span >= 100 ms,
-        // so no 100 ms window holds more than 5.
+        // One every 20.2 ms, no burst: any 6 consecutive grants span more than 100 ms, so
+        // no 100 ms window holds more than 5.
         for pair in grants.windows(2) {
-            assert!(pair[1] - pair[0] >= Duration::from_millis(20), "{grants:?}");
+            assert!(pair[1] - pair[0] >= Duration::from_millis(18), "{grants:?}");
         }
         for six in grants.windows(6) {
-            assert!(six[5] - six[0] >= Duration::from_millis(100));
+            assert!(six[5] - six[0] > Duration::from_millis(100), "{grants:?}");
         }
         let paused = Instant::now();
         limiter.pause_for(Duration::from_millis(50)).await;
@@ -275,7 +288,13 @@ mod tests {
         grants.sort();
         assert_eq!(grants.len(), 20);
         for pair in grants.windows(2) {
-            assert!(pair[1] - pair[0] >= Duration::from_millis(10), "{grants:?}");
+            assert!(pair[1] - pair[0] >= Duration::from_millis(9), "{grants:?}");
+        }
+        for eleven in grants.windows(11) {
+            assert!(
+                eleven[10] - eleven[0] > Duration::from_millis(100),
+                "{grants:?}"
+            );
         }
     }
 

@@ -293,46 +293,72 @@ impl StripeDestination {
                 "stripe chooses customer ids: `operation: insert` needs `match_on: metadata[<key>]`, not `id`",
             ));
         }
-        let found = match &lookup {
-            Lookup::Metadata(meta) => self.search_many(batch, key_pos, meta).await?,
-            Lookup::Id => HashMap::new(),
-        };
-        self.each_record(batch, |_, record| {
-            let known = found.get(&form_value(&record.values[key_pos]));
-            self.customer(batch, record, key_pos, &lookup, known)
-        })
-        .await
+        match &lookup {
+            Lookup::Metadata(meta) => {
+                self.customers_by_metadata(batch, key_pos, &lookup, meta)
+                    .await
+            }
+            Lookup::Id => {
+                self.each_record(batch, |_, record| {
+                    self.customer(batch, record, key_pos, &lookup, None)
+                })
+                .await
+            }
+        }
     }
 
-    /// The customers holding each of the batch's `metadata[meta]` values, found with one
-    /// search per 10 values (`metadata['k']:'a' OR metadata['k']:'b' ...`, `limit=100`) rather
-    /// than one per row, so the Search API's lower rate limit does not pace the writes. Values
-    /// of a search that answered `has_more` are left out (each row then searches alone).
-    async fn search_many(
+    /// Customers matched by `metadata[meta]`, ten rows at a time: one search finds the
+    /// customers holding any of the ten key values (`metadata['k']:'a' OR metadata['k']:'b'
+    /// ...`, `limit=100`), then the ten rows are written one after the other. Up to
+    /// `concurrency` groups run at once, so the next groups' searches overlap this group's
+    /// writes, and one search per ten rows keeps the Search API's lower rate from pacing the
+    /// writes.
+    async fn customers_by_metadata(
         &self,
         batch: &WriteBatch<'_>,
         key_pos: usize,
+        lookup: &Lookup,
         meta: &str,
-    ) -> Result<HashMap<String, Found>, DestinationError> {
-        let mut values: Vec<String> = batch
-            .records
-            .iter()
-            .map(|r| form_value(&r.values[key_pos]))
-            .filter(|v| !v.is_empty())
-            .collect();
-        values.sort_unstable();
-        values.dedup();
+    ) -> Result<BatchOutcome, DestinationError> {
         let mut pending = Vec::new();
-        for chunk in values.chunks(CLAUSES_PER_SEARCH) {
-            pending.push(self.search_chunk(meta, chunk));
+        for (n, group) in batch.records.chunks(CLAUSES_PER_SEARCH).enumerate() {
+            pending.push(async move {
+                let mut values: Vec<String> = group
+                    .iter()
+                    .map(|r| form_value(&r.values[key_pos]))
+                    .filter(|v| !v.is_empty())
+                    .collect();
+                values.sort_unstable();
+                values.dedup();
+                let found: HashMap<String, Found> = if values.is_empty() {
+                    HashMap::new()
+                } else {
+                    self.search_group(meta, &values)
+                        .await?
+                        .into_iter()
+                        .collect()
+                };
+                let mut rejected = Vec::new();
+                for (j, record) in group.iter().enumerate() {
+                    let known = found.get(&form_value(&record.values[key_pos]));
+                    if let Some(reason) =
+                        self.customer(batch, record, key_pos, lookup, known).await?
+                    {
+                        rejected.push((n * CLAUSES_PER_SEARCH + j, reason));
+                    }
+                }
+                Ok::<_, DestinationError>(rejected)
+            });
         }
-        let mut searches =
+        let mut groups =
             futures_util::stream::iter(pending).buffer_unordered(self.config.concurrency);
-        let mut found = HashMap::with_capacity(values.len());
-        while let Some(result) = searches.next().await {
-            found.extend(result?);
+        let mut outcome = BatchOutcome::default();
+        while let Some(result) = groups.next().await {
+            // A fatal error stops the batch, as in `each_record`.
+            outcome.rejected.extend(result?);
         }
-        Ok(found)
+        outcome.rejected.sort_by_key(|(i, _)| *i);
+        Ok(outcome)
     }
 
     /// The customers holding one `metadata[meta]` value (at most two: more is ambiguous).
@@ -364,7 +390,9 @@ impl StripeDestination {
         })
     }
 
-    async fn search_chunk(
+    /// The customers holding each of `values` (at most 10), by value. Empty when Stripe
+    /// answered `has_more` (each row then searches alone).
+    async fn search_group(
         &self,
         meta: &str,
         values: &[String],
