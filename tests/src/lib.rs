@@ -61,9 +61,13 @@ fn target_dir() -> PathBuf {
     }
 }
 
-/// The `dbt-activate` binary built by `cargo build -p dbt-activate`.
+/// The `dbt-activate` binary built by `cargo build -p dbt-activate`, or the one
+/// `ACTIVATE_TEST_BINARY` names (the benchmarks run the release build that way).
 pub fn binary() -> PathBuf {
-    let path = target_dir().join("debug").join("dbt-activate");
+    let path = match std::env::var_os("ACTIVATE_TEST_BINARY").filter(|p| !p.is_empty()) {
+        Some(path) => PathBuf::from(path),
+        None => target_dir().join("debug").join("dbt-activate"),
+    };
     assert!(
         path.is_file(),
         "{} is missing: run `cargo build -p dbt-activate` first (scripts/test.sh does)",

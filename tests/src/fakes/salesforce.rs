@@ -1,6 +1,11 @@
 //! A fake Salesforce org, written from Salesforce's published REST and Bulk API 2.0 reference:
 //!
-//! - `POST /services/oauth2/token` (form): `client_credentials` and `refresh_token` grants;
+//! - `POST /services/oauth2/token` (form): `client_credentials`, `refresh_token` and
+//!   `urn:ietf:params:oauth:grant-type:jwt-bearer` grants. A JWT bearer `assertion` must be
+//!   `{"alg":"RS256"}`-signed by the connected app's key (verified with its public key,
+//!   tests/keys/salesforce-jwt-test.pub) with `iss` = the consumer key, `sub` = a user of the
+//!   org ([`JWT_USERNAME`]), `aud` = the login URL and `exp` in the future (at most three
+//!   minutes ahead); anything else is `400 {"error": "invalid_grant", ...}`;
 //!   `{"access_token", "instance_url", "token_type": "Bearer", ...}` or
 //!   `400 {"error": "invalid_client" | "invalid_grant", "error_description"}`.
 //! - Every `/services/data/vXX.X/...` call needs `Authorization: Bearer <token>`, else
@@ -23,7 +28,7 @@
 //!   (`UploadComplete` → `InProgress` → `JobComplete`), `GET .../successfulResults/`
 //!   (`sf__Id,sf__Created,<columns>`) and `.../failedResults/` (`sf__Id,sf__Error,<columns>`).
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -34,6 +39,29 @@ use crate::{HttpServer, Reply, Request};
 pub const CLIENT_ID: &str = "3MVG9fake-consumer-key";
 pub const CLIENT_SECRET: &str = "sf-client-secret-9d8e7f";
 pub const REFRESH_TOKEN: &str = "5Aep861-refresh-token-Qx7";
+/// The org's user the connected app is pre-authorized for (the JWT's `sub`).
+pub const JWT_USERNAME: &str = "integration@acme-fake.example";
+
+/// A TEST-ONLY key file of tests/keys/ (see its README): `salesforce-jwt-test.key` (the
+/// connected app's private key, PKCS #8), `salesforce-jwt-test.pkcs1.key` (the same, PKCS #1),
+/// `salesforce-jwt-test.pub` (its public key), `salesforce-jwt-wrong.key` (an unknown key).
+pub fn test_key_path(name: &str) -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("keys")
+        .join(name)
+}
+
+/// The DER body of the connected app's public key (`BEGIN RSA PUBLIC KEY`, PKCS #1).
+fn connected_app_public_key() -> Vec<u8> {
+    use base64::Engine;
+    let path = test_key_path("salesforce-jwt-test.pub");
+    let pem = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("the fake's public key {}: {e}", path.display()));
+    let body: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+    base64::engine::general_purpose::STANDARD
+        .decode(body)
+        .unwrap_or_else(|e| panic!("the fake's public key {}: {e}", path.display()))
+}
 /// The most records one sObject Collections request may carry.
 pub const COLLECTION_MAX: usize = 200;
 
@@ -60,6 +88,76 @@ struct SObject {
     prefix: &'static str,
     /// Id → fields (without `Id`).
     records: BTreeMap<String, Map<String, Value>>,
+    /// (unique field, value's JSON text) → Id: finds a record by external id without a scan,
+    /// so the fake's cost does not grow with the records it holds.
+    unique: HashMap<(String, String), String>,
+}
+
+impl SObject {
+    fn new(fields: Vec<Field>, prefix: &'static str) -> Self {
+        Self {
+            fields,
+            prefix,
+            records: BTreeMap::new(),
+            unique: HashMap::new(),
+        }
+    }
+
+    fn is_unique(&self, field: &str) -> bool {
+        self.fields.iter().any(|f| f.external_id && f.name == field)
+    }
+
+    fn index(&mut self, id: &str, record: &Map<String, Value>, add: bool) {
+        for f in self.fields.iter().filter(|f| f.external_id) {
+            if let Some(v) = record.get(&f.name).filter(|v| !v.is_null()) {
+                let key = (f.name.clone(), v.to_string());
+                if add {
+                    self.unique.insert(key, id.to_owned());
+                } else if self.unique.get(&key).is_some_and(|held| held == id) {
+                    self.unique.remove(&key);
+                }
+            }
+        }
+    }
+
+    /// Stores a record under `id`, replacing what it held.
+    fn put(&mut self, id: String, record: Map<String, Value>) {
+        if let Some(old) = self.records.remove(&id) {
+            self.index(&id, &old, false);
+        }
+        self.index(&id, &record, true);
+        self.records.insert(id, record);
+    }
+
+    /// Sets fields of an existing record; `false` when there is none.
+    fn merge(&mut self, id: &str, fields: Map<String, Value>) -> bool {
+        let Some(mut record) = self.records.get(id).cloned() else {
+            return false;
+        };
+        record.extend(fields);
+        self.put(id.to_owned(), record);
+        true
+    }
+
+    fn take(&mut self, id: &str) -> Option<Map<String, Value>> {
+        let old = self.records.remove(id)?;
+        self.index(id, &old, false);
+        Some(old)
+    }
+
+    /// The record whose `field` is `value`: by the index for a unique field, else a scan.
+    fn find(&self, field: &str, value: &Value) -> Option<String> {
+        if self.is_unique(field) {
+            return self
+                .unique
+                .get(&(field.to_owned(), value.to_string()))
+                .cloned();
+        }
+        self.records
+            .iter()
+            .find(|(_, r)| r.get(field) == Some(value))
+            .map(|(id, _)| id.clone())
+    }
 }
 
 struct Rule {
@@ -185,8 +283,8 @@ impl SalesforceFake {
         let mut objects = BTreeMap::new();
         objects.insert(
             "Lead".to_owned(),
-            SObject {
-                fields: vec![
+            SObject::new(
+                vec![
                     field("Id", "id", false),
                     field("Email", "email", true),
                     field("LastName", "string", false),
@@ -197,9 +295,8 @@ impl SalesforceFake {
                     field("LeadSource", "picklist", false),
                     field("Page_Views__c", "double", false),
                 ],
-                prefix: "00Q",
-                records: BTreeMap::new(),
-            },
+                "00Q",
+            ),
         );
         let state = Arc::new(Mutex::new(State {
             base,
@@ -242,6 +339,11 @@ impl SalesforceFake {
     /// connection error), as when Salesforce commits and the connection breaks.
     pub fn drop_after_commit_every(&self, n: usize) {
         self.state().drop_after_commit_every = Some(n.max(1));
+    }
+
+    /// No more injected faults (connections are answered again).
+    pub fn clear_faults(&self) {
+        self.state().drop_after_commit_every = None;
     }
 
     /// Every request the org received.
@@ -288,7 +390,7 @@ impl SalesforceFake {
         let id = state.new_id(object);
         let fields = fields.as_object().cloned().unwrap_or_default();
         if let Some(o) = state.objects.get_mut(object) {
-            o.records.insert(id.clone(), fields);
+            o.put(id.clone(), fields);
         }
         id
     }
@@ -439,6 +541,15 @@ impl State {
         let form = form_pairs(&request.body);
         let get = |k: &str| form.get(k).map(String::as_str).unwrap_or_default();
         let ok = match get("grant_type") {
+            "urn:ietf:params:oauth:grant-type:jwt-bearer" => {
+                if let Err((error, description)) = self.check_assertion(get("assertion")) {
+                    return json_reply(
+                        400,
+                        &json!({"error": error, "error_description": description}),
+                    );
+                }
+                true
+            }
             "client_credentials" => {
                 get("client_id") == CLIENT_ID && get("client_secret") == CLIENT_SECRET
             }
@@ -480,6 +591,54 @@ impl State {
                 "signature": "c2lnbmF0dXJl",
             }),
         )
+    }
+
+    /// The JWT bearer checks Salesforce documents: the signature by the connected app's
+    /// certificate, `iss`, `sub`, `aud` and `exp`. `Err((error, error_description))`.
+    fn check_assertion(&self, assertion: &str) -> Result<(), (&'static str, &'static str)> {
+        use base64::Engine;
+        use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let invalid = ("invalid_grant", "invalid assertion");
+        let parts: Vec<&str> = assertion.split('.').collect();
+        let [header, claims, signature] = parts.as_slice() else {
+            return Err(invalid);
+        };
+        let decode = |part: &str| URL_SAFE_NO_PAD.decode(part).map_err(|_| invalid);
+        let header: Value = serde_json::from_slice(&decode(header)?).map_err(|_| invalid)?;
+        if header["alg"] != "RS256" {
+            return Err(invalid);
+        }
+        let signed = format!("{}.{}", parts[0], parts[1]);
+        let public = connected_app_public_key();
+        ring::signature::UnparsedPublicKey::new(
+            &ring::signature::RSA_PKCS1_2048_8192_SHA256,
+            &public,
+        )
+        .verify(signed.as_bytes(), &decode(signature)?)
+        .map_err(|_| invalid)?;
+        let claims: Value = serde_json::from_slice(&decode(claims)?).map_err(|_| invalid)?;
+        if claims["iss"] != CLIENT_ID {
+            return Err(("invalid_client_id", "client identifier invalid"));
+        }
+        if claims["aud"].as_str().map(|a| a.trim_end_matches('/')) != Some(self.base.as_str()) {
+            return Err(("invalid_grant", "audience is invalid"));
+        }
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        // `exp` is a number of seconds (Salesforce also takes it as a string of digits).
+        let exp = claims["exp"]
+            .as_u64()
+            .or_else(|| claims["exp"].as_str().and_then(|s| s.parse().ok()));
+        match exp {
+            Some(exp) if exp > now && exp <= now + 180 => {}
+            Some(exp) if exp <= now => return Err(("invalid_grant", "expired authorization code")),
+            _ => return Err(invalid),
+        }
+        if claims["sub"] != JWT_USERNAME {
+            return Err(("invalid_grant", "user hasn't approved this consumer"));
+        }
+        Ok(())
     }
 
     fn describe(&self, object: &str) -> Reply {
@@ -545,11 +704,7 @@ impl State {
     }
 
     fn find_by(&self, object: &str, field: &str, value: &Value) -> Option<String> {
-        self.objects[object]
-            .records
-            .iter()
-            .find(|(_, r)| r.get(field) == Some(value))
-            .map(|(id, _)| id.clone())
+        self.objects[object].find(field, value)
     }
 
     /// Applies one record (values already typed); returns the per-record result.
@@ -589,19 +744,15 @@ impl State {
                 };
                 match self.find_by(object, ext, &key) {
                     Some(id) => {
-                        if let Some(existing) = self
-                            .objects
-                            .get_mut(object)
-                            .and_then(|o| o.records.get_mut(&id))
-                        {
-                            existing.extend(record);
+                        if let Some(o) = self.objects.get_mut(object) {
+                            o.merge(&id, record);
                         }
                         json!({"id": id, "success": true, "errors": [], "created": false})
                     }
                     None => {
                         let id = self.new_id(object);
                         if let Some(o) = self.objects.get_mut(object) {
-                            o.records.insert(id.clone(), record);
+                            o.put(id.clone(), record);
                         }
                         json!({"id": id, "success": true, "errors": [], "created": true})
                     }
@@ -623,7 +774,7 @@ impl State {
                 }
                 let id = self.new_id(object);
                 if let Some(o) = self.objects.get_mut(object) {
-                    o.records.insert(id.clone(), record);
+                    o.put(id.clone(), record);
                 }
                 json!({"id": id, "success": true, "errors": []})
             }
@@ -635,27 +786,20 @@ impl State {
                         vec!["Id"],
                     );
                 };
-                match self
+                let merged = self
                     .objects
                     .get_mut(object)
-                    .and_then(|o| o.records.get_mut(&id))
-                {
-                    Some(existing) => {
-                        existing.extend(record);
-                        json!({"id": id, "success": true, "errors": []})
-                    }
-                    None => failure("ENTITY_IS_DELETED", "entity is deleted".into(), vec![]),
+                    .is_some_and(|o| o.merge(&id, record));
+                match merged {
+                    true => json!({"id": id, "success": true, "errors": []}),
+                    false => failure("ENTITY_IS_DELETED", "entity is deleted".into(), vec![]),
                 }
             }
             _ => {
                 let Some(id) = id_given else {
                     return failure("MISSING_ARGUMENT", "Id not specified".into(), vec!["Id"]);
                 };
-                match self
-                    .objects
-                    .get_mut(object)
-                    .and_then(|o| o.records.remove(&id))
-                {
+                match self.objects.get_mut(object).and_then(|o| o.take(&id)) {
                     Some(_) => json!({"id": id, "success": true, "errors": []}),
                     None => failure("ENTITY_IS_DELETED", "entity is deleted".into(), vec![]),
                 }
@@ -878,10 +1022,25 @@ impl State {
                 }
             }
         }
-        let records: Vec<Value> = o
-            .records
-            .iter()
-            .filter(|(_, r)| r.get(&field).is_some_and(|v| values.contains(v)))
+        // A unique field is looked up by its index, another field scanned.
+        let matching: Vec<(&String, &Map<String, Value>)> = if o.is_unique(&field) {
+            let mut ids: Vec<&String> = values
+                .iter()
+                .filter_map(|v| o.unique.get(&(field.clone(), v.to_string())))
+                .collect();
+            ids.sort();
+            ids.dedup();
+            ids.into_iter()
+                .filter_map(|id| o.records.get_key_value(id))
+                .collect()
+        } else {
+            o.records
+                .iter()
+                .filter(|(_, r)| r.get(&field).is_some_and(|v| values.contains(v)))
+                .collect()
+        };
+        let records: Vec<Value> = matching
+            .into_iter()
             .map(|(id, r)| {
                 let mut out = Map::new();
                 out.insert("attributes".into(), json!({"type": object, "url": format!("/services/data/v62.0/sobjects/{object}/{id}")}));

@@ -6,7 +6,8 @@
 //!   value unsets a field or removes a metadata key.
 //! - Customers: `POST /v1/customers` (create), `POST /v1/customers/{id}` (update),
 //!   `GET /v1/customers/{id}`, `DELETE /v1/customers/{id}`, `GET /v1/customers?limit=`,
-//!   `GET /v1/customers/search?query=metadata['k']:'v'` (`object: search_result`).
+//!   `GET /v1/customers/search?query=metadata['k']:'v'` (`object: search_result`); up to 10
+//!   such clauses joined with ` OR ` (the search query language's clause limit).
 //!   Unknown parameters answer `400 parameter_unknown`; an invalid email `400 email_invalid`;
 //!   a missing customer `404 resource_missing`.
 //! - `POST /v1/billing/meter_events`: `event_name` and `payload[stripe_customer_id]`,
@@ -184,9 +185,8 @@ fn valid_email(email: &str) -> bool {
 }
 
 /// `metadata['k']:'v'` (with `\'` escapes) as (k, v).
-fn parse_query(query: &str) -> Option<(String, String)> {
-    let rest = query.trim().strip_prefix("metadata['")?;
-    let mut chars = rest.chars();
+/// `metadata['k']:'v'`, or up to 10 such clauses joined with ` OR `: the (key, value) pairs.
+fn parse_query(query: &str) -> Option<Vec<(String, String)>> {
     let read_quoted = |chars: &mut std::str::Chars<'_>| -> Option<String> {
         let mut s = String::new();
         loop {
@@ -197,12 +197,21 @@ fn parse_query(query: &str) -> Option<(String, String)> {
             }
         }
     };
-    let key = read_quoted(&mut chars)?;
-    let after: String = chars.collect();
-    let value_part = after.strip_prefix("]:'")?;
-    let mut chars = value_part.chars();
-    let value = read_quoted(&mut chars)?;
-    chars.as_str().trim().is_empty().then_some((key, value))
+    let mut clauses = Vec::new();
+    let mut rest = query.trim();
+    loop {
+        let mut chars = rest.strip_prefix("metadata['")?.chars();
+        let key = read_quoted(&mut chars)?;
+        let mut chars = chars.as_str().strip_prefix("]:'")?.chars();
+        let value = read_quoted(&mut chars)?;
+        clauses.push((key, value));
+        rest = chars.as_str().trim_start();
+        if rest.is_empty() {
+            break;
+        }
+        rest = rest.strip_prefix("OR ")?.trim_start();
+    }
+    (clauses.len() <= 10).then_some(clauses)
 }
 
 impl State {
@@ -309,13 +318,13 @@ impl State {
                     .iter()
                     .find(|(k, _)| k == "query")
                     .map(|(_, v)| v.as_str());
-                let Some((key, value)) = q.and_then(parse_query) else {
+                let Some(clauses) = q.and_then(parse_query) else {
                     return error(
                         400,
                         "invalid_request_error",
                         "",
                         "query",
-                        "Invalid query: this account supports metadata['key']:'value'.",
+                        "Invalid query: this account supports metadata['key']:'value', up to 10 clauses joined with OR.",
                     );
                 };
                 let limit = query
@@ -327,7 +336,12 @@ impl State {
                 let found: Vec<Value> = self
                     .customers
                     .iter()
-                    .filter(|c| !c.deleted && c.metadata.get(&key) == Some(&value))
+                    .filter(|c| {
+                        !c.deleted
+                            && clauses
+                                .iter()
+                                .any(|(key, value)| c.metadata.get(key) == Some(value))
+                    })
                     .map(Customer::json)
                     .collect();
                 let has_more = found.len() > limit;
@@ -741,8 +755,17 @@ mod tests {
         );
         assert_eq!(
             parse_query(r"metadata['account_id']:'o\'b'"),
-            Some(("account_id".to_owned(), "o'b".to_owned()))
+            Some(vec![("account_id".to_owned(), "o'b".to_owned())])
         );
+        assert_eq!(
+            parse_query("metadata['a']:'1' OR metadata['a']:'2'"),
+            Some(vec![
+                ("a".to_owned(), "1".to_owned()),
+                ("a".to_owned(), "2".to_owned())
+            ])
+        );
+        let eleven = ["metadata['a']:'1'"; 11].join(" OR ");
+        assert_eq!(parse_query(&eleven), None, "at most 10 clauses");
         assert_eq!(parse_query("email:'x'"), None);
         assert!(valid_email("a.b@example.com"));
         assert!(!valid_email("not-an-email"));

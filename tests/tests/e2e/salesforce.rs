@@ -3,7 +3,7 @@
 //! SOQL, rate limit), syncing the example's `enriched_leads` to `Lead`.
 
 use dbt_activate_e2e::fakes::salesforce::{
-    CLIENT_ID, CLIENT_SECRET, REFRESH_TOKEN, SalesforceFake,
+    CLIENT_ID, CLIENT_SECRET, JWT_USERNAME, REFRESH_TOKEN, SalesforceFake, test_key_path,
 };
 use dbt_activate_e2e::{Project, RunOutput, sorted, syncs};
 use serde_json::{Value, json};
@@ -497,7 +497,11 @@ fn salesforce_daily_api_limit_stops_the_sync_cleanly() {
     let fake = SalesforceFake::start();
     // describe + two collection calls, then Sforce-Limit-Info says api-usage=3/3.
     fake.set_daily_limit(3);
-    point_crm_at_fake(&p, &format!("{CLIENT_CREDENTIALS}        batch_size: 7\n"));
+    // One call at a time: each answer's Sforce-Limit-Info is read before the next call.
+    point_crm_at_fake(
+        &p,
+        &format!("{CLIENT_CREDENTIALS}        batch_size: 7\n        concurrency: 1\n"),
+    );
     let out = leads_run(&p, &fake);
     out.assert_code(1);
     let r = p.result(syncs::LEADS);
@@ -607,13 +611,26 @@ fn salesforce_secrets_never_appear_in_output_results_or_state() {
     assert_secrets_never_written(&p, &outputs, &secrets);
 }
 
+/// Every Lead's Email, with how many records hold it.
+fn leads_per_email(fake: &SalesforceFake) -> std::collections::BTreeMap<String, usize> {
+    fake.records("Lead")
+        .iter()
+        .fold(Default::default(), |mut m, lead| {
+            let email = lead
+                .get("Email")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            *m.entry(email.to_owned()).or_default() += 1;
+            m
+        })
+}
+
 /// Insert-only has no external-id upsert to make a resent call harmless: the resent create
-/// meets `DUPLICATE_VALUE` on the records the lost call created. The true guarantee: every
-/// lead is in the org exactly once and nothing is reported delivered that is not held; the
-/// rows whose answer was lost are reported rejected (conservatively, though they landed), and
-/// as insert-only rejects existing keys, later runs keep reporting them rejected.
+/// meets `DUPLICATE_VALUE` on the records the lost call created. The destination then reads
+/// those records back (SOQL) and, as each holds exactly its row, confirms them: every lead is
+/// in the org once, and every row is reported inserted, none rejected.
 #[test]
-fn salesforce_insert_only_commit_then_drop_never_duplicates_and_reports_lost_answers_rejected() {
+fn salesforce_insert_only_commit_then_drop_confirms_the_rows_whose_answer_was_lost() {
     let p = Project::new();
     let fake = SalesforceFake::start();
     point_crm_at_fake(&p, &format!("{CLIENT_CREDENTIALS}        batch_size: 7\n"));
@@ -622,42 +639,181 @@ fn salesforce_insert_only_commit_then_drop_never_duplicates_and_reports_lost_ans
     let out = leads_run(&p, &fake);
     out.assert_success();
     let r = p.result(syncs::LEADS);
-    assert!(fake.requests().iter().any(|q| q.dropped));
-    let held: std::collections::BTreeMap<String, usize> =
-        fake.records("Lead")
-            .iter()
-            .fold(Default::default(), |mut m, lead| {
-                let email = lead
-                    .get("Email")
-                    .and_then(Value::as_str)
-                    .unwrap_or_default();
-                *m.entry(email.to_owned()).or_default() += 1;
-                m
-            });
-    assert!(held.values().all(|n| *n == 1), "{held:?}");
+    let dropped = fake.requests().iter().filter(|q| q.dropped).count();
+    assert!(
+        dropped >= 2,
+        "collection calls dropped after their commit: {dropped}"
+    );
+    let creates = fake
+        .requests()
+        .iter()
+        .filter(|q| q.method == "POST" && q.path.ends_with("/composite/sobjects"))
+        .count();
+    assert!(
+        creates > 5,
+        "30 rows in 5 calls, and the dropped ones resent: {creates}"
+    );
+    assert!(leads_per_email(&fake).values().all(|n| *n == 1));
     assert_eq!(leads_in_org(&fake), leads_model(&p));
-    let rejections = r["rejections"].as_array().cloned().unwrap_or_default();
-    assert!(!rejections.is_empty(), "{r:#}");
-    for x in &rejections {
-        let email = rejection_key(x)[0].as_str().unwrap_or_default().to_owned();
-        assert!(
-            x["reason"]
-                .as_str()
-                .is_some_and(|s| s.contains("DUPLICATE_VALUE")),
-            "{x:#}"
-        );
-        assert!(
-            held.contains_key(&email),
-            "a rejected row the lost call did create"
-        );
-    }
-    // Nothing reported delivered that the org does not hold; no row is lost or counted twice.
-    assert_eq!(count(&r, "inserted") + count(&r, "rejected"), 30, "{r:#}");
-    assert_eq!(count(&r, "updated"), 0);
+    assert_status(&r, "success");
+    assert_eq!(count(&r, "rejected"), 0, "{r:#}");
+    assert_counts(&r, 30, 0, 0);
+    assert!(
+        fake.queries() >= 1,
+        "the duplicates were read back with SOQL"
+    );
 
+    let before = writes(&fake);
     let out = leads_run(&p, &fake);
     out.assert_success();
     assert_counts(&p.result(syncs::LEADS), 0, 0, 0);
+    assert_eq!(writes(&fake), before, "a rerun sends nothing");
     assert_eq!(fake.records("Lead").len(), 30, "a rerun duplicates nothing");
+}
+
+/// The answer is lost and the run gives up on the batch (no retries): its rows are not
+/// confirmed. The next run sends them again, meets `DUPLICATE_VALUE`, finds the records hold
+/// exactly the rows, and confirms them, instead of rejecting them forever. A record that was
+/// already there with other values stays a reject with Salesforce's reason.
+#[test]
+fn salesforce_insert_only_lost_answer_is_confirmed_next_run_not_rejected_forever() {
+    let p = Project::new();
+    let fake = SalesforceFake::start();
+    point_crm_at_fake(&p, &format!("{CLIENT_CREDENTIALS}        batch_size: 7\n"));
+    p.replace_in_file("activate.yml", "max_retries: 3", "max_retries: 0");
+    edit_activation(&p, "          operation: insert\n");
+    let taken = model_emails(&p, "true").remove(29);
+    fake.insert("Lead", json!({"Email": taken, "Company": "Someone else's"}));
+    fake.drop_after_commit_every(2);
+    let out = leads_run(&p, &fake);
+    let r = p.result(syncs::LEADS);
+    assert_ne!(out.code, 0, "{out}");
+    assert_status(&r, "error");
+    assert!(fake.requests().iter().any(|q| q.dropped));
+    let landed = fake.records("Lead").len();
+    assert!(
+        landed > 7,
+        "the dropped call was committed: {landed} records"
+    );
+
+    fake.clear_faults();
+    let out = leads_run(&p, &fake);
+    out.assert_success();
+    let r = p.result(syncs::LEADS);
+    assert_status(&r, "warn");
+    assert_eq!(count(&r, "rejected"), 1, "{r:#}");
+    let rejection = &r["rejections"][0];
+    assert_eq!(rejection_key(rejection)[0], json!(taken));
+    assert!(
+        rejection["reason"]
+            .as_str()
+            .is_some_and(|s| s.contains("DUPLICATE_VALUE")),
+        "{r:#}"
+    );
+    assert!(leads_per_email(&fake).values().all(|n| *n == 1));
+    let mut org = leads_in_org(&fake);
+    org.retain(|row| row[0].as_deref() != Some(taken.as_str()));
+    let mut model = leads_model(&p);
+    model.retain(|row| row[0].as_deref() != Some(taken.as_str()));
+    assert_eq!(
+        org, model,
+        "every other lead landed once, as the model has it"
+    );
+
+    let out = leads_run(&p, &fake);
+    out.assert_success();
+    let r = p.result(syncs::LEADS);
+    assert_counts(&r, 0, 0, 0);
+    assert_eq!(
+        count(&r, "rejected"),
+        1,
+        "only the other record's key is retried and refused"
+    );
+}
+
+/// The OAuth 2.0 JWT bearer flow: the connected app's private key (PEM text from an
+/// environment variable, PKCS #1) signs an RS256 assertion that the fake verifies with the
+/// public key; the rows land. The same run with a key the connected app does not hold (a
+/// file, PKCS #8) stops before anything is sent, with Salesforce's `invalid_grant` and exit
+/// code 2. Neither key's text is ever printed or written.
+#[test]
+fn salesforce_jwt_bearer_flow_lands_rows_and_a_wrong_key_fails_cleanly() {
+    let p = Project::new();
+    let fake = SalesforceFake::start();
+    point_crm_at_fake(
+        &p,
+        "        username: \"{{ env_var('SF_USERNAME') }}\"\n        private_key: \"{{ env_var('SF_PRIVATE_KEY', '') }}\"\n        private_key_path: \"{{ env_var('SF_PRIVATE_KEY_PATH', '') }}\"\n",
+    );
+    let key = std::fs::read_to_string(test_key_path("salesforce-jwt-test.pkcs1.key"))
+        .expect("the test-only key");
+    let jwt_run = |extra: &[(&str, &str)]| {
+        let mut cmd = p
+            .activate_cmd(&["run", "--target", "ci", "--select", "enriched_leads"])
+            .env("SF_LOGIN_URL", &fake.url())
+            .env("SF_CLIENT_ID", CLIENT_ID)
+            .env("SF_USERNAME", JWT_USERNAME);
+        for (k, v) in extra {
+            cmd = cmd.env(k, v);
+        }
+        cmd.run()
+    };
+    let good = jwt_run(&[("SF_PRIVATE_KEY", &key)]);
+    good.assert_success();
+    let r = p.result(syncs::LEADS);
+    assert_status(&r, "success");
+    assert_counts(&r, 30, 0, 0);
     assert_eq!(leads_in_org(&fake), leads_model(&p));
+    let grants: Vec<String> = fake
+        .requests()
+        .iter()
+        .filter(|q| q.path == "/services/oauth2/token")
+        .map(|q| String::from_utf8_lossy(&q.body).into_owned())
+        .collect();
+    assert_eq!(grants.len(), 1, "one token per run");
+    assert!(
+        grants[0].starts_with(
+            "grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Ajwt-bearer&assertion="
+        ),
+        "{}",
+        grants[0]
+    );
+    assert!(!grants[0].contains("client_secret"));
+
+    // A key the connected app does not hold: Salesforce's invalid_grant, nothing sent.
+    let before = writes(&fake);
+    let wrong_path = test_key_path("salesforce-jwt-wrong.key");
+    let wrong = jwt_run(&[(
+        "SF_PRIVATE_KEY_PATH",
+        wrong_path.to_str().expect("utf-8 path"),
+    )]);
+    wrong.assert_code(2);
+    wrong
+        .assert_contains("invalid_grant: invalid assertion")
+        .assert_contains("certificate of this private key");
+    assert_eq!(writes(&fake), before, "nothing is sent with a refused key");
+    let refused = fake
+        .requests()
+        .into_iter()
+        .rev()
+        .find(|q| q.path == "/services/oauth2/token")
+        .expect("a token request");
+    assert_eq!(refused.status, 400);
+
+    // Neither key's text, nor any assertion, appears anywhere.
+    let wrong_key = std::fs::read_to_string(&wrong_path).expect("the wrong key");
+    let mut secrets: Vec<String> = [&key, &wrong_key]
+        .iter()
+        .flat_map(|pem| {
+            pem.lines()
+                .filter(|l| !l.starts_with("-----"))
+                .map(str::to_owned)
+        })
+        .collect();
+    secrets.extend(
+        grants
+            .iter()
+            .map(|g| g.rsplit('=').next().unwrap_or_default().to_owned()),
+    );
+    let secrets: Vec<&str> = secrets.iter().map(String::as_str).collect();
+    assert_secrets_never_written(&p, &[&good, &wrong], &secrets);
 }

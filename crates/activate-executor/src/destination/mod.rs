@@ -185,7 +185,7 @@ pub fn build(
             config,
         )?)),
         "webhook" => Ok(Arc::new(webhook::WebhookDestination::from_config(config)?)),
-        "salesforce" => salesforce::build(config),
+        "salesforce" => salesforce::build(config, project_dir),
         "hubspot" => hubspot::build(config),
         "intercom" => intercom::build(config),
         "stripe" => stripe::build(config),

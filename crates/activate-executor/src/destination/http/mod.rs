@@ -164,56 +164,59 @@ pub fn excerpt(body: &str) -> String {
     secrets::redact(&cut)
 }
 
-/// A token bucket shared by every sync writing to one destination in a run: at most
-/// `requests` per `per`, with bursts up to `requests`. A server's `Retry-After` (or a
-/// vendor's "no requests left until ..." header) pauses it for everyone.
+/// A pacer shared by every sync writing to one destination in a run: at most `requests` per
+/// `per`, evenly spaced, never in bursts.
+///
+/// Requests are granted on a timeline of slots `interval` apart, with
+/// `interval = per * (1 + MARGIN) / requests`. A grant that comes late (a timer waking a
+/// little after its slot) does not delay the next slot, so the rate does not drift below the
+/// limit; a grant that comes much later (the senders were idle or slow) restarts the timeline
+/// from itself less `per * MARGIN / 2`, so idle time never turns into a burst. Together, any
+/// `requests + 1` consecutive grants span at least `per * (1 + MARGIN / 2)`, more than
+/// `per`: no window of length `per`, rolling or fixed, sees more than `requests`,
+/// with room for the requests to arrive a few milliseconds apart from when they were sent.
+/// A server's `Retry-After` (or a vendor's "no requests left until ..." header) pauses it for
+/// everyone.
 #[derive(Clone)]
 pub struct RateLimiter {
-    bucket: Arc<Mutex<Bucket>>,
+    pacer: Arc<Mutex<Pacer>>,
 }
 
-struct Bucket {
-    capacity: f64,
-    tokens: f64,
-    per_second: f64,
-    last: Instant,
-    paused_until: Option<Instant>,
+/// How much slower than the limit the pacer runs: 1% (a window holds 1% of `per` spare).
+const MARGIN: f64 = 0.01;
+
+struct Pacer {
+    interval: Duration,
+    /// How late a grant may be and still keep the timeline (`per * MARGIN / 2`).
+    catch_up: Duration,
+    /// The next slot: the earliest time the next request may go.
+    next: Instant,
 }
 
 impl RateLimiter {
     pub fn new(requests: u32, per: Duration) -> Self {
-        let capacity = f64::from(requests.max(1));
+        let interval = per.mul_f64(1.0 + MARGIN) / requests.max(1);
         Self {
-            bucket: Arc::new(Mutex::new(Bucket {
-                capacity,
-                tokens: capacity,
-                per_second: capacity / per.as_secs_f64().max(0.001),
-                last: Instant::now(),
-                paused_until: None,
+            pacer: Arc::new(Mutex::new(Pacer {
+                interval,
+                catch_up: per.mul_f64(MARGIN / 2.0),
+                next: Instant::now(),
             })),
         }
     }
 
-    /// Waits until a request may be sent, and takes its token.
+    /// Waits until a request may be sent, and takes its slot.
     pub async fn acquire(&self) {
         loop {
             let wait = {
-                let mut b = self.bucket.lock().await;
+                let mut p = self.pacer.lock().await;
                 let now = Instant::now();
-                match b.paused_until {
-                    Some(until) if until > now => until - now,
-                    _ => {
-                        b.paused_until = None;
-                        let refill = now.duration_since(b.last).as_secs_f64() * b.per_second;
-                        b.tokens = (b.tokens + refill).min(b.capacity);
-                        b.last = now;
-                        if b.tokens >= 1.0 {
-                            b.tokens -= 1.0;
-                            return;
-                        }
-                        Duration::from_secs_f64((1.0 - b.tokens) / b.per_second)
-                    }
+                if now >= p.next {
+                    let floor = now - p.catch_up.min(now - p.next);
+                    p.next = p.next.max(floor) + p.interval;
+                    return;
                 }
+                p.next - now
             };
             tokio::time::sleep(wait).await;
         }
@@ -221,12 +224,11 @@ impl RateLimiter {
 
     /// No request for `d` (from `Retry-After` or a rate-limit reset header).
     pub async fn pause_for(&self, d: Duration) {
-        let mut b = self.bucket.lock().await;
+        let mut p = self.pacer.lock().await;
         let until = Instant::now() + d;
-        if b.paused_until.is_none_or(|p| p < until) {
-            b.paused_until = Some(until);
+        if p.next < until {
+            p.next = until;
         }
-        b.tokens = 0.0;
     }
 }
 
@@ -244,22 +246,56 @@ mod tests {
     use super::*;
 
     #[tokio::test]
-    async fn limiter_spaces_requests() {
+    async fn limiter_spaces_requests_evenly_without_bursts() {
         let limiter = RateLimiter::new(5, Duration::from_millis(100));
-        let start = Instant::now();
+        let mut grants = Vec::new();
         for _ in 0..15 {
             limiter.acquire().await;
+            grants.push(Instant::now());
         }
-        // 5 at once, then 10 more at 50 per second: at least 180 ms.
-        assert!(
-            start.elapsed() >= Duration::from_millis(180),
-            "{:?}",
-            start.elapsed()
-        );
+        // One every 20.2 ms, no burst: any 6 consecutive grants span more than 100 ms, so
+        // no 100 ms window holds more than 5.
+        for pair in grants.windows(2) {
+            assert!(pair[1] - pair[0] >= Duration::from_millis(18), "{grants:?}");
+        }
+        for six in grants.windows(6) {
+            assert!(six[5] - six[0] > Duration::from_millis(100), "{grants:?}");
+        }
         let paused = Instant::now();
         limiter.pause_for(Duration::from_millis(50)).await;
         limiter.acquire().await;
         assert!(paused.elapsed() >= Duration::from_millis(50));
+    }
+
+    #[tokio::test]
+    async fn limiter_shared_by_concurrent_senders_keeps_the_spacing() {
+        let limiter = RateLimiter::new(10, Duration::from_millis(100));
+        let grants = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let mut tasks = Vec::new();
+        for _ in 0..4 {
+            let (limiter, grants) = (limiter.clone(), Arc::clone(&grants));
+            tasks.push(tokio::spawn(async move {
+                for _ in 0..5 {
+                    limiter.acquire().await;
+                    grants.lock().expect("grants").push(Instant::now());
+                }
+            }));
+        }
+        for t in tasks {
+            t.await.expect("task");
+        }
+        let mut grants = grants.lock().expect("grants").clone();
+        grants.sort();
+        assert_eq!(grants.len(), 20);
+        for pair in grants.windows(2) {
+            assert!(pair[1] - pair[0] >= Duration::from_millis(9), "{grants:?}");
+        }
+        for eleven in grants.windows(11) {
+            assert!(
+                eleven[10] - eleven[0] > Duration::from_millis(100),
+                "{grants:?}"
+            );
+        }
     }
 
     #[test]

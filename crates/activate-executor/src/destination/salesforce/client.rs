@@ -166,6 +166,24 @@ impl Client {
                 }
                 form(&pairs)
             }
+            Auth::JwtBearer {
+                client_id,
+                username,
+                audience,
+                key,
+            } => {
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs());
+                let assertion = key
+                    .assertion(client_id, username, audience, now)
+                    .map_err(|why| DestinationError::new(format!("{}: {why}", self.site)))?;
+                crate::secrets::register(&assertion);
+                form(&[
+                    ("grant_type", "urn:ietf:params:oauth:grant-type:jwt-bearer"),
+                    ("assertion", &assertion),
+                ])
+            }
         };
         let url = format!("{}/services/oauth2/token", self.settings.login_url);
         let what = format!("{}: OAuth token request", self.site);
@@ -183,8 +201,14 @@ impl Client {
         })
         .await?;
         let response = outcome.map_err(|reason| {
+            let hint = match &self.settings.auth {
+                Auth::JwtBearer { username, audience, .. } => format!(
+                    "; check that the connected app holds the certificate of this private key, that `username` ({username}) is pre-authorized for it, and that `audience` ({audience}) is https://login.salesforce.com, https://test.salesforce.com or your Experience Cloud site URL"
+                ),
+                _ => String::new(),
+            };
             DestinationError::new(format!(
-                "{}: Salesforce refused the credentials at {}: {}",
+                "{}: Salesforce refused the credentials at {}: {}{hint}",
                 self.site,
                 self.settings.login_url,
                 refusal(&reason)

@@ -1,6 +1,10 @@
 //! The `activate.yml` keys of a `salesforce` destination.
 
+use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
+
+use super::jwt::Signer;
 
 use crate::connections::DestinationConfig;
 use crate::destination::{check_keys, setting_str, setting_u64};
@@ -12,11 +16,16 @@ pub const KEYS: &[&str] = &[
     "client_id",
     "client_secret",
     "refresh_token",
+    "username",
+    "private_key",
+    "private_key_path",
+    "audience",
     "api_version",
     "bulk_threshold",
     "bulk_batch_size",
     "batch_size",
     "requests_per_second",
+    "concurrency",
     "timeout_seconds",
     "max_retries",
     "bulk_poll_interval_ms",
@@ -40,6 +49,21 @@ pub enum Auth {
         client_secret: Option<String>,
         refresh_token: String,
     },
+    /// `grant_type=urn:ietf:params:oauth:grant-type:jwt-bearer`: an assertion signed with the
+    /// private key whose certificate the connected app holds.
+    JwtBearer {
+        client_id: String,
+        username: String,
+        /// The assertion's `aud`: `login_url` unless `audience` is set.
+        audience: String,
+        key: Arc<Signer>,
+    },
+}
+
+impl std::fmt::Debug for Signer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Signer(<RSA private key>)")
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -56,6 +80,8 @@ pub struct Settings {
     /// Records per sObject Collections request (at most 200).
     pub batch_size: usize,
     pub requests_per_second: u32,
+    /// sObject Collections calls in flight at once within one write.
+    pub concurrency: usize,
     pub timeout: Duration,
     pub max_retries: Option<u32>,
     pub bulk_poll_interval: Duration,
@@ -86,8 +112,79 @@ fn required(config: &DestinationConfig, key: &str) -> Result<String, ConfigError
         })
 }
 
+/// The JWT bearer flow's private key, from `private_key` (PEM text, usually through
+/// `env_var()`) or `private_key_path` (a PEM file, relative to the project directory). The key's
+/// text is registered as a secret, never shown.
+fn private_key(
+    config: &DestinationConfig,
+    project_dir: &Path,
+) -> Result<Option<Signer>, ConfigError> {
+    let text = setting_str(config, "private_key")?.filter(|s| !s.trim().is_empty());
+    let path = setting_str(config, "private_key_path")?.filter(|s| !s.is_empty());
+    let (pem, source) = match (text, path) {
+        (None, None) => return Ok(None),
+        (Some(_), Some(_)) => {
+            return Err(ConfigError::new(format!(
+                "{}: set `private_key` or `private_key_path`, not both",
+                config.site()
+            )));
+        }
+        (Some(text), None) => (text.to_owned(), "`private_key`".to_owned()),
+        (None, Some(path)) => {
+            let full = project_dir.join(path);
+            let text = std::fs::read_to_string(&full).map_err(|e| {
+                ConfigError::new(format!(
+                    "{}: `private_key_path`: cannot read {}: {e}",
+                    config.site(),
+                    full.display()
+                ))
+                .with_hint("the path is relative to the project directory; the file is the PEM private key whose certificate the connected app holds")
+            })?;
+            (text, format!("`private_key_path` ({})", full.display()))
+        }
+    };
+    crate::secrets::register(pem.trim());
+    for line in pem
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.starts_with("-----"))
+    {
+        crate::secrets::register(line);
+    }
+    Signer::from_pem(&pem).map(Some).map_err(|why| {
+        ConfigError::new(format!("{}: {source}: {why}", config.site())).with_hint(
+            "give the RSA private key in PEM, e.g. private_key: \"{{ env_var('SALESFORCE_PRIVATE_KEY') }}\" or private_key_path: keys/salesforce.key",
+        )
+    })
+}
+
+/// The JWT's `aud` when `audience` is not set: Salesforce expects the login server, not a My
+/// Domain: `https://test.salesforce.com` for a sandbox My Domain, `https://login.salesforce.com`
+/// for another My Domain, else `login_url` itself (login.salesforce.com, test.salesforce.com,
+/// an Experience Cloud site, a local test server).
+pub fn default_audience(login_url: &str) -> String {
+    let host = login_url
+        .split("://")
+        .nth(1)
+        .unwrap_or(login_url)
+        .split(['/', ':'])
+        .next()
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    if host.ends_with(".sandbox.my.salesforce.com") {
+        "https://test.salesforce.com".to_owned()
+    } else if host.ends_with(".my.salesforce.com") {
+        "https://login.salesforce.com".to_owned()
+    } else {
+        login_url.to_owned()
+    }
+}
+
 impl Settings {
-    pub fn from_config(config: &DestinationConfig) -> Result<Self, ConfigError> {
+    pub fn from_config(
+        config: &DestinationConfig,
+        project_dir: &Path,
+    ) -> Result<Self, ConfigError> {
         check_keys(config, KEYS)?;
         let login_url = url_setting(config, "login_url")?
             .unwrap_or_else(|| "https://login.salesforce.com".to_owned());
@@ -102,19 +199,51 @@ impl Settings {
         for secret in [&client_secret, &refresh_token].into_iter().flatten() {
             crate::secrets::register(secret);
         }
-        let auth = match (refresh_token, client_secret) {
-            (Some(refresh_token), client_secret) => Auth::RefreshToken {
+        let auth = match (
+            private_key(config, project_dir)?,
+            refresh_token,
+            client_secret,
+        ) {
+            (Some(key), None, None) => {
+                let username = setting_str(config, "username")?
+                    .filter(|s| !s.is_empty())
+                    .ok_or_else(|| {
+                        ConfigError::new(format!(
+                            "{}: `username` is required with a private key (the JWT bearer flow's `sub`: the Salesforce user the connected app acts as)",
+                            config.site()
+                        ))
+                        .with_hint("username: integration@acme.com")
+                    })?
+                    .to_owned();
+                let audience = match url_setting(config, "audience")? {
+                    Some(audience) => audience,
+                    None => default_audience(&login_url),
+                };
+                Auth::JwtBearer {
+                    client_id,
+                    username,
+                    audience,
+                    key: Arc::new(key),
+                }
+            }
+            (Some(_), _, _) => {
+                return Err(ConfigError::new(format!(
+                    "{}: a private key (JWT bearer flow) and `client_secret`/`refresh_token` are set: choose one flow",
+                    config.site()
+                )));
+            }
+            (None, Some(refresh_token), client_secret) => Auth::RefreshToken {
                 client_id,
                 client_secret,
                 refresh_token,
             },
-            (None, Some(client_secret)) => Auth::ClientCredentials {
+            (None, None, Some(client_secret)) => Auth::ClientCredentials {
                 client_id,
                 client_secret,
             },
-            (None, None) => {
+            (None, None, None) => {
                 return Err(ConfigError::new(format!(
-                    "{}: `client_secret` (client credentials flow) or `refresh_token` (refresh token flow) is required",
+                    "{}: `client_secret` (client credentials flow), `refresh_token` (refresh token flow) or `private_key`/`private_key_path` with `username` (JWT bearer flow) is required",
                     config.site()
                 ))
                 .with_hint("client_secret: \"{{ env_var('SALESFORCE_CLIENT_SECRET') }}\""));
@@ -144,6 +273,13 @@ impl Settings {
         let requests_per_second = setting_u64(config, "requests_per_second")?
             .unwrap_or(25)
             .clamp(1, u64::from(u32::MAX)) as u32;
+        let concurrency = setting_u64(config, "concurrency")?.unwrap_or(4);
+        if !(1..=25).contains(&concurrency) {
+            return Err(ConfigError::new(format!(
+                "{}: `concurrency` must be between 1 and 25 (Salesforce's concurrent long-running request limit), found {concurrency}",
+                config.site()
+            )));
+        }
         let timeout =
             Duration::from_secs(setting_u64(config, "timeout_seconds")?.unwrap_or(60).max(1));
         let max_retries = setting_u64(config, "max_retries")?.map(|n| n.min(100) as u32);
@@ -166,6 +302,7 @@ impl Settings {
             bulk_batch_size,
             batch_size: batch_size as usize,
             requests_per_second,
+            concurrency: concurrency as usize,
             timeout,
             max_retries,
             bulk_poll_interval,

@@ -131,3 +131,64 @@ pub fn record_errors(errors: &serde_json::Value) -> String {
         .collect::<Vec<_>>()
         .join("; ")
 }
+
+/// The REST JSON form of a value, as a JSON value.
+pub fn json_value(value: &Value) -> serde_json::Value {
+    let mut text = String::new();
+    write_json(value, &mut text);
+    serde_json::from_str(&text).unwrap_or(serde_json::Value::Null)
+}
+
+/// `2024-05-01T12:30:00.123Z`, `2024-05-01T12:30:00.123+0000` and `2024-05-01T12:30:00Z`
+/// (what Salesforce answers for a datetime) as one text, `2024-05-01T12:30:00.123`; `None`
+/// for anything that is not a UTC date-time.
+fn utc_datetime(text: &str) -> Option<String> {
+    let b = text.as_bytes();
+    let shaped = b.len() >= 19 && b[4] == b'-' && b[10] == b'T' && b[13] == b':';
+    if !shaped {
+        return None;
+    }
+    let base = text
+        .strip_suffix('Z')
+        .or_else(|| text.strip_suffix("+0000"))
+        .or_else(|| text.strip_suffix("+00:00"))?;
+    Some(datetime(base).trim_end_matches('Z').to_owned())
+}
+
+/// Whether the value a record holds (from a SOQL query) is the value a row would write
+/// (`want`, from [`json_value`]). Salesforce answers a number field as a JSON number (`12.5`
+/// for `12.50`), a date-time with `+0000`, an empty field as `null`, and may order the values
+/// of a multi-select picklist differently.
+pub fn same_value(want: &serde_json::Value, have: Option<&serde_json::Value>) -> bool {
+    use serde_json::Value as J;
+    let have = have.unwrap_or(&J::Null);
+    match (want, have) {
+        (J::Null, J::Null) => true,
+        (J::Null, J::String(s)) | (J::String(s), J::Null) => s.is_empty(),
+        (J::Bool(a), J::Bool(b)) => a == b,
+        (J::Bool(a), J::String(s)) | (J::String(s), J::Bool(a)) => {
+            s.eq_ignore_ascii_case(&a.to_string())
+        }
+        (J::Number(_), J::Number(_) | J::String(_)) | (J::String(_), J::Number(_)) => {
+            let (a, b) = (json_key_text(want), json_key_text(have));
+            a == b || matches!((a.parse::<f64>(), b.parse::<f64>()), (Ok(x), Ok(y)) if x == y)
+        }
+        (J::String(a), J::String(b)) => {
+            if a == b {
+                return true;
+            }
+            if let (Some(x), Some(y)) = (utc_datetime(a), utc_datetime(b)) {
+                return x == y;
+            }
+            if a.contains(';') || b.contains(';') {
+                let mut x: Vec<&str> = a.split(';').collect();
+                let mut y: Vec<&str> = b.split(';').collect();
+                x.sort_unstable();
+                y.sort_unstable();
+                return x == y;
+            }
+            false
+        }
+        _ => false,
+    }
+}

@@ -1,6 +1,7 @@
 //! `salesforce`: any sObject, matched on an external id field (`match_on`).
 //!
-//! - Auth: OAuth 2.0 client credentials or refresh token against
+//! - Auth: OAuth 2.0 client credentials, refresh token or JWT bearer (an RS256 assertion
+//!   signed with the connected app's private key, see `jwt.rs`) against
 //!   `{login_url}/services/oauth2/token`; the token's `instance_url` (or the configured one)
 //!   receives the API calls.
 //! - Up to `bulk_threshold` rows per write: sObject Collections, at most 200 records a call,
@@ -11,10 +12,14 @@
 //! - `update`, `clear` and `delete` need record Ids: the external ids are resolved with a SOQL
 //!   query (`SELECT Id, <match_on> FROM <object> WHERE <match_on> IN (...)`, 100 keys a query).
 //!   An update of a missing record is a reject; a delete of a missing record is done.
+//! - `insert` never updates: a row refused as `DUPLICATE_VALUE` is a reject, unless the record
+//!   with its external id holds exactly the row (read back with SOQL): that is this row's own
+//!   create whose answer was lost (committed, then the connection dropped), and it is confirmed.
 
 mod client;
 mod config;
 mod encode;
+mod jwt;
 #[cfg(test)]
 mod tests;
 
@@ -24,6 +29,7 @@ use std::time::Instant;
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use futures_util::StreamExt;
 use reqwest::Method;
 
 use self::client::{Body, Client, form};
@@ -38,8 +44,14 @@ use crate::value::write_json_string;
 /// Keys per SOQL query when resolving external ids to record Ids.
 const KEYS_PER_QUERY: usize = 100;
 
-pub fn build(config: &DestinationConfig) -> Result<Arc<dyn Destination>, ConfigError> {
-    Ok(Arc::new(SalesforceDestination::from_config(config)?))
+pub fn build(
+    config: &DestinationConfig,
+    project_dir: &std::path::Path,
+) -> Result<Arc<dyn Destination>, ConfigError> {
+    Ok(Arc::new(SalesforceDestination::from_config(
+        config,
+        project_dir,
+    )?))
 }
 
 pub struct SalesforceDestination {
@@ -54,8 +66,12 @@ fn valid_name(name: &str) -> bool {
 }
 
 impl SalesforceDestination {
-    pub fn from_config(config: &DestinationConfig) -> Result<Self, ConfigError> {
-        let settings = Settings::from_config(config)?;
+    /// `project_dir` is where a relative `private_key_path` is read from.
+    pub fn from_config(
+        config: &DestinationConfig,
+        project_dir: &std::path::Path,
+    ) -> Result<Self, ConfigError> {
+        let settings = Settings::from_config(config, project_dir)?;
         let site = format!("salesforce destination `{}`", config.name);
         let client = Client::new(settings, site)
             .map_err(|e| ConfigError::new(format!("{}: {}", config.site(), e.message)))?;
@@ -172,7 +188,8 @@ impl SalesforceDestination {
         }
     }
 
-    /// sObject Collections calls for `rows`, `batch_size` records each.
+    /// sObject Collections calls for `rows`, `batch_size` records each, up to `concurrency`
+    /// calls in flight (the rate limiter spaces them); the first error fails the write.
     async fn collections(
         &self,
         batch: &WriteBatch<'_>,
@@ -180,11 +197,30 @@ impl SalesforceDestination {
         rows: &[usize],
         ids: &[Option<String>],
     ) -> Result<Rejects, DestinationError> {
+        let mut pending = Vec::new();
+        for chunk in rows.chunks(self.settings().batch_size) {
+            pending.push(self.collection_call(batch, key_field, chunk.to_vec(), ids));
+        }
+        let mut calls =
+            futures_util::stream::iter(pending).buffer_unordered(self.settings().concurrency);
         let mut rejected = Vec::new();
-        let mut queue: VecDeque<Vec<usize>> = rows
-            .chunks(self.settings().batch_size)
-            .map(<[usize]>::to_vec)
-            .collect();
+        while let Some(result) = calls.next().await {
+            rejected.extend(result?);
+        }
+        Ok(rejected)
+    }
+
+    /// One sObject Collections call for `chunk`; a call refused whole is split in halves and
+    /// sent again until the bad record is alone and rejected.
+    async fn collection_call(
+        &self,
+        batch: &WriteBatch<'_>,
+        key_field: &str,
+        chunk: Vec<usize>,
+        ids: &[Option<String>],
+    ) -> Result<Rejects, DestinationError> {
+        let mut rejected = Vec::new();
+        let mut queue: VecDeque<Vec<usize>> = VecDeque::from([chunk]);
         while let Some(chunk) = queue.pop_front() {
             let (method, path, body) = self.collection_request(batch, key_field, &chunk, ids);
             let what = format!(
@@ -427,15 +463,49 @@ impl SalesforceDestination {
         key_pos: usize,
         key_field: &str,
     ) -> Result<Vec<Option<String>>, DestinationError> {
-        let mut found: HashMap<String, String> = HashMap::new();
-        let indices: Vec<usize> = (0..batch.records.len()).collect();
-        for chunk in indices.chunks(KEYS_PER_QUERY) {
+        let rows: Vec<usize> = (0..batch.records.len()).collect();
+        let found = self
+            .query_records(batch, key_pos, key_field, &rows, &[])
+            .await?;
+        Ok(batch
+            .records
+            .iter()
+            .map(|r| {
+                found
+                    .get(&encode::key_text(&r.values[key_pos]))
+                    .and_then(|held| held.get("Id"))
+                    .and_then(|id| id.as_str())
+                    .map(str::to_owned)
+            })
+            .collect())
+    }
+
+    /// The records holding the external ids of `rows`, by key text, with `Id`, the key field
+    /// and `fields`, through SOQL (`SELECT Id, .. FROM <object> WHERE <key> IN (..)`, 100 keys a
+    /// query, following `nextRecordsUrl`).
+    async fn query_records(
+        &self,
+        batch: &WriteBatch<'_>,
+        key_pos: usize,
+        key_field: &str,
+        rows: &[usize],
+        fields: &[String],
+    ) -> Result<HashMap<String, serde_json::Map<String, serde_json::Value>>, DestinationError> {
+        let mut selected: Vec<&str> = vec!["Id", key_field];
+        for f in fields {
+            if !selected.iter().any(|s| s.eq_ignore_ascii_case(f)) {
+                selected.push(f);
+            }
+        }
+        let mut found = HashMap::new();
+        for chunk in rows.chunks(KEYS_PER_QUERY) {
             let list: Vec<String> = chunk
                 .iter()
                 .map(|&i| encode::soql_literal(&batch.records[i].values[key_pos]))
                 .collect();
             let soql = format!(
-                "SELECT Id, {key_field} FROM {} WHERE {key_field} IN ({})",
+                "SELECT {} FROM {} WHERE {key_field} IN ({})",
+                selected.join(", "),
                 batch.object,
                 list.join(",")
             );
@@ -446,13 +516,14 @@ impl SalesforceDestination {
                     let Some(obj) = record.as_object() else {
                         continue;
                     };
-                    let value = obj
+                    let key = obj
                         .iter()
                         .find(|(k, _)| k.eq_ignore_ascii_case(key_field))
-                        .map(|(_, v)| v);
-                    if let (Some(value), Some(id)) = (value, obj.get("Id").and_then(|v| v.as_str()))
+                        .map(|(_, v)| encode::json_key_text(v));
+                    if let Some(key) = key
+                        && obj.get("Id").is_some_and(|v| v.is_string())
                     {
-                        found.insert(encode::json_key_text(value), id.to_owned());
+                        found.insert(key, obj.clone());
                     }
                 }
                 match page["nextRecordsUrl"].as_str() {
@@ -463,11 +534,56 @@ impl SalesforceDestination {
                 }
             }
         }
-        Ok(batch
-            .records
+        Ok(found)
+    }
+
+    /// Insert-only rows refused as `DUPLICATE_VALUE` whose record holds exactly the row: an
+    /// earlier create of this row was committed but its answer was lost (the connection
+    /// dropped), so the resent create met the record it had made. Such rows are delivered and
+    /// leave `rejected`; a record holding anything else stays a reject.
+    async fn confirm_lost_inserts(
+        &self,
+        batch: &WriteBatch<'_>,
+        key_pos: usize,
+        key_field: &str,
+        rejected: &mut Rejects,
+    ) -> Result<(), DestinationError> {
+        let duplicates: Vec<usize> = rejected
             .iter()
-            .map(|r| found.get(&encode::key_text(&r.values[key_pos])).cloned())
-            .collect())
+            .filter(|(_, reason)| reason.contains("DUPLICATE_VALUE"))
+            .map(|(i, _)| *i)
+            .collect();
+        if duplicates.is_empty() || !batch.fields.iter().all(|f| valid_name(f)) {
+            return Ok(());
+        }
+        let held = self
+            .query_records(batch, key_pos, key_field, &duplicates, batch.fields)
+            .await?;
+        let holds_row = |i: usize| {
+            let record = &batch.records[i];
+            held.get(&encode::key_text(&record.values[key_pos]))
+                .is_some_and(|held| {
+                    batch
+                        .fields
+                        .iter()
+                        .zip(&record.values)
+                        .all(|(field, value)| {
+                            let have = held
+                                .iter()
+                                .find(|(k, _)| k.eq_ignore_ascii_case(field))
+                                .map(|(_, v)| v);
+                            encode::same_value(&encode::json_value(value), have)
+                        })
+                })
+        };
+        rejected.retain(|(i, reason)| {
+            let confirmed = reason.contains("DUPLICATE_VALUE") && holds_row(*i);
+            if confirmed {
+                tracing::debug!(target: "dbt_activate::salesforce", "{}: {} row {i}: the record with this {key_field} holds exactly the row (an earlier create whose answer was lost); confirmed", self.client.site, batch.object);
+            }
+            !confirmed
+        });
+        Ok(())
     }
 }
 
@@ -569,6 +685,10 @@ impl Destination for SalesforceDestination {
             rejected.extend(self.bulk(batch, key_pos, key_field, &rows, &ids).await?);
         } else if !rows.is_empty() {
             rejected.extend(self.collections(batch, key_field, &rows, &ids).await?);
+        }
+        if batch.op == WriteOp::Insert {
+            self.confirm_lost_inserts(batch, key_pos, key_field, &mut rejected)
+                .await?;
         }
         rejected.sort_by_key(|r| r.0);
         Ok(BatchOutcome { rejected })

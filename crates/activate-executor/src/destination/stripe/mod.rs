@@ -10,6 +10,7 @@ mod config;
 #[cfg(test)]
 mod tests;
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -134,6 +135,13 @@ impl Lookup {
 }
 
 /// `metadata['key']:'value'` in Stripe's search query language.
+/// Clauses one search may combine (Stripe's search query language allows up to 10).
+const CLAUSES_PER_SEARCH: usize = 10;
+
+/// What a search found for one metadata value: the ids of the customers holding it, or why
+/// the search was refused.
+type Found = Result<Vec<String>, String>;
+
 fn search_query(key: &str, value: &str) -> String {
     let esc = |s: &str| s.replace('\\', "\\\\").replace('\'', "\\'");
     format!("metadata['{}']:'{}'", esc(key), esc(value))
@@ -285,10 +293,153 @@ impl StripeDestination {
                 "stripe chooses customer ids: `operation: insert` needs `match_on: metadata[<key>]`, not `id`",
             ));
         }
-        self.each_record(batch, |_, record| {
-            self.customer(batch, record, key_pos, &lookup)
+        match &lookup {
+            Lookup::Metadata(meta) => {
+                self.customers_by_metadata(batch, key_pos, &lookup, meta)
+                    .await
+            }
+            Lookup::Id => {
+                self.each_record(batch, |_, record| {
+                    self.customer(batch, record, key_pos, &lookup, None)
+                })
+                .await
+            }
+        }
+    }
+
+    /// Customers matched by `metadata[meta]`, ten rows at a time: one search finds the
+    /// customers holding any of the ten key values (`metadata['k']:'a' OR metadata['k']:'b'
+    /// ...`, `limit=100`), then the ten rows are written one after the other. Up to
+    /// `concurrency` groups run at once, so the next groups' searches overlap this group's
+    /// writes, and one search per ten rows keeps the Search API's lower rate from pacing the
+    /// writes.
+    async fn customers_by_metadata(
+        &self,
+        batch: &WriteBatch<'_>,
+        key_pos: usize,
+        lookup: &Lookup,
+        meta: &str,
+    ) -> Result<BatchOutcome, DestinationError> {
+        let mut pending = Vec::new();
+        for (n, group) in batch.records.chunks(CLAUSES_PER_SEARCH).enumerate() {
+            pending.push(async move {
+                let mut values: Vec<String> = group
+                    .iter()
+                    .map(|r| form_value(&r.values[key_pos]))
+                    .filter(|v| !v.is_empty())
+                    .collect();
+                values.sort_unstable();
+                values.dedup();
+                let found: HashMap<String, Found> = if values.is_empty() {
+                    HashMap::new()
+                } else {
+                    self.search_group(meta, &values)
+                        .await?
+                        .into_iter()
+                        .collect()
+                };
+                let mut rejected = Vec::new();
+                for (j, record) in group.iter().enumerate() {
+                    let known = found.get(&form_value(&record.values[key_pos]));
+                    if let Some(reason) =
+                        self.customer(batch, record, key_pos, lookup, known).await?
+                    {
+                        rejected.push((n * CLAUSES_PER_SEARCH + j, reason));
+                    }
+                }
+                Ok::<_, DestinationError>(rejected)
+            });
+        }
+        let mut groups =
+            futures_util::stream::iter(pending).buffer_unordered(self.config.concurrency);
+        let mut outcome = BatchOutcome::default();
+        while let Some(result) = groups.next().await {
+            // A fatal error stops the batch, as in `each_record`.
+            outcome.rejected.extend(result?);
+        }
+        outcome.rejected.sort_by_key(|(i, _)| *i);
+        Ok(outcome)
+    }
+
+    /// The customers holding one `metadata[meta]` value (at most two: more is ambiguous).
+    async fn search_one(&self, meta: &str, value: &str) -> Result<Found, DestinationError> {
+        let query = form_encode(&[
+            ("query".to_owned(), search_query(meta, value)),
+            ("limit".to_owned(), "2".to_owned()),
+        ]);
+        let answer = self
+            .client
+            .call(Call {
+                method: Method::GET,
+                path: format!("/v1/customers/search?{query}"),
+                form: None,
+                idempotency_key: None,
+                limiter: &self.searches,
+            })
+            .await?;
+        Ok(match answer {
+            Answer::Ok(found) => Ok(found["data"]
+                .as_array()
+                .map(|d| {
+                    d.iter()
+                        .filter_map(|c| c["id"].as_str().map(str::to_owned))
+                        .collect()
+                })
+                .unwrap_or_default()),
+            Answer::Rejected(reason) => Err(reason),
         })
-        .await
+    }
+
+    /// The customers holding each of `values` (at most 10), by value. Empty when Stripe
+    /// answered `has_more` (each row then searches alone).
+    async fn search_group(
+        &self,
+        meta: &str,
+        values: &[String],
+    ) -> Result<Vec<(String, Found)>, DestinationError> {
+        let clauses: Vec<String> = values.iter().map(|v| search_query(meta, v)).collect();
+        let query = form_encode(&[
+            ("query".to_owned(), clauses.join(" OR ")),
+            ("limit".to_owned(), "100".to_owned()),
+        ]);
+        let answer = self
+            .client
+            .call(Call {
+                method: Method::GET,
+                path: format!("/v1/customers/search?{query}"),
+                form: None,
+                idempotency_key: None,
+                limiter: &self.searches,
+            })
+            .await?;
+        let json = match answer {
+            Answer::Ok(json) => json,
+            Answer::Rejected(reason) => {
+                return Ok(values
+                    .iter()
+                    .map(|v| (v.clone(), Err(reason.clone())))
+                    .collect());
+            }
+        };
+        if json["has_more"] == true {
+            return Ok(Vec::new());
+        }
+        let mut ids: HashMap<&str, Vec<String>> =
+            values.iter().map(|v| (v.as_str(), Vec::new())).collect();
+        for customer in json["data"].as_array().into_iter().flatten() {
+            let (Some(id), Some(value)) =
+                (customer["id"].as_str(), customer["metadata"][meta].as_str())
+            else {
+                continue;
+            };
+            if let Some(list) = ids.get_mut(value) {
+                list.push(id.to_owned());
+            }
+        }
+        Ok(ids
+            .into_iter()
+            .map(|(v, list)| (v.to_owned(), Ok(list)))
+            .collect())
     }
 
     async fn customer(
@@ -297,6 +448,7 @@ impl StripeDestination {
         record: &Record,
         key_pos: usize,
         lookup: &Lookup,
+        known: Option<&Found>,
     ) -> Result<Option<String>, DestinationError> {
         let key_value = form_value(&record.values[key_pos]);
         if key_value.is_empty() {
@@ -309,32 +461,14 @@ impl StripeDestination {
         let target = match lookup {
             Lookup::Id => Some(key_value.clone()),
             Lookup::Metadata(meta) => {
-                let query = form_encode(&[
-                    ("query".to_owned(), search_query(meta, &key_value)),
-                    ("limit".to_owned(), "2".to_owned()),
-                ]);
-                let answer = self
-                    .client
-                    .call(Call {
-                        method: Method::GET,
-                        path: format!("/v1/customers/search?{query}"),
-                        form: None,
-                        idempotency_key: None,
-                        limiter: &self.searches,
-                    })
-                    .await?;
-                let found = match answer {
-                    Answer::Ok(json) => json,
-                    Answer::Rejected(reason) => return Ok(Some(reason)),
+                let ids = match known {
+                    Some(Ok(ids)) => ids.clone(),
+                    Some(Err(reason)) => return Ok(Some(reason.clone())),
+                    None => match self.search_one(meta, &key_value).await? {
+                        Ok(ids) => ids,
+                        Err(reason) => return Ok(Some(reason)),
+                    },
                 };
-                let ids: Vec<String> = found["data"]
-                    .as_array()
-                    .map(|d| {
-                        d.iter()
-                            .filter_map(|c| c["id"].as_str().map(str::to_owned))
-                            .collect()
-                    })
-                    .unwrap_or_default();
                 match ids.as_slice() {
                     [] => None,
                     [one] => Some(one.clone()),
