@@ -10,6 +10,7 @@ pub mod destination;
 pub mod error;
 pub mod plan;
 pub mod plan_file;
+pub mod postgres_tls;
 pub mod results;
 pub mod runner;
 pub mod secrets;

@@ -141,3 +141,37 @@ fn a_self_signed_certificate_is_refused_and_nothing_is_sent() {
         }
     }
 }
+
+/// The postgres destination speaks TLS by `sslmode` as libpq does: `verify-full` with the
+/// CA that signed the test server's certificate (which names `localhost`) lands the rows; a
+/// CA that did not sign it stops the run before anything is sent.
+#[test]
+fn the_postgres_destination_verifies_the_server_certificate_under_verify_full() {
+    let p = Project::new();
+    let ca = std::env::var("ACTIVATE_TEST_PG_CA").expect("ACTIVATE_TEST_PG_CA (scripts/test.sh)");
+    let other = std::env::var("ACTIVATE_TEST_PG_OTHER_CA")
+        .expect("ACTIVATE_TEST_PG_OTHER_CA (scripts/test.sh)");
+    // postgres://postgres@127.0.0.1:<port>/<db>, spelled with `localhost`, as the cert says.
+    let url = p.pg.url().replace("@127.0.0.1:", "@localhost:");
+    let crm = format!(
+        "crm:       {{type: postgres, url: \"{url}\", schema: crm, sslmode: verify-full, sslrootcert: \"{ca}\"}}"
+    );
+    p.replace_in_file(
+        "activate.yml",
+        "crm:       {type: postgres, url: \"{{ env_var('ACTIVATE_PG_URL') }}\", schema: crm}",
+        &crm,
+    );
+    let out = p.activate(&["run", "--target", "ci", "--select", "enriched_leads"]);
+    out.assert_success();
+    assert_eq!(leads_in_postgres(&p), leads_in_model(&p));
+
+    // A CA that did not sign the server's certificate: refused, nothing sent.
+    p.pg.execute("TRUNCATE crm.\"Lead\"");
+    p.activate(&["reset", "--target", "ci", "--select", "enriched_leads"])
+        .assert_success();
+    p.replace_in_file("activate.yml", &ca, &other);
+    let out = p.activate(&["run", "--target", "ci", "--select", "enriched_leads"]);
+    assert_ne!(out.code, 0, "{out}");
+    out.assert_contains("certificate");
+    assert!(leads_in_postgres(&p).is_empty(), "nothing is sent");
+}

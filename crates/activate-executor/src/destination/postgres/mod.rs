@@ -13,6 +13,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use futures_util::SinkExt;
 use tokio::sync::Mutex;
+use tokio_postgres::config::SslMode;
 use tokio_postgres::{Client, NoTls};
 
 use crate::connections::DestinationConfig;
@@ -37,6 +38,9 @@ const KEYS: &[&str] = &[
     "batch_size",
     "connect_timeout_seconds",
     "sslmode",
+    "sslrootcert",
+    "sslcert",
+    "sslkey",
 ];
 
 #[derive(Debug, Clone)]
@@ -47,6 +51,8 @@ struct Column {
 
 pub struct PostgresDestination {
     config: tokio_postgres::Config,
+    /// `None` for `sslmode: disable` / `allow`.
+    tls: Option<crate::postgres_tls::RustlsConnect>,
     location: String,
     schema: String,
     batch_size: usize,
@@ -105,13 +111,35 @@ impl PostgresDestination {
                 c
             }
         };
-        match setting_str(config, "sslmode")? {
-            None | Some("disable") | Some("prefer") => {}
-            Some(other) => {
-                return Err(ConfigError::new(format!("{}: sslmode `{other}` is not supported yet", config.site()))
-                    .with_hint("this release connects without TLS (sslmode: disable); use a local or tunnelled connection"));
+        // libpq's sslmode, as for the postgres warehouse (`prefer` when unset); `allow` starts
+        // without TLS, as tokio-postgres cannot fall back to it.
+        let site = config.site();
+        let sslmode = setting_str(config, "sslmode")?;
+        let settings = crate::postgres_tls::TlsSettings {
+            site: &site,
+            sslmode,
+            sslrootcert: setting_str(config, "sslrootcert")?,
+            sslcert: setting_str(config, "sslcert")?,
+            sslkey: setting_str(config, "sslkey")?,
+        };
+        let tls = match sslmode {
+            Some("disable" | "allow") => {
+                pg.ssl_mode(SslMode::Disable);
+                None
             }
-        }
+            None | Some("prefer") => {
+                pg.ssl_mode(SslMode::Prefer);
+                Some(crate::postgres_tls::connector(&settings)?)
+            }
+            Some("require" | "verify-ca" | "verify-full") => {
+                pg.ssl_mode(SslMode::Require);
+                Some(crate::postgres_tls::connector(&settings)?)
+            }
+            Some(other) => {
+                return Err(ConfigError::new(format!("{site}: unknown sslmode `{other}`"))
+                    .with_hint("one of disable, allow, prefer (the default), require, verify-ca, verify-full"));
+            }
+        };
         pg.connect_timeout(Duration::from_secs(
             setting_u64(config, "connect_timeout_seconds")?.unwrap_or(10),
         ));
@@ -125,14 +153,22 @@ impl PostgresDestination {
             .unwrap_or_default();
         let port = pg.get_ports().first().copied().unwrap_or(5432);
         let location = format!("postgres {host}:{port}/{}", pg.get_dbname().unwrap_or(""));
-        if !is_local(&host) {
+        let verified = matches!(sslmode, Some("verify-ca" | "verify-full"));
+        if !is_local(&host) && !verified {
             tracing::warn!(
-                "{}: {location} is not on this machine and this release connects to PostgreSQL without TLS: the password and the rows travel unencrypted; reach it through an SSH tunnel, a VPN or a private network (docs/security.md)",
-                config.site()
+                "{}: {location} is not on this machine and `sslmode: {}` does not verify the server's certificate{}; set `sslmode: verify-full` with `sslrootcert` (docs/security.md)",
+                config.site(),
+                sslmode.unwrap_or("prefer"),
+                if tls.is_none() {
+                    ": the password and the rows travel unencrypted"
+                } else {
+                    ", so a machine in the middle could read the password and the rows"
+                }
             );
         }
         Ok(Self {
             config: pg,
+            tls,
             location,
             schema: setting_str(config, "schema")?
                 .unwrap_or("public")
@@ -149,17 +185,35 @@ impl PostgresDestination {
         {
             return Ok(client);
         }
-        let (client, connection) = self.config.connect(NoTls).await.map_err(|e| {
+        let connected = match &self.tls {
+            Some(tls) => self
+                .config
+                .connect(tls.clone())
+                .await
+                .map(|(client, connection)| {
+                    tokio::spawn(async move {
+                        let _ = connection.await;
+                    });
+                    client
+                }),
+            None => self
+                .config
+                .connect(NoTls)
+                .await
+                .map(|(client, connection)| {
+                    tokio::spawn(async move {
+                        let _ = connection.await;
+                    });
+                    client
+                }),
+        };
+        connected.map_err(|e| {
             DestinationError::new(format!(
                 "could not connect to {}: {}",
                 self.location,
                 secrets::redact(&e.to_string())
             ))
-        })?;
-        tokio::spawn(async move {
-            let _ = connection.await;
-        });
-        Ok(client)
+        })
     }
 
     async fn give_back(&self, client: Client) {

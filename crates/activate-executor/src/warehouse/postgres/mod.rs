@@ -5,7 +5,6 @@
 //! that runtime's one worker. Rows stream through a portal in a read-only transaction,
 //! `batch_rows` at a time, never gathered whole.
 
-mod tls;
 mod types;
 
 #[cfg(test)]
@@ -20,6 +19,7 @@ use tokio_postgres::{Client, NoTls};
 
 use crate::connections::PostgresProfile;
 use crate::error::{ConfigError, WarehouseError};
+use crate::postgres_tls as tls;
 use crate::secrets;
 use crate::warehouse::{ColumnDesc, ReadRequest, RowBatch, Warehouse, quote_ident, sql_literal};
 
@@ -29,7 +29,7 @@ pub struct PostgresWarehouse {
     profile: PostgresProfile,
     config: tokio_postgres::Config,
     /// `None` for `sslmode: disable` / `allow`.
-    tls: Option<tls::RustlsConnect>,
+    tls: Option<crate::postgres_tls::RustlsConnect>,
     /// `None` only while dropping.
     runtime: Option<tokio::runtime::Runtime>,
     /// Connections set up and idle, reused by the next call.
@@ -67,10 +67,14 @@ impl PostgresWarehouse {
         // libpq's sslmode; `allow` starts without TLS (and tokio-postgres cannot retry with it).
         let (ssl_mode, tls) = match profile.sslmode.as_deref() {
             Some("disable" | "allow") => (SslMode::Disable, None),
-            Some("require" | "verify-ca" | "verify-full") => {
-                (SslMode::Require, Some(tls::connector(profile)?))
-            }
-            _ => (SslMode::Prefer, Some(tls::connector(profile)?)),
+            Some("require" | "verify-ca" | "verify-full") => (
+                SslMode::Require,
+                Some(tls::connector(&tls::TlsSettings::of_profile(profile))?),
+            ),
+            _ => (
+                SslMode::Prefer,
+                Some(tls::connector(&tls::TlsSettings::of_profile(profile))?),
+            ),
         };
         config.ssl_mode(ssl_mode);
         if profile.connect_timeout > 0 {

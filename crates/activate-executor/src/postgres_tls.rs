@@ -1,4 +1,5 @@
-//! TLS to PostgreSQL with rustls, following libpq's `sslmode`:
+//! TLS to PostgreSQL with rustls, following libpq's `sslmode`, for the postgres warehouse
+//! and the postgres destination alike:
 //!
 //! - `prefer` / `require`: encrypted, the server's certificate not checked (libpq's meaning);
 //! - `verify-ca`: the certificate must chain to `sslrootcert`;
@@ -28,6 +29,28 @@ use tokio_postgres::tls::{ChannelBinding, MakeTlsConnect, TlsConnect, TlsStream}
 use crate::connections::PostgresProfile;
 use crate::error::ConfigError;
 
+/// The TLS settings of one connection, as libpq names them; `site` names it in errors.
+#[derive(Debug, Clone, Copy)]
+pub struct TlsSettings<'a> {
+    pub site: &'a str,
+    pub sslmode: Option<&'a str>,
+    pub sslrootcert: Option<&'a str>,
+    pub sslcert: Option<&'a str>,
+    pub sslkey: Option<&'a str>,
+}
+
+impl<'a> TlsSettings<'a> {
+    pub fn of_profile(profile: &'a PostgresProfile) -> Self {
+        Self {
+            site: &profile.site,
+            sslmode: profile.sslmode.as_deref(),
+            sslrootcert: profile.sslrootcert.as_deref(),
+            sslcert: profile.sslcert.as_deref(),
+            sslkey: profile.sslkey.as_deref(),
+        }
+    }
+}
+
 /// How much of the server's certificate is checked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Verify {
@@ -36,15 +59,15 @@ enum Verify {
     ChainAndName,
 }
 
-/// Builds the connector for a profile whose `sslmode` uses TLS.
-pub fn connector(profile: &PostgresProfile) -> Result<RustlsConnect, ConfigError> {
-    let verify = match profile.sslmode.as_deref() {
+/// Builds the connector for settings whose `sslmode` uses TLS.
+pub fn connector(profile: &TlsSettings<'_>) -> Result<RustlsConnect, ConfigError> {
+    let verify = match profile.sslmode {
         Some("verify-full") => Verify::ChainAndName,
         Some("verify-ca") => Verify::Chain,
         _ => Verify::Nothing,
     };
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let site = &profile.site;
+    let site = profile.site;
     let builder = ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
         .map_err(|e| ConfigError::new(format!("{site}: TLS setup: {e}")))?;
@@ -66,7 +89,7 @@ pub fn connector(profile: &PostgresProfile) -> Result<RustlsConnect, ConfigError
     let builder = builder
         .dangerous()
         .with_custom_certificate_verifier(verifier);
-    let config = match (&profile.sslcert, &profile.sslkey) {
+    let config = match (profile.sslcert, profile.sslkey) {
         (Some(cert), Some(key)) => {
             let chain = read_certificates(Path::new(cert), site, "sslcert")?;
             let key = PrivateKeyDer::from_pem_file(cert_path(key)).map_err(|e| {
@@ -116,16 +139,16 @@ fn read_certificates(
     Ok(certificates)
 }
 
-fn root_store(profile: &PostgresProfile) -> Result<RootCertStore, ConfigError> {
-    let site = &profile.site;
-    let path = match &profile.sslrootcert {
+fn root_store(profile: &TlsSettings<'_>) -> Result<RootCertStore, ConfigError> {
+    let site = profile.site;
+    let path = match profile.sslrootcert {
         Some(p) => PathBuf::from(p),
         None => cert_path("~/.postgresql/root.crt"),
     };
     if !cert_path(&path.to_string_lossy()).is_file() {
         return Err(ConfigError::new(format!(
             "{site}: `sslmode: {}` checks the server's certificate, but the root certificate file {} does not exist",
-            profile.sslmode.as_deref().unwrap_or_default(),
+            profile.sslmode.unwrap_or_default(),
             path.display()
         ))
         .with_hint("set `sslrootcert:` to the CA certificate (PEM) that signed the server's certificate"));
