@@ -208,10 +208,24 @@ impl PostgresDestination {
                 }),
         };
         connected.map_err(|e| {
+            // tokio-postgres keeps the cause (a refused certificate, a refused login) in the
+            // error's sources.
+            let mut why = e.to_string();
+            let mut source = std::error::Error::source(&e);
+            while let Some(cause) = source {
+                why.push_str(": ");
+                why.push_str(&cause.to_string());
+                source = cause.source();
+            }
+            let hint = if why.contains("TLS handshake") {
+                "\n  hint: check `sslrootcert` (the CA that signed the server's certificate) and that the host is a name the certificate holds, or relax `sslmode`"
+            } else {
+                ""
+            };
             DestinationError::new(format!(
-                "could not connect to {}: {}",
+                "could not connect to {}: {}{hint}",
                 self.location,
-                secrets::redact(&e.to_string())
+                secrets::redact(&why)
             ))
         })
     }
