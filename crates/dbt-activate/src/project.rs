@@ -113,6 +113,11 @@ pub async fn preflight(
         return Ok((None, jobs));
     }
     let warehouse: Arc<dyn Warehouse> = Arc::from(warehouse::open(&loaded.profile.warehouse)?);
+    // One connection check first, so an unreachable warehouse or a refused login is one error.
+    let probe = warehouse.clone();
+    if let Err(e) = tokio::task::spawn_blocking(move || probe.health_check()).await? {
+        bail!("{}", e.message);
+    }
     let mut destinations: BTreeMap<String, Arc<dyn Destination>> = BTreeMap::new();
     for &i in ready {
         let name = &loaded.specs[i].destination;

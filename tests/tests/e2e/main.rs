@@ -18,6 +18,7 @@ mod packaging;
 mod query_syncs;
 mod select;
 mod signals;
+mod snowflake_source;
 mod sync;
 mod webhook;
 

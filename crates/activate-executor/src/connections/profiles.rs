@@ -21,6 +21,8 @@ pub struct Profile {
 pub enum WarehouseConfig {
     /// dbt-duckdb: `path` to the database file (relative paths are relative to the project dir).
     DuckDb { path: PathBuf },
+    /// dbt-snowflake: account, user, password or key pair, role, warehouse, database, schema.
+    Snowflake(Box<crate::warehouse::snowflake::SnowflakeConfig>),
     /// A warehouse type this release does not read yet.
     Unsupported { kind: String },
 }
@@ -29,6 +31,7 @@ impl WarehouseConfig {
     pub fn kind(&self) -> &str {
         match self {
             WarehouseConfig::DuckDb { .. } => "duckdb",
+            WarehouseConfig::Snowflake(_) => "snowflake",
             WarehouseConfig::Unsupported { kind } => kind,
         }
     }
@@ -162,6 +165,15 @@ pub fn load_profile(
             };
             WarehouseConfig::DuckDb { path }
         }
+        "snowflake" => WarehouseConfig::Snowflake(Box::new(
+            crate::warehouse::snowflake::SnowflakeConfig::from_profile(
+                &rendered,
+                &format!(
+                    "profile `{}` target `{target_name}` ({shown})",
+                    project.profile_name
+                ),
+            )?,
+        )),
         other => WarehouseConfig::Unsupported {
             kind: other.to_owned(),
         },

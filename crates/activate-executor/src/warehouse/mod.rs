@@ -1,6 +1,7 @@
 //! Warehouses: where the rows come from. Chosen at run time from the dbt profile's `type:`.
 
 pub mod duckdb;
+pub mod snowflake;
 
 use crate::connections::WarehouseConfig;
 use crate::error::{ConfigError, WarehouseError};
@@ -45,11 +46,15 @@ pub trait Warehouse: Send + Sync {
 pub fn open(config: &WarehouseConfig) -> Result<Box<dyn Warehouse>, ConfigError> {
     match config {
         WarehouseConfig::DuckDb { path } => Ok(Box::new(duckdb::DuckDbWarehouse::open(path)?)),
+        WarehouseConfig::Snowflake(config) => Ok(Box::new(
+            snowflake::SnowflakeWarehouse::open((**config).clone())
+                .map_err(|e| ConfigError::new(e.message))?,
+        )),
         WarehouseConfig::Unsupported { kind } => Err(ConfigError::new(format!(
             "warehouse type `{kind}` is not supported by this release of dbt-activate"
         ))
         .with_hint(
-            "supported: duckdb (snowflake, bigquery and postgres sources are on the roadmap)",
+            "supported: duckdb, snowflake (bigquery and postgres sources are on the roadmap)",
         )),
     }
 }

@@ -1,0 +1,219 @@
+//! Snowflake as the source: a real `dbt build` with dbt-snowflake against fakesnow's server
+//! (started on loopback by scripts/fakesnow.sh, sourced by scripts/test.sh), then
+//! `dbt-activate run` reading it through Snowflake's HTTP protocol.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use dbt_activate_e2e::{HttpServer, Project, Reply, RunOutput, run_with_timeout, unique_suffix};
+
+use crate::common::*;
+
+fn fakesnow_port() -> u16 {
+    std::env::var("ACTIVATE_TEST_FAKESNOW_PORT")
+        .ok()
+        .and_then(|p| p.parse().ok())
+        .expect(
+            "ACTIVATE_TEST_FAKESNOW_PORT is not set: run the tests through scripts/test.sh, \
+             which starts fakesnow (scripts/fakesnow.sh)",
+        )
+}
+
+fn snowflake_dbt() -> PathBuf {
+    let path = std::env::var_os("ACTIVATE_TEST_SNOWFLAKE_DBT")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| dbt_activate_e2e::repo_root().join(".tools/snowflake-venv/bin/dbt"));
+    assert!(
+        path.is_file(),
+        "{} is missing: run `bash scripts/fakesnow.sh`",
+        path.display()
+    );
+    path
+}
+
+/// A profiles.yml whose `dev` output is Snowflake at `host:port` over plain HTTP.
+fn snowflake_profile(port: u16, database: &str, extra: &str) -> String {
+    format!(
+        "activate_example:\n  target: dev\n  outputs:\n    dev:\n      type: snowflake\n      \
+         account: fakesnow\n      user: dbt_user\n      password: \"{{{{ env_var('SNOWFLAKE_TEST_PASSWORD') }}}}\"\n      \
+         role: transformer\n      warehouse: compute_wh\n      database: {database}\n      \
+         schema: example\n      host: 127.0.0.1\n      port: {port}\n      protocol: http\n      \
+         connect_timeout: 5\n      threads: 1\n{extra}"
+    )
+}
+
+const PASSWORD: &str = "s3cret-Pa55word";
+
+fn run_snowflake_dbt(p: &Project, args: &[&str]) -> RunOutput {
+    let mut cmd = Command::new(snowflake_dbt());
+    cmd.args(args)
+        .arg("--profiles-dir")
+        .arg(".")
+        .current_dir(p.path())
+        .env("SNOWFLAKE_TEST_PASSWORD", PASSWORD)
+        .env("DBT_SEND_ANONYMOUS_USAGE_STATS", "false")
+        .env("DO_NOT_TRACK", "1")
+        .env("DBT_USE_COLORS", "false")
+        .env("DBT_PARTIAL_PARSE", "false");
+    for key in [
+        "DBT_PROJECT_DIR",
+        "DBT_PROFILES_DIR",
+        "DBT_TARGET",
+        "DBT_TARGET_PATH",
+    ] {
+        cmd.env_remove(key);
+    }
+    run_with_timeout(&mut cmd, std::time::Duration::from_secs(180))
+}
+
+fn activate_run(p: &Project) -> RunOutput {
+    p.activate_cmd(&["run"])
+        .env("SNOWFLAKE_TEST_PASSWORD", PASSWORD)
+        .run()
+}
+
+/// Every file under synced/, with its lines sorted (file destinations append in read order).
+fn synced_contents(p: &Project) -> Vec<(String, Vec<String>)> {
+    p.synced_files()
+        .into_iter()
+        .map(|f| {
+            let mut lines: Vec<String> = p
+                .read_file(&format!("synced/{f}"))
+                .lines()
+                .map(str::to_owned)
+                .collect();
+            lines.sort();
+            (f, lines)
+        })
+        .collect()
+}
+
+/// The example built by dbt-snowflake into fakesnow and synced to the file destinations lands
+/// exactly what the same example built by dbt-duckdb lands: same rows, same value types.
+#[test]
+fn dbt_snowflake_build_then_run_lands_what_duckdb_lands() {
+    let port = fakesnow_port();
+    let reference = Project::new();
+    activate_run(&reference).assert_success();
+    let expected = synced_contents(&reference);
+    assert_eq!(expected.len(), 6, "the DuckDB run wrote {expected:?}");
+
+    let p = Project::new();
+    let database = format!("e2e_{}", unique_suffix());
+    p.write_file("profiles.yml", &snowflake_profile(port, &database, ""));
+    run_snowflake_dbt(&p, &["build"]).assert_success();
+    let out = activate_run(&p);
+    out.assert_success();
+    out.assert_contains("warehouse snowflake");
+    assert!(
+        !out.text().contains(PASSWORD),
+        "the password must never be printed\n{out}"
+    );
+    assert_eq!(synced_contents(&p), expected);
+
+    // A second run finds nothing changed; then a seed change flows through both dbt and the sync.
+    let again = activate_run(&p);
+    again.assert_success();
+    assert_eq!(synced_contents(&p), expected);
+    let leads_before = p.synced_jsonl("crm", "Lead").len();
+    p.edit_seed("leads", |s| {
+        format!("{s}new.lead@example.org,Example Org,New,Lead,US,2025-03-20 10:00:00\n")
+    });
+    run_snowflake_dbt(&p, &["build"]).assert_success();
+    activate_run(&p).assert_success();
+    let leads = p.synced_jsonl("crm", "Lead");
+    assert_eq!(leads.len(), leads_before + 1, "{leads:?}");
+    assert!(
+        leads
+            .iter()
+            .any(|l| l["Email"] == "new.lead@example.org" && l["Lead_Score__c"] == "cold"),
+        "{leads:?}"
+    );
+}
+
+#[test]
+fn missing_required_key_names_the_profile_and_the_key() {
+    let p = Project::new();
+    let profile = snowflake_profile(fakesnow_port(), "e2e_missing", "")
+        .replace("      database: e2e_missing\n", "");
+    p.write_file("profiles.yml", &profile);
+    let out = activate_run(&p);
+    assert_config_error(
+        &p,
+        &out,
+        &[
+            "profile `activate_example` target `dev`",
+            "`database:`",
+            "profiles.yml",
+        ],
+    );
+}
+
+#[test]
+fn unreachable_host_is_one_clear_error_in_bounded_time() {
+    let p = Project::new();
+    // A loopback port with nothing listening.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    p.write_file(
+        "profiles.yml",
+        &snowflake_profile(port, "e2e_unreachable", ""),
+    );
+    let out = activate_run(&p);
+    assert_config_error(
+        &p,
+        &out,
+        &[
+            "profile `activate_example` target `dev`",
+            "could not reach the server",
+            &format!("127.0.0.1:{port}"),
+        ],
+    );
+    assert_eq!(
+        out.text().matches("could not reach").count(),
+        1,
+        "one error, not one per model\n{out}"
+    );
+}
+
+/// Snowflake answers a refused login with `success: false` and code 390100 ("Incorrect username
+/// or password was specified."); fakesnow accepts any password, so a loopback server answers
+/// the login request the way Snowflake's documentation shows.
+#[test]
+fn wrong_password_names_the_profile_and_sends_nothing() {
+    let p = Project::new();
+    let server = HttpServer::start();
+    server.respond_with(|_, _| {
+        Reply::ok().body(
+            r#"{"data":{"nextAction":"RETRY_LOGIN","authnMethod":"USERNAME_PASSWORD"},"code":"390100","message":"Incorrect username or password was specified.","success":false,"headers":null}"#,
+        )
+    });
+    let port: u16 = server
+        .url()
+        .trim_start_matches("http://127.0.0.1:")
+        .split('/')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .expect("the fake's port");
+    p.write_file("profiles.yml", &snowflake_profile(port, "e2e_wrong", ""));
+    let out = activate_run(&p);
+    assert_config_error(
+        &p,
+        &out,
+        &[
+            "profile `activate_example` target `dev`",
+            "login failed",
+            "Incorrect username or password",
+            "390100",
+        ],
+    );
+    assert!(!out.text().contains(PASSWORD), "{out}");
+    let requests = server.requests();
+    assert_eq!(requests.len(), 1, "one login attempt: {requests:?}");
+    assert!(requests[0].path.starts_with("/session/v1/login-request"));
+    let body = requests[0].json();
+    assert_eq!(body["data"]["LOGIN_NAME"], "dbt_user");
+    assert_eq!(body["data"]["PASSWORD"], PASSWORD);
+}
