@@ -9,6 +9,7 @@ mod common;
 
 mod alerts;
 mod bad_input;
+mod bigquery_source;
 mod cli;
 mod field_types;
 mod gating;

@@ -23,6 +23,8 @@ pub enum WarehouseConfig {
     DuckDb { path: PathBuf },
     /// dbt-snowflake: account, user, password or key pair, role, warehouse, database, schema.
     Snowflake(Box<crate::warehouse::snowflake::SnowflakeConfig>),
+    /// dbt-bigquery: method (oauth, service-account, service-account-json), project, dataset.
+    BigQuery(Box<crate::warehouse::bigquery::BigQueryConfig>),
     /// A warehouse type this release does not read yet.
     Unsupported { kind: String },
 }
@@ -32,6 +34,7 @@ impl WarehouseConfig {
         match self {
             WarehouseConfig::DuckDb { .. } => "duckdb",
             WarehouseConfig::Snowflake(_) => "snowflake",
+            WarehouseConfig::BigQuery(_) => "bigquery",
             WarehouseConfig::Unsupported { kind } => kind,
         }
     }
@@ -167,6 +170,15 @@ pub fn load_profile(
         }
         "snowflake" => WarehouseConfig::Snowflake(Box::new(
             crate::warehouse::snowflake::SnowflakeConfig::from_profile(
+                &rendered,
+                &format!(
+                    "profile `{}` target `{target_name}` ({shown})",
+                    project.profile_name
+                ),
+            )?,
+        )),
+        "bigquery" => WarehouseConfig::BigQuery(Box::new(
+            crate::warehouse::bigquery::BigQueryConfig::from_profile(
                 &rendered,
                 &format!(
                     "profile `{}` target `{target_name}` ({shown})",

@@ -1,5 +1,6 @@
 //! Warehouses: where the rows come from. Chosen at run time from the dbt profile's `type:`.
 
+pub mod bigquery;
 pub mod duckdb;
 pub mod snowflake;
 
@@ -50,11 +51,14 @@ pub fn open(config: &WarehouseConfig) -> Result<Box<dyn Warehouse>, ConfigError>
             snowflake::SnowflakeWarehouse::open((**config).clone())
                 .map_err(|e| ConfigError::new(e.message))?,
         )),
+        WarehouseConfig::BigQuery(config) => Ok(Box::new(bigquery::BigQueryWarehouse::open(
+            (**config).clone(),
+        ))),
         WarehouseConfig::Unsupported { kind } => Err(ConfigError::new(format!(
             "warehouse type `{kind}` is not supported by this release of dbt-activate"
         ))
         .with_hint(
-            "supported: duckdb, snowflake (bigquery and postgres sources are on the roadmap)",
+            "supported: duckdb, snowflake, bigquery (the postgres source is on the roadmap)",
         )),
     }
 }
