@@ -217,3 +217,94 @@ fn wrong_password_names_the_profile_and_sends_nothing() {
     assert_eq!(body["data"]["LOGIN_NAME"], "dbt_user");
     assert_eq!(body["data"]["PASSWORD"], PASSWORD);
 }
+
+/// Python with `cryptography` (a dependency of snowflake-connector-python) from the fakesnow venv.
+fn snowflake_python() -> PathBuf {
+    snowflake_dbt().with_file_name("python")
+}
+
+/// Key-pair authentication: the login carries `AUTHENTICATOR: SNOWFLAKE_JWT` and a JWT whose
+/// claims and RS256 signature are what Snowflake's key-pair documentation asks for; checked
+/// with Python's `cryptography` against the public key of a freshly generated key.
+#[test]
+fn key_pair_login_sends_a_jwt_signed_by_the_private_key() {
+    let p = Project::new();
+    let key_path = p.file("rsa_key.p8");
+    let generate = format!(
+        "from cryptography.hazmat.primitives.asymmetric import rsa\n\
+         from cryptography.hazmat.primitives import serialization\n\
+         k = rsa.generate_private_key(public_exponent=65537, key_size=2048)\n\
+         open({path:?}, 'wb').write(k.private_bytes(serialization.Encoding.PEM, \
+         serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))\n",
+        path = key_path.display().to_string()
+    );
+    run_with_timeout(
+        Command::new(snowflake_python()).arg("-c").arg(&generate),
+        std::time::Duration::from_secs(60),
+    )
+    .assert_success();
+
+    let server = HttpServer::start();
+    server.respond_with(|_, _| {
+        Reply::ok().body(
+            r#"{"data":null,"code":"390144","message":"JWT token is invalid.","success":false}"#,
+        )
+    });
+    let port: u16 = server
+        .url()
+        .trim_start_matches("http://127.0.0.1:")
+        .split('/')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .expect("the fake's port");
+    let profile = snowflake_profile(port, "e2e_keypair", "").replace(
+        "      password: \"{{ env_var('SNOWFLAKE_TEST_PASSWORD') }}\"\n",
+        &format!("      private_key_path: {}\n", key_path.display()),
+    );
+    p.write_file(
+        "profiles.yml",
+        &profile.replace("account: fakesnow", "account: xy12345.eu-central-1"),
+    );
+    let out = activate_run(&p);
+    assert_config_error(
+        &p,
+        &out,
+        &["login failed", "JWT token is invalid", "390144"],
+    );
+    let requests = server.requests();
+    assert_eq!(requests.len(), 1, "{requests:?}");
+    let data = requests[0].json()["data"].clone();
+    assert_eq!(data["AUTHENTICATOR"], "SNOWFLAKE_JWT");
+    assert!(data.get("PASSWORD").is_none(), "{data}");
+    let jwt = data["TOKEN"].as_str().expect("a TOKEN").to_owned();
+    assert!(!out.text().contains(&jwt), "the token must not be printed");
+    let verify = format!(
+        "import base64, json, hashlib, sys\n\
+         from cryptography.hazmat.primitives import serialization, hashes\n\
+         from cryptography.hazmat.primitives.asymmetric import padding\n\
+         k = serialization.load_pem_private_key(open({path:?}, 'rb').read(), password=None)\n\
+         pub = k.public_key()\n\
+         der = pub.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)\n\
+         fp = 'SHA256:' + base64.b64encode(hashlib.sha256(der).digest()).decode()\n\
+         h, c, s = sys.argv[1].split('.')\n\
+         pad = lambda x: x + '=' * (-len(x) % 4)\n\
+         pub.verify(base64.urlsafe_b64decode(pad(s)), (h + '.' + c).encode(), padding.PKCS1v15(), hashes.SHA256())\n\
+         header = json.loads(base64.urlsafe_b64decode(pad(h)))\n\
+         claims = json.loads(base64.urlsafe_b64decode(pad(c)))\n\
+         assert header['alg'] == 'RS256', header\n\
+         assert claims['sub'] == 'XY12345.DBT_USER', claims\n\
+         assert claims['iss'] == 'XY12345.DBT_USER.' + fp, (claims, fp)\n\
+         assert claims['exp'] - claims['iat'] == 3600, claims\n\
+         print('verified')\n",
+        path = key_path.display().to_string()
+    );
+    run_with_timeout(
+        Command::new(snowflake_python())
+            .arg("-c")
+            .arg(&verify)
+            .arg(&jwt),
+        std::time::Duration::from_secs(60),
+    )
+    .assert_success()
+    .assert_contains("verified");
+}

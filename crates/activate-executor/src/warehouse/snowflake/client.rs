@@ -10,7 +10,7 @@ use serde::Deserialize;
 
 use crate::error::WarehouseError;
 use crate::value::Value;
-use crate::warehouse::snowflake::config::{SnowflakeAuth, SnowflakeConfig};
+use crate::warehouse::snowflake::config::{KeySource, SnowflakeAuth, SnowflakeConfig};
 use crate::warehouse::snowflake::convert::{self, RowType};
 
 /// Snowflake's codes for "the query is still running; ask again at getResultUrl".
@@ -112,13 +112,33 @@ impl SnowflakeClient {
 
     async fn login(&self) -> Result<String, WarehouseError> {
         let c = &self.config;
-        let password = match &c.auth {
-            SnowflakeAuth::Password(p) => p.clone(),
-            SnowflakeAuth::KeyPair { .. } => {
-                return Err(self.error(
-                    "login failed",
-                    "key-pair authentication (private_key_path / private_key) is not supported by this release",
-                ));
+        let credentials = match &c.auth {
+            SnowflakeAuth::Password(p) => serde_json::json!({"PASSWORD": p}),
+            SnowflakeAuth::KeyPair { key, passphrase } => {
+                if passphrase.is_some() {
+                    return Err(self.error(
+                        "login failed",
+                        "`private_key_passphrase` is set, but dbt-activate reads unencrypted PKCS#8 keys only (decrypt the key with `openssl pkcs8 -topk8 -nocrypt`)",
+                    ));
+                }
+                let pem = match key {
+                    KeySource::Inline(pem) => pem.clone(),
+                    KeySource::File(path) => std::fs::read_to_string(path).map_err(|e| {
+                        self.error(
+                            "login failed",
+                            format!("cannot read private_key_path {}: {e}", path.display()),
+                        )
+                    })?,
+                };
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_secs())
+                    .unwrap_or(0);
+                let jwt = super::keypair::pkcs8_der(&pem)
+                    .and_then(|der| super::keypair::login_jwt(&c.account, &c.user, &der, now))
+                    .map_err(|e| self.error("login failed", e))?;
+                crate::secrets::register(&jwt);
+                serde_json::json!({"AUTHENTICATOR": "SNOWFLAKE_JWT", "TOKEN": jwt})
             }
         };
         let mut query: Vec<(&str, &str)> = vec![
@@ -131,14 +151,19 @@ impl SnowflakeClient {
         if let Some(r) = &c.role {
             query.push(("roleName", r));
         }
-        let body = serde_json::json!({"data": {
+        let mut data = serde_json::json!({
             "CLIENT_APP_ID": "dbt-activate",
             "CLIENT_APP_VERSION": env!("CARGO_PKG_VERSION"),
             "ACCOUNT_NAME": c.account,
             "LOGIN_NAME": c.user,
-            "PASSWORD": password,
             "SESSION_PARAMETERS": {"TIMEZONE": "UTC"},
-        }});
+        });
+        if let (Some(data), serde_json::Value::Object(credentials)) =
+            (data.as_object_mut(), credentials)
+        {
+            data.extend(credentials);
+        }
+        let body = serde_json::json!({ "data": data });
         let url = format!("{}/session/v1/login-request", c.base_url);
         let response = self
             .http

@@ -5,6 +5,7 @@ pub mod client;
 pub mod config;
 pub mod convert;
 mod ipc;
+mod keypair;
 
 use crate::error::WarehouseError;
 use crate::warehouse::{ColumnDesc, ReadRequest, RowBatch, Warehouse, quote_ident, sql_literal};
