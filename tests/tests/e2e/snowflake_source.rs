@@ -308,3 +308,101 @@ fn key_pair_login_sends_a_jwt_signed_by_the_private_key() {
     .assert_success()
     .assert_contains("verified");
 }
+
+/// What fakesnow does not do: a query first answered "in progress" (code 333334 with a
+/// `getResultUrl`), then a JSON result whose rows come partly inline (`rowset`) and partly in
+/// two chunks fetched from their URLs with the `chunkHeaders`, as Snowflake's drivers receive
+/// them. Every row lands, and each chunk is fetched once.
+#[test]
+fn in_progress_query_and_result_chunks_are_all_read() {
+    let server = HttpServer::start();
+    let base = server.url().trim_end_matches("/hooks/activate").to_owned();
+    let rowtype = serde_json::json!([
+        {"name": "ID", "type": "fixed", "precision": 38, "scale": 0, "nullable": false},
+        {"name": "EMAIL", "type": "text", "nullable": true}]);
+    let chunk_base = base.clone();
+    server.respond_with(move |_, request| {
+        let ok = |v: serde_json::Value| Reply::ok().body(&v.to_string());
+        let path = request.path.as_str();
+        if path.starts_with("/session/v1/login-request") {
+            return ok(serde_json::json!({"data": {"token": "session-token"}, "success": true}));
+        }
+        if path.starts_with("/chunks/") {
+            assert_eq!(request.header("x-test-chunk-key"), Some("k"));
+            return Reply::ok().body(if path == "/chunks/1" {
+                r#"["3","u3@example.org"],["4","u4@example.org"]"#
+            } else {
+                r#"["5",null]"#
+            });
+        }
+        if path.starts_with("/queries/in-progress") {
+            return ok(serde_json::json!({"success": true, "data": {
+                "rowtype": rowtype, "queryResultFormat": "json",
+                "rowset": [["1", "u1@example.org"], ["2", "u2@example.org"]],
+                "chunkHeaders": {"x-test-chunk-key": "k"},
+                "chunks": [{"url": format!("{chunk_base}/chunks/1"), "rowCount": 2},
+                           {"url": format!("{chunk_base}/chunks/2"), "rowCount": 1}]}}));
+        }
+        let sql = request.json()["sqlText"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        if sql.contains("LIMIT 0") || sql == "SELECT 1" {
+            return ok(serde_json::json!({"success": true, "data": {
+                "rowtype": rowtype, "queryResultFormat": "json", "rowset": []}}));
+        }
+        ok(serde_json::json!({"success": false, "code": "333334",
+            "message": "Asynchronous execution in progress.",
+            "data": {"queryId": "q1", "getResultUrl": "/queries/in-progress/result"}}))
+    });
+    let port: u16 = base
+        .trim_start_matches("http://127.0.0.1:")
+        .parse()
+        .expect("the fake's port");
+    let p = Project::new();
+    p.write_file("profiles.yml", &snowflake_profile(port, "e2e_chunks", ""));
+    p.edit_file("activate.yml", |s| {
+        s.replace(
+            "syncs:\n",
+            "syncs:\n  sf_rows:\n    query: \"{% set gate = ref('stg_leads') %}select id, email from users\"\n    \
+             destination: sales\n    object: sf_rows\n    sync_mode: incremental\n    primary_key: ID\n",
+        )
+    });
+    let out = p
+        .activate_cmd(&["run", "--select", "sf_rows"])
+        .env("SNOWFLAKE_TEST_PASSWORD", PASSWORD)
+        .run();
+    out.assert_success();
+    let mut rows = p.synced_jsonl("sales", "sf_rows");
+    rows.sort_by_key(|r| r["ID"].as_i64());
+    assert_eq!(
+        rows,
+        vec![
+            serde_json::json!({"ID": 1, "EMAIL": "u1@example.org"}),
+            serde_json::json!({"ID": 2, "EMAIL": "u2@example.org"}),
+            serde_json::json!({"ID": 3, "EMAIL": "u3@example.org"}),
+            serde_json::json!({"ID": 4, "EMAIL": "u4@example.org"}),
+            serde_json::json!({"ID": 5, "EMAIL": null}),
+        ]
+    );
+    let paths: Vec<String> = server.requests().iter().map(|r| r.path.clone()).collect();
+    for fetched in ["/queries/in-progress/result", "/chunks/1", "/chunks/2"] {
+        assert_eq!(
+            paths.iter().filter(|p| p.as_str() == fetched).count(),
+            1,
+            "{fetched} once: {paths:?}"
+        );
+    }
+    let queries = server
+        .requests()
+        .iter()
+        .filter(|r| r.path.starts_with("/queries/v1/query-request"))
+        .map(|r| r.header("authorization").unwrap_or_default().to_owned())
+        .collect::<Vec<_>>();
+    assert!(
+        queries
+            .iter()
+            .all(|a| a == "Snowflake Token=\"session-token\""),
+        "{queries:?}"
+    );
+}
