@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, as CI runs it (.ci/run calls exactly this):
 #   1. installs what the tests need (scripts/bootstrap.sh: dbt venv, libduckdb, PostgreSQL binaries)
-#   2. starts a private PostgreSQL 15 cluster on a free loopback port (stopped on exit)
+#   2. starts a private PostgreSQL 15 cluster, fakesnow (scripts/fakesnow.sh) and crucible-emulator
+#      (scripts/crucible.sh) on free loopback ports (stopped on exit)
 #   3. builds the binary, then runs every crate's tests and the end-to-end tests in tests/
 #
 #   bash scripts/test.sh                        # everything
@@ -19,6 +20,12 @@ export LD_LIBRARY_PATH="$root/.tools/duckdb:${LD_LIBRARY_PATH:-}"
 # ---- a private PostgreSQL cluster ------------------------------------------
 # shellcheck source=scripts/postgres.sh
 source "$root/scripts/postgres.sh"
+# ---- fakesnow, a local Snowflake (the Snowflake source tests) ------------------
+# shellcheck source=scripts/fakesnow.sh
+source "$root/scripts/fakesnow.sh"
+# ---- crucible-emulator, a local BigQuery (the BigQuery source tests) ---------
+# shellcheck source=scripts/crucible.sh
+source "$root/scripts/crucible.sh"
 
 # ---- build and test ----------------------------------------------------------
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"

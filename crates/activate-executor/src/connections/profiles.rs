@@ -24,6 +24,10 @@ pub enum WarehouseConfig {
     DuckDb { path: PathBuf },
     /// dbt-postgres: the connection keys of the output (docs/warehouses.md).
     Postgres(Box<PostgresProfile>),
+    /// dbt-snowflake: account, user, password or key pair, role, warehouse, database, schema.
+    Snowflake(Box<crate::warehouse::snowflake::SnowflakeConfig>),
+    /// dbt-bigquery: method (oauth, service-account, service-account-json), project, dataset.
+    BigQuery(Box<crate::warehouse::bigquery::BigQueryConfig>),
     /// A warehouse type this release does not read yet.
     Unsupported { kind: String },
 }
@@ -33,6 +37,8 @@ impl WarehouseConfig {
         match self {
             WarehouseConfig::DuckDb { .. } => "duckdb",
             WarehouseConfig::Postgres(_) => "postgres",
+            WarehouseConfig::Snowflake(_) => "snowflake",
+            WarehouseConfig::BigQuery(_) => "bigquery",
             WarehouseConfig::Unsupported { kind } => kind,
         }
     }
@@ -173,6 +179,24 @@ pub fn load_profile(
             );
             WarehouseConfig::Postgres(Box::new(PostgresProfile::from_output(&rendered, &site)?))
         }
+        "snowflake" => WarehouseConfig::Snowflake(Box::new(
+            crate::warehouse::snowflake::SnowflakeConfig::from_profile(
+                &rendered,
+                &format!(
+                    "profile `{}` target `{target_name}` ({shown})",
+                    project.profile_name
+                ),
+            )?,
+        )),
+        "bigquery" => WarehouseConfig::BigQuery(Box::new(
+            crate::warehouse::bigquery::BigQueryConfig::from_profile(
+                &rendered,
+                &format!(
+                    "profile `{}` target `{target_name}` ({shown})",
+                    project.profile_name
+                ),
+            )?,
+        )),
         other => WarehouseConfig::Unsupported {
             kind: other.to_owned(),
         },

@@ -1,7 +1,9 @@
 //! Warehouses: where the rows come from. Chosen at run time from the dbt profile's `type:`.
 
+pub mod bigquery;
 pub mod duckdb;
 pub mod postgres;
+pub mod snowflake;
 
 use crate::connections::WarehouseConfig;
 use crate::error::{ConfigError, WarehouseError};
@@ -49,12 +51,17 @@ pub fn open(config: &WarehouseConfig) -> Result<Box<dyn Warehouse>, ConfigError>
         WarehouseConfig::Postgres(profile) => {
             Ok(Box::new(postgres::PostgresWarehouse::open(profile)?))
         }
+        WarehouseConfig::Snowflake(config) => Ok(Box::new(
+            snowflake::SnowflakeWarehouse::open((**config).clone())
+                .map_err(|e| ConfigError::new(e.message))?,
+        )),
+        WarehouseConfig::BigQuery(config) => Ok(Box::new(bigquery::BigQueryWarehouse::open(
+            (**config).clone(),
+        ))),
         WarehouseConfig::Unsupported { kind } => Err(ConfigError::new(format!(
             "warehouse type `{kind}` is not supported by this release of dbt-activate"
         ))
-        .with_hint(
-            "supported: duckdb and postgres (snowflake and bigquery are on the roadmap); see docs/warehouses.md",
-        )),
+        .with_hint("supported: duckdb, postgres, snowflake, bigquery")),
     }
 }
 
