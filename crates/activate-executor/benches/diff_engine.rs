@@ -1,0 +1,193 @@
+//! The diff engine alone (issue #6, workload 4; not a test; run by bench/run.sh, figures in
+//! docs/performance.md): N keyed customer rows against the state of a previous snapshot in
+//! which every row was delivered, 1% of the rows changed. Only `PlanBuilder` is timed (the
+//! rows are generated outside the timed part), on the bench's one thread. In the same run,
+//! DuckDB's own full outer join of the two snapshots (as tables in memory), with one thread
+//! and with all of them, counts the changed rows.
+//!
+//!   cargo bench -p activate-executor --bench diff_engine            # 10,000,000 rows
+//!   BENCH_DIFF_ROWS=1000000 cargo bench -p activate-executor --bench diff_engine
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use activate_executor::Value;
+use activate_executor::plan::PlanBuilder;
+use activate_executor::state::{Confirmed, SyncState};
+use activate_executor::sync::SyncDefinition;
+use activate_executor::warehouse::ColumnDesc;
+use activate_manifest::{Manifest, extract_specs};
+
+const BATCH: u64 = 10_000;
+const COLUMNS: [(&str, &str); 7] = [
+    ("id", "BIGINT"),
+    ("email", "VARCHAR"),
+    ("name", "VARCHAR"),
+    ("lifetime_value", "DECIMAL(12,2)"),
+    ("churn_score", "DOUBLE"),
+    ("product_tier", "VARCHAR"),
+    ("updated_at", "TIMESTAMP WITH TIME ZONE"),
+];
+
+fn definition() -> SyncDefinition {
+    let activate = serde_json::json!({"destination": "d", "object": "customers",
+        "sync_mode": "mirror", "primary_key": "id"});
+    let doc = serde_json::json!({
+        "metadata": {"dbt_schema_version": "https://schemas.getdbt.com/dbt/manifest/v12.json", "project_name": "bench"},
+        "nodes": {"model.bench.customers": {"unique_id": "model.bench.customers",
+            "resource_type": "model", "name": "customers", "original_file_path": "models/customers.sql",
+            "config": {"meta": {"activate": activate}}}},
+    });
+    let manifest = Manifest::from_slice(doc.to_string().as_bytes(), Path::new("manifest.json"))
+        .expect("a manifest");
+    let destinations = ["d".to_owned()].into_iter().collect();
+    let spec = extract_specs(&manifest, &destinations)
+        .expect("a spec")
+        .remove(0);
+    let columns: Vec<ColumnDesc> = COLUMNS
+        .iter()
+        .map(|(name, data_type)| ColumnDesc {
+            name: (*name).into(),
+            data_type: (*data_type).into(),
+        })
+        .collect();
+    SyncDefinition::resolve(
+        &spec,
+        "sync.bench.customers".into(),
+        "customers".into(),
+        &columns,
+    )
+    .expect("a definition")
+}
+
+/// Row `id` of a snapshot; `changed` rows have another churn score.
+fn customer(id: u64, changed: bool) -> Vec<Value> {
+    let score = (id * 104_729 % 10_000) as f64 / 10_000.0 + if changed { 1.0 } else { 0.0 };
+    vec![
+        Value::Int(id as i64),
+        Value::Text(format!("user{id}@example.com")),
+        Value::Text(format!("Customer {id}")),
+        Value::Number(format!(
+            "{}.{:02}",
+            id * 7919 % 1_000_000 / 100,
+            id * 7919 % 100
+        )),
+        Value::Float(score),
+        Value::Text(["free", "starter", "pro", "enterprise"][(id % 4) as usize].into()),
+        Value::TimestampTz(format!("2025-01-01T00:00:00.{:06}Z", id % 1_000_000)),
+    ]
+}
+
+/// Runs the diff over a snapshot in which every 100th row changed (when `changes`); returns
+/// the plan and the time spent in the engine only.
+fn diff(
+    def: &SyncDefinition,
+    state: &SyncState,
+    rows: u64,
+    changes: bool,
+) -> (activate_executor::plan::Plan, Duration) {
+    let mut builder = PlanBuilder::new(def, state, false);
+    let mut engine = Duration::ZERO;
+    let mut first = 1;
+    while first <= rows {
+        let last = (first + BATCH - 1).min(rows);
+        let batch: Vec<Vec<Value>> = (first..=last)
+            .map(|id| {
+                let row = customer(id, changes && id % 100 == 1);
+                def.read_columns
+                    .iter()
+                    .map(|c| {
+                        row[COLUMNS.iter().position(|(n, _)| *n == c.name).unwrap_or(0)].clone()
+                    })
+                    .collect()
+            })
+            .collect();
+        let start = Instant::now();
+        builder.add_batch(batch);
+        engine += start.elapsed();
+        first = last + 1;
+    }
+    let start = Instant::now();
+    let plan = builder.finish();
+    (plan, engine + start.elapsed())
+}
+
+/// Heap bytes of the state: the hash table's slots (entry and control byte per bucket) and
+/// the key strings each entry owns.
+fn state_bytes(state: &SyncState) -> usize {
+    let slot = std::mem::size_of::<(u128, activate_executor::state::SnapshotEntry)>() + 1;
+    let keys: usize = state.snapshot.values().map(|e| e.key.len()).sum();
+    state.snapshot.capacity() * slot + keys
+}
+
+fn main() {
+    let rows: u64 = std::env::var("BENCH_DIFF_ROWS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10_000_000);
+    let def = definition();
+
+    // The previous snapshot, all delivered: the state the diff runs against.
+    let empty = SyncState::default();
+    let (first, first_time) = diff(&def, &empty, rows, false);
+    let mut state = SyncState::default();
+    state.snapshot.reserve(first.upserts.len());
+    for row in &first.upserts {
+        state.apply(&Confirmed::Upserted {
+            key: row.key.clone(),
+            row_hash: row.row_hash,
+        });
+    }
+    drop(first);
+    let state_bytes = state_bytes(&state);
+
+    let (plan, time) = diff(&def, &state, rows, true);
+    let found = plan.upserts.len() + plan.removals.len();
+    println!(
+        "diff_engine rows={rows} changed_found={found} expected={}",
+        rows.div_ceil(100)
+    );
+    println!(
+        "diff_engine first_snapshot_s={:.3} diff_s={:.3} rows_per_s={:.0} state_bytes_per_row={:.1}",
+        first_time.as_secs_f64(),
+        time.as_secs_f64(),
+        rows as f64 / time.as_secs_f64(),
+        state_bytes as f64 / rows as f64
+    );
+    drop(plan);
+    drop(state);
+
+    // DuckDB: the two snapshots as tables, joined on the key, rows that differ counted.
+    let db = duckdb::Connection::open_in_memory().expect("duckdb");
+    let snapshot = |table: &str, changed: &str| {
+        format!(
+            "create table {table} as select i as id, 'user' || i || '@example.com' as email, \
+             'Customer ' || i as name, ((i * 7919) % 1000000 / 100.0)::decimal(12,2) as lifetime_value, \
+             ((i * 104729) % 10000) / 10000.0 + (case when {changed} then 1 else 0 end) as churn_score, \
+             ['free','starter','pro','enterprise'][1 + i % 4] as product_tier, \
+             timestamptz '2025-01-01 00:00:00+00' + to_microseconds(i % 1000000) as updated_at \
+             from range(1, {rows} + 1) t(i)"
+        )
+    };
+    db.execute_batch(&snapshot("previous", "false"))
+        .expect("previous");
+    db.execute_batch(&snapshot("current", "i % 100 = 1"))
+        .expect("current");
+    let join = "select count(*) from previous p full outer join current c on p.id = c.id \
+                where p.id is null or c.id is null or (p.email, p.name, p.lifetime_value, \
+                p.churn_score, p.product_tier, p.updated_at) is distinct from (c.email, c.name, \
+                c.lifetime_value, c.churn_score, c.product_tier, c.updated_at)";
+    let threads: i64 = db
+        .query_row("select current_setting('threads')", [], |r| r.get(0))
+        .unwrap_or(0);
+    for setting in [1, threads] {
+        db.execute_batch(&format!("set threads = {setting}"))
+            .expect("threads");
+        let start = Instant::now();
+        let changed: i64 = db.query_row(join, [], |r| r.get(0)).expect("join");
+        println!(
+            "duckdb_full_outer_join threads={setting} changed_found={changed} s={:.3}",
+            start.elapsed().as_secs_f64()
+        );
+    }
+}
