@@ -369,3 +369,98 @@ fn tls_verify_full_connects_and_a_certificate_from_another_ca_is_refused() {
         ],
     );
 }
+
+/// The warehouse connection dropped in the middle of the read (the server ends the backend):
+/// the sync fails naming the model and the cause, nothing is sent and the state keeps what it
+/// had; the next run sends every row exactly once.
+#[test]
+fn a_warehouse_connection_dropped_mid_stream_fails_the_sync_and_the_next_run_sends_everything() {
+    let p = Project::new();
+    let login = PgLogin::create(&p);
+    login.add_output(&p, "pg", &[], &[]);
+    // A view that takes a few seconds to read: 100,000 rows, a pause every 1,000.
+    p.write_file(
+        "models/marts/slow_accounts.sql",
+        "{{ config(materialized='view') }}\n\
+         select 'acct-' || i::text as account_key, i as n\n\
+         from generate_series(1, 100000) as t(i)\n\
+         where case when i % 1000 = 0 then (select true from pg_sleep(0.05)) else true end\n",
+    );
+    p.write_file(
+        "models/marts/slow_accounts.yml",
+        "version: 2\nmodels:\n  - name: slow_accounts\n    config:\n      meta:\n        activate:\n          \
+         destination: hooked\n          object: slow_accounts\n          sync_mode: mirror\n          \
+         primary_key: account_key\n",
+    );
+    p.replace_in_file(
+        "activate.yml",
+        "\ntargets:\n",
+        "\n  hooked: {type: webhook, url: \"{{ env_var('ACTIVATE_WEBHOOK_URL') }}\", batch_size: 5000}\n\ntargets:\n",
+    );
+    let env = login.env(PASSWORD);
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    p.dbt_with_env(
+        &["build", "--target", "pg", "--select", "slow_accounts"],
+        &env,
+    )
+    .assert_success();
+
+    let mut cmd = p.activate_cmd(&["run", "--target", "pg", "--select", "slow_accounts"]);
+    for (k, v) in login.env(PASSWORD) {
+        cmd = cmd.env(k, &v);
+    }
+    let log = p.path().join("run.log");
+    let mut child = cmd.spawn_logging(&log);
+    // End the backend that is reading the view, once it is reading.
+    let started = std::time::Instant::now();
+    let mut terminated = false;
+    while !terminated && started.elapsed() < std::time::Duration::from_secs(60) {
+        let rows = p.pg_rows(&format!(
+            "select count(*)::text from (select pg_terminate_backend(pid) from pg_stat_activity \
+             where usename = '{}' and state = 'active' and query ilike '%slow_accounts%' \
+             and query not ilike 'select * from%' and pid <> pg_backend_pid()) t",
+            login.user
+        ));
+        terminated = rows[0][0].as_deref() != Some("0");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(
+        terminated,
+        "the read was seen and ended:\n{}",
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
+    let status = child.wait().expect("wait");
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    assert_eq!(status.code(), Some(1), "a failed sync:\n{text}");
+    let r = p.result("slow_accounts__hooked__slow_accounts");
+    assert_status(&r, "error");
+    assert!(
+        message(&r).contains("terminat") || message(&r).contains("connection"),
+        "the cause is named: {r:#}"
+    );
+    assert_eq!(p.webhook.request_count(), 0, "nothing was sent");
+
+    // The next run reads the whole view and sends every row once.
+    let out = login.activate(
+        &p,
+        &["run", "--target", "pg", "--select", "slow_accounts"],
+        PASSWORD,
+    );
+    out.assert_success();
+    assert_counts(
+        &p.result("slow_accounts__hooked__slow_accounts"),
+        100_000,
+        0,
+        0,
+    );
+    let mut keys: Vec<String> = p
+        .webhook
+        .accepted_records()
+        .iter()
+        .map(|r| r["account_key"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    keys.sort();
+    let total = keys.len();
+    keys.dedup();
+    assert_eq!((total, keys.len()), (100_000, 100_000), "every row once");
+}
