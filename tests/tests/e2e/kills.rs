@@ -7,7 +7,8 @@ use dbt_activate_e2e::Project;
 
 const ROWS: i64 = 100_000;
 
-fn add_big_model(p: &Project) {
+/// `big_accounts`: 100,000 rows mirrored to `destination` (a dbt model of the example).
+fn write_big_model(p: &Project, destination: &str) {
     p.write_file(
         "models/marts/big_accounts.sql",
         &format!(
@@ -17,10 +18,16 @@ fn add_big_model(p: &Project) {
     );
     p.write_file(
         "models/marts/big_accounts.yml",
-        "version: 2\nmodels:\n  - name: big_accounts\n    config:\n      meta:\n        activate:\n          \
-         destination: crm\n          object: big_accounts\n          sync_mode: mirror\n          \
-         primary_key: account_key\n",
+        &format!(
+            "version: 2\nmodels:\n  - name: big_accounts\n    config:\n      meta:\n        activate:\n          \
+             destination: {destination}\n          object: big_accounts\n          sync_mode: mirror\n          \
+             primary_key: account_key\n"
+        ),
     );
+}
+
+fn add_big_model(p: &Project) {
+    write_big_model(p, "crm");
     p.pg.execute(
         "CREATE TABLE crm.big_accounts (account_key text PRIMARY KEY, n bigint NOT NULL, payload text NOT NULL)",
     );
@@ -106,19 +113,7 @@ fn killed_runs_to_an_http_receiver_lose_nothing_and_double_nothing() {
     use std::collections::BTreeMap;
 
     let p = Project::new();
-    p.write_file(
-        "models/marts/big_accounts.sql",
-        &format!(
-            "select 'acct-' || i::varchar as account_key, i as n, md5(i::varchar) as payload\n\
-             from range({ROWS}) as t(i)\n"
-        ),
-    );
-    p.write_file(
-        "models/marts/big_accounts.yml",
-        "version: 2\nmodels:\n  - name: big_accounts\n    config:\n      meta:\n        activate:\n          \
-         destination: alerts\n          object: big_accounts\n          sync_mode: mirror\n          \
-         primary_key: account_key\n",
-    );
+    write_big_model(&p, "alerts");
     p.dbt(&["build", "--target", "ci", "--select", "big_accounts"])
         .assert_success();
     p.replace_in_file("activate.yml", "batch_size: 50}", "batch_size: 2000}");

@@ -41,6 +41,21 @@ fn wait_until(limit: Duration, mut done: impl FnMut() -> bool) -> bool {
     done()
 }
 
+/// Sends SIGTERM and waits (at most 30 s) for the exit code.
+fn stop_with_sigterm(child: &mut std::process::Child) -> Option<i32> {
+    let kill = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(kill.success());
+    let mut status = None;
+    wait_until(Duration::from_secs(30), || {
+        status = child.try_wait().ok().flatten();
+        status.is_some()
+    });
+    status.and_then(|s| s.code())
+}
+
 fn metrics(port: u16) -> String {
     get(port, "/metrics").map(|(_, b)| b).unwrap_or_default()
 }
@@ -114,21 +129,12 @@ fn serve_runs_due_syncs_triggers_on_a_new_dbt_build_and_stops_on_sigterm() {
     assert!(log_text().contains("run_results.json shows their models rebuilt"));
 
     // SIGTERM: serve stops and exits 0.
-    let kill = std::process::Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .expect("kill");
-    assert!(kill.success());
-    let mut status = None;
-    assert!(
-        wait_until(Duration::from_secs(30), || {
-            status = child.try_wait().ok().flatten();
-            status.is_some()
-        }),
-        "serve stops on SIGTERM:\n{}",
+    assert_eq!(
+        stop_with_sigterm(&mut child),
+        Some(0),
+        "serve exits 0 on SIGTERM:\n{}",
         log_text()
     );
-    assert_eq!(status.and_then(|s| s.code()), Some(0), "{}", log_text());
     assert!(log_text().contains("Stopped"));
 }
 
@@ -163,21 +169,12 @@ fn sigterm_during_a_served_sync_keeps_state_consistent_and_the_next_run_finishes
         "the served sync started sending:\n{}",
         log_text()
     );
-    let kill = std::process::Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .expect("kill");
-    assert!(kill.success());
-    let mut status = None;
-    assert!(
-        wait_until(Duration::from_secs(30), || {
-            status = child.try_wait().ok().flatten();
-            status.is_some()
-        }),
-        "serve stops:\n{}",
+    assert_eq!(
+        stop_with_sigterm(&mut child),
+        Some(0),
+        "serve exits 0 on SIGTERM:\n{}",
         log_text()
     );
-    assert_eq!(status.and_then(|s| s.code()), Some(0), "{}", log_text());
 
     let r = p.result(dbt_activate_e2e::syncs::ALERTS);
     assert_status(&r, "error");
