@@ -421,19 +421,28 @@ async fn send_alerts(
     let Some(rules) = &loaded.activate.alerts else {
         return;
     };
+    // Each sync's earlier runs, oldest first, grouped in one pass over the history.
+    let mut past_runs: BTreeMap<&str, Vec<alerts::PastRun>> = BTreeMap::new();
+    for record in earlier {
+        if let Some(name) = record.get("name").and_then(|n| n.as_str()) {
+            past_runs
+                .entry(name)
+                .or_default()
+                .push(alerts::PastRun::from_history(record));
+        }
+    }
     let mut found = Vec::new();
     for result in results {
-        let past: Vec<alerts::PastRun> = earlier
-            .iter()
-            .filter(|r| r.get("name").and_then(|n| n.as_str()) == Some(result.name.as_str()))
-            .map(alerts::PastRun::from_history)
-            .collect();
+        let past = past_runs
+            .get(result.name.as_str())
+            .map(Vec::as_slice)
+            .unwrap_or_default();
         let reads_whole_model = loaded
             .specs
             .iter()
             .find(|s| s.name == result.name)
             .is_some_and(|s| s.cursor.is_none());
-        found.extend(alerts::evaluate(rules, result, &past, reads_whole_model));
+        found.extend(alerts::evaluate(rules, result, past, reads_whole_model));
     }
     for alert in &found {
         output::event(

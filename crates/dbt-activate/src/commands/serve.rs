@@ -94,6 +94,8 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitStatus> {
     let stop = run::stop_on_signal();
     let loaded = project::load(&args.run.common)?;
     let run_results_path = loaded.settings.target_path.join("run_results.json");
+    // Where each run writes its results, read back for /metrics.
+    let results_path = loaded.settings.target_path.join("activate_results.json");
     output::event(
         "info",
         "S001",
@@ -129,8 +131,15 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitStatus> {
             Some((fp, attempts)) if fp == now_seen => {
                 match syncs_of_rebuilt_models(&args, &run_results_path) {
                     Ok(names) if !names.is_empty() => {
-                        let code =
-                            start_run(&args, names, Trigger::RunResults, &stop, &metrics).await;
+                        let code = start_run(
+                            &args,
+                            names,
+                            Trigger::RunResults,
+                            &stop,
+                            &metrics,
+                            &results_path,
+                        )
+                        .await;
                         pending = (code == 2 && attempts < 3).then_some((fp, attempts + 1));
                     }
                     Ok(_) => pending = None,
@@ -149,7 +158,15 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitStatus> {
         }
         match due_syncs(&args) {
             Ok(names) if !names.is_empty() => {
-                start_run(&args, names, Trigger::Schedule, &stop, &metrics).await;
+                start_run(
+                    &args,
+                    names,
+                    Trigger::Schedule,
+                    &stop,
+                    &metrics,
+                    &results_path,
+                )
+                .await;
             }
             Ok(_) => {}
             Err(e) => note_error(&metrics, &format!("{e:#}")),
@@ -221,6 +238,7 @@ async fn start_run(
     trigger: Trigger,
     stop: &Arc<AtomicBool>,
     metrics: &Arc<Mutex<Metrics>>,
+    results_path: &Path,
 ) -> u8 {
     let invocation = output::start_invocation();
     output::event(
@@ -250,9 +268,6 @@ async fn start_run(
             2
         }
     };
-    let results_file = project::load(&args.run.common)
-        .ok()
-        .map(|l| l.settings.target_path.join("activate_results.json"));
     let mut m = metrics.lock().unwrap_or_else(|e| e.into_inner());
     m.running = false;
     *m.runs.entry((trigger.as_str(), code)).or_default() += 1;
@@ -261,7 +276,7 @@ async fn start_run(
     if let Err(e) = &outcome {
         m.last_error = Some(activate_executor::secrets::redact(&format!("{e:#}")));
     }
-    if let Some(results) = results_file.as_deref().and_then(read_results)
+    if let Some(results) = read_results(results_path)
         && results["metadata"]["invocation_id"] == invocation.as_str()
     {
         record_results(&mut m, &results, finished);
