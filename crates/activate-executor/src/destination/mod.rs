@@ -10,6 +10,8 @@ pub mod salesforce;
 pub mod schema;
 pub mod slack;
 pub mod stripe;
+#[cfg(test)]
+mod test_http;
 pub mod webhook;
 
 use std::sync::Arc;

@@ -2,7 +2,7 @@
 
 use std::sync::{Arc, Mutex};
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
 
 use super::*;
@@ -26,43 +26,17 @@ async fn server(script: Script) -> (String, Arc<Mutex<Vec<Seen>>>) {
     let log = seen.clone();
     tokio::spawn(async move {
         while let Ok((mut socket, _)) = listener.accept().await {
-            let mut buf = Vec::new();
-            let mut chunk = [0u8; 8192];
-            let (head_end, length) = loop {
-                let read = socket.read(&mut chunk).await.unwrap_or(0);
-                if read == 0 {
-                    break (0, 0);
-                }
-                buf.extend_from_slice(&chunk[..read]);
-                if let Some(pos) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                    let head = String::from_utf8_lossy(&buf[..pos]).to_ascii_lowercase();
-                    let length = head
-                        .lines()
-                        .find_map(|l| {
-                            l.strip_prefix("content-length:")
-                                .map(|v| v.trim().parse().unwrap_or(0))
-                        })
-                        .unwrap_or(0);
-                    break (pos + 4, length);
-                }
-            };
-            if head_end == 0 {
+            let Some((headers, body)) =
+                crate::destination::test_http::read_request(&mut socket).await
+            else {
                 continue;
-            }
-            while buf.len() < head_end + length {
-                let read = socket.read(&mut chunk).await.unwrap_or(0);
-                if read == 0 {
-                    break;
-                }
-                buf.extend_from_slice(&chunk[..read]);
-            }
-            let headers = String::from_utf8_lossy(&buf[..head_end]).into_owned();
+            };
             let path = headers
                 .split_whitespace()
                 .nth(1)
                 .unwrap_or_default()
                 .to_owned();
-            let body = serde_json::from_slice(&buf[head_end..]).unwrap_or(serde_json::Value::Null);
+            let body = serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null);
             let request = Seen {
                 path,
                 headers,

@@ -2,7 +2,7 @@
 
 use std::sync::{Arc, Mutex};
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
 
 use super::*;
@@ -23,39 +23,14 @@ async fn server(script: Vec<&'static str>) -> (String, Arc<Mutex<Vec<Received>>>
     tokio::spawn(async move {
         let mut n = 0usize;
         while let Ok((mut socket, _)) = listener.accept().await {
-            let mut buf = Vec::new();
-            let mut chunk = [0u8; 4096];
-            let (head_end, length) = loop {
-                let read = socket.read(&mut chunk).await.unwrap_or(0);
-                if read == 0 {
-                    break (0, 0);
-                }
-                buf.extend_from_slice(&chunk[..read]);
-                if let Some(pos) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                    let head = String::from_utf8_lossy(&buf[..pos]).to_ascii_lowercase();
-                    let length = head
-                        .lines()
-                        .find_map(|l| {
-                            l.strip_prefix("content-length:")
-                                .map(|v| v.trim().parse().unwrap_or(0))
-                        })
-                        .unwrap_or(0);
-                    break (pos + 4, length);
-                }
-            };
-            if head_end == 0 && length == 0 && buf.is_empty() {
+            let Some((headers, body)) =
+                crate::destination::test_http::read_request(&mut socket).await
+            else {
                 continue;
-            }
-            while buf.len() < head_end + length {
-                let read = socket.read(&mut chunk).await.unwrap_or(0);
-                if read == 0 {
-                    break;
-                }
-                buf.extend_from_slice(&chunk[..read]);
-            }
+            };
             log.lock().unwrap().push(Received {
-                headers: String::from_utf8_lossy(&buf[..head_end]).into_owned(),
-                body: String::from_utf8_lossy(&buf[head_end..]).into_owned(),
+                headers,
+                body: String::from_utf8_lossy(&body).into_owned(),
             });
             let response = script[n.min(script.len() - 1)];
             n += 1;
