@@ -158,8 +158,16 @@ impl SyncDefinition {
 
         // The key fields are always sent, from the key columns, even when the mapping omits them.
         let mut key_positions = Vec::new();
+        // Without a mapping the fields are the column names, which a key names as a column
+        // would be found: exactly, else but for case (`primary_key: ID` on Snowflake's `id`).
         for (n, field) in spec.match_on.iter().enumerate() {
-            match fields.iter().position(|f| f == field) {
+            let position = fields.iter().position(|f| f == field).or_else(|| {
+                spec.mapping
+                    .is_none()
+                    .then(|| fields.iter().position(|f| f.eq_ignore_ascii_case(field)))
+                    .flatten()
+            });
+            match position {
                 Some(p) => key_positions.push(p),
                 None => {
                     if let Some(&col) = key_columns.get(n) {
@@ -190,5 +198,60 @@ impl SyncDefinition {
     /// Fields that are not part of the key (what `on_delete: clear` nulls).
     pub fn non_key_positions(&self) -> impl Iterator<Item = usize> + '_ {
         (0..self.fields.len()).filter(|i| !self.key_positions.contains(i))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use activate_manifest::{Manifest, extract_specs};
+    use serde_json::json;
+
+    use super::*;
+
+    fn spec(activate: serde_json::Value) -> ActivationSpec {
+        let doc = json!({
+            "metadata": {"dbt_schema_version": "https://schemas.getdbt.com/dbt/manifest/v12.json", "project_name": "p"},
+            "nodes": {"model.p.m": {"unique_id": "model.p.m", "resource_type": "model", "name": "m",
+                "original_file_path": "models/m.sql", "config": {"meta": {"activate": activate}}}},
+        });
+        let manifest =
+            Manifest::from_slice(doc.to_string().as_bytes(), Path::new("manifest.json")).unwrap();
+        let dests = ["d".to_owned()].into_iter().collect();
+        extract_specs(&manifest, &dests).unwrap().remove(0)
+    }
+
+    fn columns(names: &[&str]) -> Vec<ColumnDesc> {
+        names
+            .iter()
+            .map(|n| ColumnDesc {
+                name: (*n).to_owned(),
+                data_type: "VARCHAR".into(),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn without_a_mapping_a_key_named_in_another_case_is_the_column_field_not_a_second_one() {
+        let spec = spec(json!({"destination": "d", "object": "o", "primary_key": "ID"}));
+        let def =
+            SyncDefinition::resolve(&spec, "s".into(), "m".into(), &columns(&["id", "email"]))
+                .unwrap();
+        assert_eq!(def.fields, ["id", "email"]);
+        assert_eq!(def.key_positions, [0]);
+    }
+
+    #[test]
+    fn with_a_mapping_the_key_field_is_added_as_named() {
+        let spec = spec(
+            json!({"destination": "d", "object": "o", "primary_key": "id",
+            "mapping": {"email": "Email"}}),
+        );
+        let def =
+            SyncDefinition::resolve(&spec, "s".into(), "m".into(), &columns(&["id", "email"]))
+                .unwrap();
+        assert_eq!(def.fields, ["Email", "id"]);
+        assert_eq!(def.key_positions, [1]);
     }
 }

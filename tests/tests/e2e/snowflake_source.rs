@@ -373,17 +373,32 @@ fn in_progress_query_and_result_chunks_are_all_read() {
         .env("SNOWFLAKE_TEST_PASSWORD", PASSWORD)
         .run();
     out.assert_success();
+    // Snowflake's folded `ID` and `EMAIL` are shown as `id` and `email`, as DuckDB would give
+    // them; `primary_key: ID` names the same column, so no second key field is added.
     let mut rows = p.synced_jsonl("sales", "sf_rows");
-    rows.sort_by_key(|r| r["ID"].as_i64());
+    rows.sort_by_key(|r| r["id"].as_i64());
     assert_eq!(
         rows,
         vec![
-            serde_json::json!({"ID": 1, "EMAIL": "u1@example.org"}),
-            serde_json::json!({"ID": 2, "EMAIL": "u2@example.org"}),
-            serde_json::json!({"ID": 3, "EMAIL": "u3@example.org"}),
-            serde_json::json!({"ID": 4, "EMAIL": "u4@example.org"}),
-            serde_json::json!({"ID": 5, "EMAIL": null}),
+            serde_json::json!({"id": 1, "email": "u1@example.org"}),
+            serde_json::json!({"id": 2, "email": "u2@example.org"}),
+            serde_json::json!({"id": 3, "email": "u3@example.org"}),
+            serde_json::json!({"id": 4, "email": "u4@example.org"}),
+            serde_json::json!({"id": 5, "email": null}),
         ]
+    );
+    let selects: Vec<String> = server
+        .requests()
+        .iter()
+        .filter(|r| r.path.starts_with("/queries/v1/query-request"))
+        .filter_map(|r| r.json()["sqlText"].as_str().map(str::to_owned))
+        .filter(|sql| sql.starts_with("SELECT \""))
+        .collect();
+    assert!(
+        selects
+            .iter()
+            .any(|sql| sql.starts_with("SELECT \"ID\", \"EMAIL\" FROM")),
+        "the read selects Snowflake's own column names: {selects:?}"
     );
     let paths: Vec<String> = server.requests().iter().map(|r| r.path.clone()).collect();
     for fetched in ["/queries/in-progress/result", "/chunks/1", "/chunks/2"] {
