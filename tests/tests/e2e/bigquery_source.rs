@@ -268,3 +268,56 @@ fn missing_keyfile_names_the_profile_and_the_key() {
         &["profile `activate_example` target `dev`", "`keyfile:`"],
     );
 }
+
+/// A table dropped since dbt built it: the sync's probe fails, naming the sync and the table,
+/// and nothing is sent.
+#[test]
+fn a_dropped_table_is_named_and_nothing_is_sent() {
+    let port = crucible_port();
+    let dataset = format!("e2e_{}", unique_suffix());
+    emulator_query(port, &format!("CREATE SCHEMA {dataset}"));
+    emulator_query(
+        port,
+        &format!("CREATE TABLE {dataset}.gone AS SELECT 1 AS id"),
+    );
+    emulator_query(port, &format!("DROP TABLE {dataset}.gone"));
+    let p = Project::new();
+    p.write_file(
+        "profiles.yml",
+        &bigquery_profile(&format!("http://127.0.0.1:{port}"), &dataset),
+    );
+    add_query_sync(&p, &format!("select * from `local-project`.{dataset}.gone"));
+    let out = run_bq_sync(&p);
+    assert_config_error(&p, &out, &["bq_rows", "gone"]);
+}
+
+/// An `api_endpoint` where nothing listens: one clear error naming the profile, in bounded
+/// time, nothing sent.
+#[test]
+fn an_unreachable_endpoint_is_one_clear_error_in_bounded_time() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let p = Project::new();
+    p.write_file(
+        "profiles.yml",
+        &bigquery_profile(&format!("http://127.0.0.1:{port}"), "unreachable"),
+    );
+    add_query_sync(&p, "select 1 as id");
+    let started = std::time::Instant::now();
+    let out = run_bq_sync(&p);
+    assert_config_error(
+        &p,
+        &out,
+        &[
+            "profile `activate_example` target `dev`",
+            &format!("127.0.0.1:{port}"),
+        ],
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(60),
+        "bounded: {:?}",
+        started.elapsed()
+    );
+}

@@ -129,6 +129,26 @@ fn dbt_snowflake_build_then_run_lands_what_duckdb_lands() {
             .any(|l| l["Email"] == "new.lead@example.org" && l["Lead_Score__c"] == "cold"),
         "{leads:?}"
     );
+
+    // A relation dropped since dbt wrote the manifest: named, and nothing is sent.
+    let drop = format!(
+        "import snowflake.connector\n\
+         c = snowflake.connector.connect(user='dbt_user', password='x', account='fakesnow', \
+         host='127.0.0.1', port={port}, protocol='http', database='{database}', schema='example')\n\
+         c.cursor().execute('drop table {database}.example.churn_risk')\n"
+    );
+    let dropped = run_with_timeout(
+        Command::new(snowflake_python()).arg("-c").arg(&drop),
+        std::time::Duration::from_secs(60),
+    );
+    dropped.assert_success();
+    let before = synced_contents(&p);
+    let out = activate_run(&p);
+    out.assert_code(2);
+    for needle in ["model `churn_risk`", "churn_risk", "does not exist"] {
+        out.assert_contains(needle);
+    }
+    assert_eq!(synced_contents(&p), before, "nothing was sent");
 }
 
 #[test]
