@@ -232,3 +232,167 @@ fn removal_record(def: &SyncDefinition, key: &str) -> Record {
     }
     Record { values }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use activate_manifest::{Manifest, extract_specs};
+    use serde_json::json;
+
+    use super::*;
+    use crate::state::StateStore;
+    use crate::warehouse::duckdb::DuckDbWarehouse;
+    use crate::warehouse::{ColumnDesc, ReadRequest, Warehouse};
+
+    fn def(activate: serde_json::Value) -> SyncDefinition {
+        let doc = json!({
+            "metadata": {"dbt_schema_version": "https://schemas.getdbt.com/dbt/manifest/v12.json", "project_name": "p"},
+            "nodes": {"model.p.m": {"unique_id": "model.p.m", "resource_type": "model", "name": "m",
+                "original_file_path": "models/m.sql", "primary_key": ["id"], "config": {"meta": {"activate": activate}}}},
+        });
+        let manifest =
+            Manifest::from_slice(doc.to_string().as_bytes(), Path::new("manifest.json")).unwrap();
+        let dests = ["d".to_owned()].into_iter().collect();
+        let spec = extract_specs(&manifest, &dests).unwrap().remove(0);
+        let columns = vec![
+            ColumnDesc {
+                name: "id".into(),
+                data_type: "INTEGER".into(),
+            },
+            ColumnDesc {
+                name: "name".into(),
+                data_type: "VARCHAR".into(),
+            },
+            ColumnDesc {
+                name: "extra".into(),
+                data_type: "INTEGER".into(),
+            },
+        ];
+        SyncDefinition::resolve(&spec, "sync.p.s".into(), "main.m".into(), &columns).unwrap()
+    }
+
+    fn local_plan(wh: &DuckDbWarehouse, def: &SyncDefinition, state: &SyncState) -> Plan {
+        let mut builder = PlanBuilder::new(def, state, false);
+        wh.read(
+            &ReadRequest {
+                relation: &def.relation,
+                columns: &def.read_columns,
+                cursor_at_least: None,
+                batch_rows: 3,
+            },
+            &mut |b| {
+                builder.add_batch(b);
+                Ok(())
+            },
+        )
+        .unwrap();
+        builder.finish()
+    }
+
+    /// Everything a plan decides, in comparable form.
+    fn summary(plan: &Plan) -> serde_json::Value {
+        let mut upserts: Vec<String> = plan
+            .upserts
+            .iter()
+            .map(|r| format!("{:?} {} {:x}", r.kind, r.key, r.row_hash))
+            .collect();
+        upserts.sort();
+        let mut rejected: Vec<String> = plan.rejected.iter().map(|r| r.key.clone()).collect();
+        rejected.sort();
+        json!({
+            "upserts": upserts,
+            "removals": plan.removals.iter().map(|r| r.key.to_string()).collect::<Vec<_>>(),
+            "removal_records": plan.removal_records.iter().map(|r| format!("{:?}", r.values)).collect::<Vec<_>>(),
+            "rows_read": plan.rows_read,
+            "unchanged": plan.unchanged,
+            "rejected": rejected,
+            "delivered_before": plan.delivered_before,
+            "duplicates": plan.duplicate_count,
+        })
+    }
+
+    /// Confirms every planned change, in both stores.
+    fn deliver(
+        plan: &Plan,
+        local: &mut SyncState,
+        store: &WarehouseStateStore,
+        key: &StateKey,
+        partial: &SyncState,
+    ) {
+        let mut confirmed: Vec<Confirmed> = plan
+            .upserts
+            .iter()
+            .map(|r| Confirmed::Upserted {
+                key: r.key.clone(),
+                row_hash: r.row_hash,
+            })
+            .collect();
+        confirmed.extend(
+            plan.removals
+                .iter()
+                .map(|r| Confirmed::Removed { key: r.key.clone() }),
+        );
+        for c in &confirmed {
+            local.apply(c);
+        }
+        store.journal(key, &confirmed).unwrap();
+        store.commit(key, partial).unwrap();
+    }
+
+    #[test]
+    fn the_sql_diff_plans_exactly_what_the_local_diff_plans() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("w.duckdb");
+        {
+            let conn = duckdb::Connection::open(&path).unwrap();
+            conn.execute_batch(
+                "CREATE TABLE m AS SELECT i::INTEGER AS id, 'n' || i AS name, i % 3 AS extra FROM range(1, 21) t(i)",
+            )
+            .unwrap();
+        }
+        let wh = DuckDbWarehouse::open_writable(&path).unwrap();
+        let def = def(
+            json!({"destination": "d", "object": "o", "sync_mode": "mirror", "mapping": {"id": "Id", "name": "Name", "extra": "Extra"}}),
+        );
+        let store =
+            WarehouseStateStore::open(wh.state_backend("st", true).unwrap(), "st", true).unwrap();
+        let key = StateKey {
+            target: "dev".into(),
+            sync: "s".into(),
+            destination: "d".into(),
+        };
+        let checks = Checks {
+            refuse_non_finite_floats: false,
+            refuse_keys_differing_only_in_case: false,
+        };
+        let mut local = SyncState::default();
+        let steps = [
+            "",
+            "UPDATE m SET name = 'changed' WHERE id IN (2, 3)",
+            "DELETE FROM m WHERE id IN (4, 5); INSERT INTO m VALUES (NULL, 'no key', 0), (21, 'new', 1)",
+            "UPDATE m SET extra = extra + 1 WHERE id = 6",
+            "",
+        ];
+        for (n, sql) in steps.iter().enumerate() {
+            if !sql.is_empty() {
+                wh.state_backend("st", true)
+                    .unwrap()
+                    .session()
+                    .unwrap()
+                    .transaction(&[sql.to_string()])
+                    .unwrap();
+            }
+            let expected = local_plan(&wh, &def, &local);
+            let (plan, partial, _) =
+                plan_in_warehouse(&store, &key, &def, false, checks, 4).unwrap();
+            assert_eq!(summary(&plan), summary(&expected), "step {n}: {sql}");
+            deliver(&plan, &mut local, &store, &key, &partial);
+            assert_eq!(
+                store.load(&key).unwrap().fingerprint(),
+                local.fingerprint(),
+                "step {n}: the committed states differ"
+            );
+        }
+    }
+}
