@@ -150,7 +150,8 @@ def main():
                 before = proxy.server_to_client if proxy else 0
                 wall, rss, out = timed([args.binary, "plan", "--project-dir", d], d, env)
                 sent = (proxy.server_to_client - before) if proxy else None
-                line = next((l for l in out.stdout.splitlines() if "big" in l and "[" in l), "")
+                line = next((l for l in (out.stdout + out.stderr).splitlines()
+                             if " big " in l and "[" in l), "")
                 results.append((kind, state, first, wall, rss, sent, line.strip()))
                 print(f"{kind:8} {state:9} first run {first:7.1f}s  plan {wall:6.2f}s  "
                       f"peak {rss:7.0f} MiB  bytes {sent}  | {line.strip()}", flush=True)

@@ -38,8 +38,30 @@ pub struct CandidateRead<'a> {
     pub batch_rows: usize,
 }
 
+/// Pending rows to insert, with what they share.
+pub struct PendingInsert<'a> {
+    pub tables: &'a Tables,
+    pub schema: &'a str,
+    pub state_id: &'a str,
+    pub run_id: &'a str,
+    pub first_seq: i64,
+    pub rows: &'a [PendingRow],
+}
+
 /// One connection to the warehouse, for the state.
 pub trait StateSession: Send {
+    /// Inserts pending rows in one transaction (by default as `INSERT ... VALUES`).
+    fn insert_pending(&mut self, insert: &PendingInsert<'_>) -> Result<(), String> {
+        let statements = sql::insert_pending(
+            insert.tables,
+            insert.state_id,
+            insert.run_id,
+            insert.first_seq,
+            insert.rows,
+            ROWS_PER_INSERT,
+        );
+        self.transaction(&statements)
+    }
     /// Runs the statements in one transaction: all or nothing.
     fn transaction(&mut self, statements: &[String]) -> Result<(), String>;
     /// A query whose columns are all text.
@@ -353,9 +375,15 @@ impl WarehouseStateStore {
             return Ok(());
         }
         let first = self.seq.fetch_add(rows.len() as i64, Ordering::SeqCst);
-        let statements =
-            sql::insert_pending(&self.tables, id, &self.run_id, first, rows, ROWS_PER_INSERT);
-        self.with_session("record the confirmed rows", |s| s.transaction(&statements))
+        let insert = PendingInsert {
+            tables: &self.tables,
+            schema: &self.schema,
+            state_id: id,
+            run_id: &self.run_id,
+            first_seq: first,
+            rows,
+        };
+        self.with_session("record the confirmed rows", |s| s.insert_pending(&insert))
     }
 }
 

@@ -9,7 +9,8 @@ use duckdb::Connection;
 use super::{DuckDbWarehouse, convert, read_as, select_expr};
 use crate::error::StateError;
 use crate::state::warehouse::{
-    CandidateRead, Dialect, StateBackend, StateSession, TextRows, sql::CANDIDATE_EXTRAS,
+    CandidateRead, Dialect, PendingInsert, StateBackend, StateSession, TextRows,
+    sql::CANDIDATE_EXTRAS,
 };
 use crate::warehouse::{ColumnDesc, RowBatch};
 
@@ -78,6 +79,32 @@ fn query_text(connection: &Connection, sql: &str) -> Result<TextRows, duckdb::Er
 }
 
 impl StateSession for DuckDbStateSession {
+    /// Through DuckDB's appender: binding a long `VALUES` list costs DuckDB far more.
+    fn insert_pending(&mut self, insert: &PendingInsert<'_>) -> Result<(), String> {
+        let transaction = self.connection.transaction().map_err(|e| e.to_string())?;
+        {
+            let mut appender = transaction
+                .appender_to_db("activate_pending", insert.schema)
+                .map_err(|e| e.to_string())?;
+            for (n, row) in insert.rows.iter().enumerate() {
+                appender
+                    .append_row(duckdb::params![
+                        insert.state_id,
+                        insert.run_id,
+                        insert.first_seq + n as i64,
+                        row.wh_key,
+                        row.key_json,
+                        row.source_hash,
+                        row.row_hash.map(|h| h as i64),
+                        row.source_hash.is_none(),
+                    ])
+                    .map_err(|e| e.to_string())?;
+            }
+            appender.flush().map_err(|e| e.to_string())?;
+        }
+        transaction.commit().map_err(|e| e.to_string())
+    }
+
     fn transaction(&mut self, statements: &[String]) -> Result<(), String> {
         let transaction = self.connection.transaction().map_err(|e| e.to_string())?;
         for statement in statements {
