@@ -218,6 +218,22 @@ fn duckdb_warehouse_state_gives_the_results_of_local_state() {
     let ls = warehouse.activate(&["ls"]);
     ls.assert_success();
     assert!(!ls.text().contains("never"), "{ls}");
+    // Schedules read the warehouse history too (the file is opened read-only for that, then
+    // read-write for the run): every sync ran a moment ago, so none is due.
+    let scheduled = warehouse
+        .activate_cmd(&["run"])
+        .env_remove("DBT_ACTIVATE_IGNORE_SCHEDULE")
+        .run();
+    scheduled.assert_success();
+    let skipped = warehouse
+        .results()
+        .values()
+        .filter(|r| r["status"] == "skipped")
+        .count();
+    assert!(
+        skipped >= 1,
+        "syncs run a moment ago are not due\n{scheduled}"
+    );
 }
 
 // ---- PostgreSQL: dbt-postgres builds the models; the state lives in the same server ----

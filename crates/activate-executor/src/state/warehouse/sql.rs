@@ -20,8 +20,15 @@ impl Dialect {
     }
 
     /// The key of a model row as text, for joins with the snapshot: injective over the key
-    /// columns' values (a JSON array or object of them).
+    /// columns' values (one column: its text; several: a JSON array or object of them).
     pub fn key_expr(self, alias: &str, columns: &[&str]) -> String {
+        let text = match self {
+            Dialect::Postgres => "TEXT",
+            Dialect::DuckDb => "VARCHAR",
+        };
+        if let [column] = columns {
+            return format!("CAST({alias}.{} AS {text})", quote_ident(column));
+        }
         match self {
             Dialect::Postgres => {
                 let cols: Vec<String> = columns
@@ -38,19 +45,17 @@ impl Dialect {
     }
 
     /// A hash of every column a sync reads: equal hashes mean an unchanged source row.
+    /// PostgreSQL: md5 of the row's text. DuckDB: its own 64-bit `hash()` (fast; should a
+    /// DuckDB upgrade change it, every row is compared once in the engine and the new hashes
+    /// are stored).
     pub fn source_hash_expr(self, alias: &str, columns: &[&str]) -> String {
+        let cols: Vec<String> = columns
+            .iter()
+            .map(|c| format!("{alias}.{}", quote_ident(c)))
+            .collect();
         match self {
-            Dialect::Postgres => {
-                let cols: Vec<String> = columns
-                    .iter()
-                    .map(|c| format!("{alias}.{}", quote_ident(c)))
-                    .collect();
-                format!("md5(CAST(ROW({}) AS TEXT))", cols.join(", "))
-            }
-            Dialect::DuckDb => format!(
-                "md5(CAST(to_json(struct_pack({})) AS VARCHAR))",
-                struct_fields(alias, columns)
-            ),
+            Dialect::Postgres => format!("md5(CAST(ROW({}) AS TEXT))", cols.join(", ")),
+            Dialect::DuckDb => format!("CAST(hash({}) AS VARCHAR)", cols.join(", ")),
         }
     }
 
@@ -269,6 +274,12 @@ impl DiffInput<'_> {
         };
         let id = text(self.state_id);
         let snap = &self.tables.snapshot;
+        let key_group = self
+            .key_columns
+            .iter()
+            .map(|c| format!("m.{}", quote_ident(c)))
+            .collect::<Vec<_>>()
+            .join(", ");
 
         let mut filters: Vec<String> = cursor.iter().cloned().collect();
         if !self.all_rows {
@@ -307,11 +318,11 @@ impl DiffInput<'_> {
             count: format!("SELECT CAST(count(*) AS TEXT) FROM {model}{where_cursor}"),
             delivered: format!("SELECT CAST(count(*) AS TEXT) FROM {snap} WHERE state_id = {id}"),
             duplicate_keys: format!(
-                "SELECT {key} FROM {model}{non_null_rows} GROUP BY 1 HAVING count(*) > 1 ORDER BY 1 LIMIT 5"
+                "SELECT {key} FROM {model}{non_null_rows} GROUP BY {key_group} HAVING count(*) > 1 ORDER BY 1 LIMIT 5"
             ),
             duplicate_rows: format!(
                 "SELECT CAST(coalesce(sum(n - 1), 0) AS TEXT) FROM \
-                 (SELECT count(*) AS n FROM {model}{non_null_rows} GROUP BY {key} HAVING count(*) > 1) AS repeated"
+                 (SELECT count(*) AS n FROM {model}{non_null_rows} GROUP BY {key_group} HAVING count(*) > 1) AS repeated"
             ),
             removals,
             candidates,
@@ -337,7 +348,9 @@ mod tests {
         assert!(sql[0].contains("'[\"o''k\"]'"), "{}", sql[0]);
         assert!(sql[0].contains(", -1, FALSE)"), "{}", sql[0]);
         let k = Dialect::Postgres.key_expr("m", &["we\"ird"]);
-        assert_eq!(k, "CAST(jsonb_build_array(m.\"we\"\"ird\") AS TEXT)");
+        assert_eq!(k, "CAST(m.\"we\"\"ird\" AS TEXT)");
+        let k = Dialect::Postgres.key_expr("m", &["a", "b"]);
+        assert_eq!(k, "CAST(jsonb_build_array(m.\"a\", m.\"b\") AS TEXT)");
     }
 
     #[test]
