@@ -70,6 +70,9 @@ impl DestinationError {
 pub enum StateError {
     #[error("{0}")]
     Locked(String),
+    /// The warehouse state store: a statement failed (the message names the schema).
+    #[error("{0}")]
+    Warehouse(String),
     #[error("state at {path}: {message}")]
     Corrupt { path: String, message: String },
     #[error("state at {path}: {source}")]

@@ -441,3 +441,6 @@ impl PlanBuilder<'_> {
 
 #[cfg(test)]
 mod tests;
+
+pub mod warehouse_diff;
+pub use warehouse_diff::plan_in_warehouse;

@@ -15,7 +15,7 @@ use crate::plan::{ChangeKind, Plan, PlanBuilder, PlannedRemoval, PlannedRow};
 use crate::plan_file::{Computed, PlannedSync};
 use crate::results::{RowRejection, Status, SyncResult};
 use crate::secrets;
-use crate::state::{Confirmed, LocalStateStore, StateKey, SyncState};
+use crate::state::{Confirmed, StateKey, StateStore, SyncState};
 use crate::sync::SyncDefinition;
 use crate::value::Value;
 use crate::warehouse::{ReadRequest, Warehouse};
@@ -23,7 +23,8 @@ use crate::warehouse::{ReadRequest, Warehouse};
 /// What every sync of one run shares.
 pub struct RunContext {
     pub warehouse: Arc<dyn Warehouse>,
-    pub store: Arc<LocalStateStore>,
+    /// Local files, or tables in the warehouse (then the diff runs there as SQL).
+    pub store: Arc<dyn StateStore>,
     pub target: String,
     /// `--full-refresh`: send every row, ignore the cursor.
     pub full_refresh: bool,
@@ -200,6 +201,20 @@ async fn sync_inner(
     let refuse_case_collisions = job.destination.matches_keys_ignoring_case();
     let (plan, mut state, state_fingerprint) =
         tokio::task::spawn_blocking(move || -> Result<(Plan, SyncState, u128), String> {
+            if let Some(in_warehouse) = store.in_warehouse() {
+                let checks = crate::plan::warehouse_diff::Checks {
+                    refuse_non_finite_floats: refuse_non_finite,
+                    refuse_keys_differing_only_in_case: refuse_case_collisions,
+                };
+                return crate::plan::plan_in_warehouse(
+                    in_warehouse,
+                    &load_key,
+                    &plan_def,
+                    full_refresh,
+                    checks,
+                    batch_rows,
+                );
+            }
             let state = store.load(&load_key).map_err(|e| e.to_string())?;
             let state_fingerprint = if record_plan { state.fingerprint() } else { 0 };
             let cursor = match (&plan_def.spec.cursor, &state.cursor) {
@@ -486,9 +501,15 @@ async fn journal(
     if confirmed.is_empty() {
         return Ok(());
     }
-    ctx.store
-        .journal(key, &confirmed)
-        .map_err(|e| e.to_string())?;
+    // Off the async threads: the store may write a file or talk to the warehouse.
+    let store = ctx.store.clone();
+    let journal_key = key.clone();
+    let confirmed = tokio::task::spawn_blocking(move || {
+        store.journal(&journal_key, &confirmed).map(|()| confirmed)
+    })
+    .await
+    .map_err(|e| format!("internal error: {e}"))?
+    .map_err(|e| e.to_string())?;
     for c in &confirmed {
         state.apply(c);
     }

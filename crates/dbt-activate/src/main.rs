@@ -7,6 +7,7 @@ mod output;
 mod project;
 mod reviewed_plan;
 mod schedule;
+mod state_store;
 
 use std::process::ExitCode;
 

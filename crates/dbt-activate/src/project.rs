@@ -112,7 +112,12 @@ pub async fn preflight(
     if ready.is_empty() {
         return Ok((None, jobs));
     }
-    let warehouse: Arc<dyn Warehouse> = Arc::from(warehouse::open(&loaded.profile.warehouse)?);
+    // With the state in the warehouse, a DuckDB file is opened read-write (the state tables).
+    let keeps_state = loaded.activate.state.in_warehouse();
+    let warehouse: Arc<dyn Warehouse> = Arc::from(warehouse::open_with(
+        &loaded.profile.warehouse,
+        keeps_state,
+    )?);
     // One clear error for an unreachable warehouse, instead of one per model.
     let probe = warehouse.clone();
     if let Err(e) = tokio::task::spawn_blocking(move || probe.health_check()).await? {

@@ -3,7 +3,6 @@
 
 use std::collections::BTreeMap;
 
-use activate_executor::state::LocalStateStore;
 use activate_manifest::Schedule;
 use chrono::{DateTime, Utc};
 
@@ -38,7 +37,9 @@ pub fn display(t: DateTime<Utc>) -> String {
 /// The start of each sync's last successful run, by sync name.
 pub fn last_successes(loaded: &Loaded) -> BTreeMap<String, DateTime<Utc>> {
     let mut last = BTreeMap::new();
-    for run in LocalStateStore::read_history(&loaded.state_dir, &loaded.profile.target_name) {
+    // An unreadable history (warehouse unreachable) counts as none: every sync is due.
+    let history = crate::state_store::read_history(loaded).unwrap_or_default();
+    for run in history {
         let status = run.get("status").and_then(|s| s.as_str());
         if !matches!(status, Some("success" | "warn")) {
             continue;

@@ -35,6 +35,7 @@ mod snowflake_source;
 mod state_faults;
 mod sync;
 mod tls;
+mod warehouse_state;
 mod webhook;
 
 mod hubspot;

@@ -8,17 +8,17 @@ use crate::common::*;
 
 /// The password of the login role each test creates (a member of activate_password_auth,
 /// which scripts/postgres.sh makes log in with its password).
-const PASSWORD: &str = "pg-source-horse-battery";
+pub(crate) const PASSWORD: &str = "pg-source-horse-battery";
 
 /// A login role with a real password, owning a schema in the test's database.
-struct PgLogin {
+pub(crate) struct PgLogin {
     user: String,
     host: String,
     port: String,
 }
 
 impl PgLogin {
-    fn create(p: &Project) -> Self {
+    pub(crate) fn create(p: &Project) -> Self {
         let url = p.pg.url();
         let authority = url
             .split_once('@')
@@ -40,7 +40,7 @@ impl PgLogin {
     }
 
     /// The environment dbt and dbt-activate both read the profile from.
-    fn env(&self, password: &str) -> Vec<(&'static str, String)> {
+    pub(crate) fn env(&self, password: &str) -> Vec<(&'static str, String)> {
         vec![
             ("DBT_ENV_SECRET_PG_PASSWORD", password.to_owned()),
             ("ACTIVATE_TEST_PG_PORT", self.port.clone()),
@@ -49,7 +49,13 @@ impl PgLogin {
 
     /// A `type: postgres` output named `target` in the project's profiles.yml, as dbt-postgres
     /// documents it; `drop` leaves keys out, `extra` adds lines.
-    fn add_output(&self, p: &Project, target: &str, drop: &[&str], extra: &[(&str, &str)]) {
+    pub(crate) fn add_output(
+        &self,
+        p: &Project,
+        target: &str,
+        drop: &[&str],
+        extra: &[(&str, &str)],
+    ) {
         let mut keys: Vec<(&str, String)> = vec![
             ("type", "postgres".into()),
             ("host", self.host.clone()),
@@ -80,14 +86,14 @@ impl PgLogin {
         p.edit_file("profiles.yml", |s| s + &yaml);
     }
 
-    fn dbt_build(&self, p: &Project, target: &str) {
+    pub(crate) fn dbt_build(&self, p: &Project, target: &str) {
         let env = self.env(PASSWORD);
         let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
         p.dbt_with_env(&["build", "--target", target], &env)
             .assert_success();
     }
 
-    fn activate(&self, p: &Project, args: &[&str], password: &str) -> RunOutput {
+    pub(crate) fn activate(&self, p: &Project, args: &[&str], password: &str) -> RunOutput {
         let mut cmd = p.activate_cmd(args);
         for (k, v) in self.env(password) {
             cmd = cmd.env(k, &v);
@@ -98,7 +104,7 @@ impl PgLogin {
 
 /// On target `pg`, crm goes to the test's PostgreSQL destination; the other destinations
 /// write files under synced/.
-fn route_crm_to_postgres(p: &Project) {
+pub(crate) fn route_crm_to_postgres(p: &Project) {
     p.replace_in_file(
         "activate.yml",
         "\ntargets:\n",

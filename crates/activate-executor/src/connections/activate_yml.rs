@@ -21,7 +21,7 @@ use crate::connections::render::{RenderContext, render_yaml};
 use crate::error::ConfigError;
 use crate::secrets;
 
-const TOP_KEYS: &[&str] = &["destinations", "targets", "syncs", "alerts"];
+const TOP_KEYS: &[&str] = &["destinations", "targets", "syncs", "alerts", "state"];
 
 #[derive(Debug, Clone)]
 pub struct ActivateConfig {
@@ -33,6 +33,8 @@ pub struct ActivateConfig {
     pub render_context: RenderContext,
     /// `alerts:`: which run outcomes reach people, and through which destinations.
     pub alerts: Option<crate::alerts::AlertRules>,
+    /// `state:`: where the sync state lives (local files by default, or the warehouse).
+    pub state: crate::state::StateConfig,
 }
 
 impl ActivateConfig {
@@ -181,12 +183,14 @@ pub fn load_activate_yml(
             shown,
         )?),
     };
+    let state = crate::state::StateConfig::parse(yaml.get("state"), shown)?;
     Ok(ActivateConfig {
         file,
         destinations,
         syncs,
         render_context: ctx,
         alerts,
+        state,
     })
 }
 

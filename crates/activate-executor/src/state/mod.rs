@@ -1,13 +1,19 @@
 //! Sync state: what each sync last delivered (key -> hash of the mapped row), its cursor, and
 //! run history. State is committed only for rows the destination confirmed.
 
+pub mod config;
 pub mod local;
+pub mod store;
+pub mod warehouse;
 
 use std::collections::HashMap;
 
 use crate::value::Value;
 
+pub use config::StateConfig;
 pub use local::LocalStateStore;
+pub use store::StateStore;
+pub use warehouse::WarehouseStateStore;
 
 /// Identifies one sync's state: dbt target, sync name and where it writes, so `--target dev`
 /// never reuses prod state and pointing a sync at another destination starts afresh.

@@ -1,22 +1,40 @@
 //! DuckDB, embedded: reads the database file dbt-duckdb built, opened read-only.
 
+mod state;
+
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use duckdb::types::{TimeUnit, ValueRef};
 use duckdb::{AccessMode, Config, Connection};
 
-use crate::error::{ConfigError, WarehouseError};
+pub use state::DuckDbStateBackend;
+
+use crate::error::{ConfigError, StateError, WarehouseError};
+use crate::state::warehouse::StateBackend;
 use crate::value::{self, Value};
 use crate::warehouse::{ColumnDesc, ReadRequest, RowBatch, Warehouse, quote_ident, sql_literal};
 
 pub struct DuckDbWarehouse {
     path: PathBuf,
     connection: Mutex<Connection>,
+    /// Opened read-write, because the sync state lives in the file.
+    writable: bool,
 }
 
 impl DuckDbWarehouse {
+    /// Opens the file read-only: dbt may build it while dbt-activate reads.
     pub fn open(path: &Path) -> Result<Self, ConfigError> {
+        Self::open_as(path, false)
+    }
+
+    /// Opens the file read-write, for `state: {type: warehouse}`: no other process (dbt, a
+    /// second dbt-activate) can open it until this one ends.
+    pub fn open_writable(path: &Path) -> Result<Self, ConfigError> {
+        Self::open_as(path, true)
+    }
+
+    fn open_as(path: &Path, writable: bool) -> Result<Self, ConfigError> {
         if !path.is_file() {
             return Err(ConfigError::new(format!(
                 "the DuckDB database {} (the dbt profile's `path`) does not exist",
@@ -24,10 +42,25 @@ impl DuckDbWarehouse {
             ))
             .with_hint("run `dbt build` first, or check `path:` in profiles.yml and --target"));
         }
+        let mode = if writable {
+            AccessMode::ReadWrite
+        } else {
+            AccessMode::ReadOnly
+        };
         let config = Config::default()
-            .access_mode(AccessMode::ReadOnly)
+            .access_mode(mode)
             .map_err(|e| ConfigError::new(format!("DuckDB configuration: {e}")))?;
         let connection = Connection::open_with_flags(path, config).map_err(|e| {
+            let text = e.to_string();
+            if writable && text.contains("lock") {
+                return ConfigError::new(format!(
+                    "could not open the DuckDB database {} read-write for the warehouse state (activate.yml, `state: {{type: warehouse}}`): another process has it open: {text}",
+                    path.display()
+                ))
+                .with_hint(
+                    "wait for the other dbt-activate run (or dbt) to finish; with warehouse state a run keeps the DuckDB file open read-write for its whole duration",
+                );
+            }
             ConfigError::new(format!(
                 "could not open the DuckDB database {}: {e}",
                 path.display()
@@ -39,6 +72,7 @@ impl DuckDbWarehouse {
         Ok(Self {
             path: path.to_path_buf(),
             connection: Mutex::new(connection),
+            writable,
         })
     }
 
@@ -170,6 +204,15 @@ fn convert(v: ValueRef<'_>, how: ReadAs) -> Value {
 impl Warehouse for DuckDbWarehouse {
     fn kind(&self) -> &'static str {
         "duckdb"
+    }
+
+    fn state_backend(
+        &self,
+        _schema: &str,
+        lock: bool,
+    ) -> Result<Box<dyn StateBackend>, StateError> {
+        // The lock is DuckDB's own: a file open read-write is this process's alone.
+        Ok(Box::new(self.open_state_backend(lock)?))
     }
 
     fn describe_location(&self) -> String {

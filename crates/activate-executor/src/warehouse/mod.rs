@@ -6,7 +6,8 @@ pub mod postgres;
 pub mod snowflake;
 
 use crate::connections::WarehouseConfig;
-use crate::error::{ConfigError, WarehouseError};
+use crate::error::{ConfigError, StateError, WarehouseError};
+use crate::state::warehouse::StateBackend;
 use crate::value::Value;
 
 /// A column of a relation as the warehouse reports it.
@@ -42,11 +43,32 @@ pub trait Warehouse: Send + Sync {
         request: &ReadRequest<'_>,
         on_batch: &mut dyn FnMut(RowBatch) -> Result<(), WarehouseError>,
     ) -> Result<(), WarehouseError>;
+    /// The sync state kept in `schema` of this warehouse (`state: {type: warehouse}` in
+    /// activate.yml); with `lock`, one run at a time: a second one is refused.
+    fn state_backend(&self, schema: &str, lock: bool) -> Result<Box<dyn StateBackend>, StateError> {
+        let _ = (schema, lock);
+        Err(StateError::Warehouse(format!(
+            "activate.yml, state: `type: warehouse` is not supported for {} warehouses in this release; the state tables can live in PostgreSQL or DuckDB\n  hint: use `state: {{type: local}}` (the default) with --state-dir on a persistent volume",
+            self.kind()
+        )))
+    }
 }
 
 /// Opens the warehouse the profile names.
 pub fn open(config: &WarehouseConfig) -> Result<Box<dyn Warehouse>, ConfigError> {
+    open_with(config, false)
+}
+
+/// Opens the warehouse; `keeps_state`: the sync state lives in it (`state: {type:
+/// warehouse}`), so a DuckDB file is opened read-write.
+pub fn open_with(
+    config: &WarehouseConfig,
+    keeps_state: bool,
+) -> Result<Box<dyn Warehouse>, ConfigError> {
     match config {
+        WarehouseConfig::DuckDb { path } if keeps_state => {
+            Ok(Box::new(duckdb::DuckDbWarehouse::open_writable(path)?))
+        }
         WarehouseConfig::DuckDb { path } => Ok(Box::new(duckdb::DuckDbWarehouse::open(path)?)),
         WarehouseConfig::Postgres(profile) => {
             Ok(Box::new(postgres::PostgresWarehouse::open(profile)?))

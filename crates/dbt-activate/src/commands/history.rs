@@ -1,7 +1,5 @@
 //! `dbt-activate history`: recent runs per sync, from the state store's run history.
 
-use activate_executor::state::LocalStateStore;
-
 use crate::ExitStatus;
 use crate::cli::HistoryArgs;
 use crate::output;
@@ -14,7 +12,7 @@ pub fn history(args: HistoryArgs) -> anyhow::Result<ExitStatus> {
         .iter()
         .map(|&i| loaded.specs[i].name.as_str())
         .collect();
-    let runs = LocalStateStore::read_history(&loaded.state_dir, &loaded.profile.target_name);
+    let runs = crate::state_store::read_history(&loaded)?;
     let mut shown = 0usize;
     for name in &names {
         let mine: Vec<&serde_json::Value> = runs

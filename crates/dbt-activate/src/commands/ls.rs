@@ -1,8 +1,6 @@
 //! `dbt-activate ls`: activations with destination, object, mode, schedule, last run and when
 //! each is next due.
 
-use activate_executor::state::LocalStateStore;
-
 use crate::ExitStatus;
 use crate::cli::{LsArgs, LsOutput};
 use crate::output;
@@ -12,8 +10,13 @@ use crate::schedule;
 pub fn ls(args: LsArgs) -> anyhow::Result<ExitStatus> {
     let loaded = project::load(&args.common)?;
     let selected = project::select(&loaded, &args.common)?;
-    // Last runs are read from the history file; no lock is needed to read it.
-    let last_runs = LocalStateStore::read_last_runs(&loaded.state_dir, &loaded.profile.target_name);
+    // Last runs are read from the history (file or warehouse table) without the lock.
+    let mut last_runs = std::collections::BTreeMap::new();
+    for run in crate::state_store::read_history(&loaded)? {
+        if let Some(name) = run.get("name").and_then(|n| n.as_str()) {
+            last_runs.insert(name.to_owned(), run);
+        }
+    }
     let last_successes = schedule::last_successes(&loaded);
     let now = schedule::now()?;
     let header = [

@@ -1,6 +1,5 @@
 //! `dbt-activate reset --select ...`: forget the state of syncs; their next run resends all.
 
-use activate_executor::state::LocalStateStore;
 use anyhow::bail;
 
 use crate::ExitStatus;
@@ -16,10 +15,11 @@ pub fn reset(args: CommonArgs) -> anyhow::Result<ExitStatus> {
     }
     let loaded = project::load(&args)?;
     let selected = project::select(&loaded, &args)?;
-    let store = LocalStateStore::open(&loaded.state_dir)?;
+    let store = crate::state_store::open(&loaded, None)?;
     for &i in &selected {
         let name = &loaded.specs[i].name;
-        let existed = store.reset(&loaded.profile.target_name, name)?;
+        let existed =
+            crate::state_store::blocking(|| store.reset(&loaded.profile.target_name, name))?;
         output::line(&format!(
             "{} {name} (target {}){}",
             if existed {

@@ -8,7 +8,6 @@ use std::time::Instant;
 use activate_executor::alerts;
 use activate_executor::results::{self, Metadata, RunResultsFile, Status, SyncResult};
 use activate_executor::runner::{self, Reporter, RunContext, SyncJob};
-use activate_executor::state::LocalStateStore;
 use activate_graph::{Gate, GatePolicy, ProjectGraph};
 use anyhow::{anyhow, bail};
 
@@ -237,7 +236,7 @@ pub async fn run_until(
     );
 
     let (warehouse, jobs) = project::preflight(&loaded, &ready).await?;
-    let store = Arc::new(LocalStateStore::open(&loaded.state_dir)?);
+    let store = crate::state_store::open(&loaded, warehouse.clone())?;
     let mut items = project::planned_items(&loaded, &selected, &skips, jobs);
     for (item, i) in items.iter_mut().zip(&selected) {
         if let (runner::Planned::Skip(result), Some(why)) = (item, not_due.get(i)) {
@@ -359,8 +358,9 @@ pub async fn run_until(
             })
             .collect();
         // Alerts compare this run with the earlier ones: read them before appending.
-        let earlier = LocalStateStore::read_history(&loaded.state_dir, &loaded.profile.target_name);
-        store.append_history(&loaded.profile.target_name, &history)?;
+        let target = &loaded.profile.target_name;
+        let earlier = crate::state_store::blocking(|| store.history(target))?;
+        crate::state_store::blocking(|| store.append_history(target, &history))?;
         send_alerts(&loaded, &results, &earlier, &invocation_id).await;
     }
     output::info("");

@@ -5,6 +5,7 @@
 //! that runtime's one worker. Rows stream through a portal in a read-only transaction,
 //! `batch_rows` at a time, never gathered whole.
 
+mod state;
 mod types;
 
 #[cfg(test)]
@@ -18,11 +19,13 @@ use tokio_postgres::config::SslMode;
 use tokio_postgres::{Client, NoTls};
 
 use crate::connections::PostgresProfile;
-use crate::error::{ConfigError, WarehouseError};
+use crate::error::{ConfigError, StateError, WarehouseError};
 use crate::postgres_tls as tls;
 use crate::secrets;
+use crate::state::warehouse::StateBackend;
 use crate::warehouse::{ColumnDesc, ReadRequest, RowBatch, Warehouse, quote_ident, sql_literal};
 
+pub use state::PostgresStateBackend;
 pub use types::{ReadAs, read_as};
 
 pub struct PostgresWarehouse {
@@ -285,6 +288,10 @@ impl PostgresWarehouse {
 impl Warehouse for PostgresWarehouse {
     fn kind(&self) -> &'static str {
         "postgres"
+    }
+
+    fn state_backend(&self, schema: &str, lock: bool) -> Result<Box<dyn StateBackend>, StateError> {
+        Ok(Box::new(self.open_state_backend(schema, lock)?))
     }
 
     fn describe_location(&self) -> String {

@@ -1,0 +1,586 @@
+//! The warehouse state store (`state: {type: warehouse, schema: ...}`): the state lives in
+//! tables of the warehouse the models live in, and the diff runs there as SQL, so only new,
+//! changed and removed rows leave it.
+//!
+//! ```text
+//! <schema>.activate_sync_state  one row per state key: cursor, mapping hash, committed_at
+//! <schema>.activate_snapshot    one row per delivered key: wh_key, key_json, source_hash, row_hash
+//! <schema>.activate_pending     confirmed changes not yet folded into the snapshot (the journal)
+//! <schema>.activate_history     one row per sync per run
+//! ```
+//! Each confirmed batch is inserted into `activate_pending` at once (its own statement);
+//! the commit folds the pending rows into the snapshot and sets the cursor in one
+//! transaction; pending rows left by a killed run are folded in when the state is next
+//! loaded. The per-warehouse parts (connections, locks, reading rows) are a
+//! [`StateBackend`], implemented next to each warehouse.
+
+pub mod sql;
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicI64, Ordering};
+
+use crate::error::StateError;
+use crate::state::{Confirmed, StateKey, StateStore, SyncState, cursor_from_json, cursor_to_json};
+use crate::value::Value;
+use crate::warehouse::{ColumnDesc, RowBatch};
+
+pub use sql::{Dialect, PendingRow, Tables};
+
+/// Rows of a query whose every column was cast to text.
+pub type TextRows = Vec<Vec<Option<String>>>;
+
+/// The rows to compare in the engine: `from` is a subquery holding the model's `columns`
+/// and the [`sql::CANDIDATE_EXTRAS`] columns.
+pub struct CandidateRead<'a> {
+    pub from: &'a str,
+    pub columns: &'a [ColumnDesc],
+    pub batch_rows: usize,
+}
+
+/// Pending rows to insert, with what they share.
+pub struct PendingInsert<'a> {
+    pub tables: &'a Tables,
+    pub schema: &'a str,
+    pub state_id: &'a str,
+    pub run_id: &'a str,
+    pub first_seq: i64,
+    pub rows: &'a [PendingRow],
+}
+
+/// One connection to the warehouse, for the state.
+pub trait StateSession: Send {
+    /// Inserts pending rows in one transaction (by default as `INSERT ... VALUES`).
+    fn insert_pending(&mut self, insert: &PendingInsert<'_>) -> Result<(), String> {
+        let statements = sql::insert_pending(
+            insert.tables,
+            insert.state_id,
+            insert.run_id,
+            insert.first_seq,
+            insert.rows,
+            ROWS_PER_INSERT,
+        );
+        self.transaction(&statements)
+    }
+    /// Runs the statements in one transaction: all or nothing.
+    fn transaction(&mut self, statements: &[String]) -> Result<(), String>;
+    /// A query whose columns are all text.
+    fn query_text(&mut self, sql: &str) -> Result<TextRows, String>;
+    /// In one read-only snapshot: the text queries, then the candidate rows streamed
+    /// (the model's columns converted exactly as the warehouse's own read converts them,
+    /// then the extras as text).
+    fn diff(
+        &mut self,
+        queries: &[&str],
+        candidates: &CandidateRead<'_>,
+        on_batch: &mut dyn FnMut(RowBatch) -> Result<(), String>,
+    ) -> Result<Vec<TextRows>, String>;
+}
+
+/// A warehouse that can keep state: opened sessions, with the run's lock held.
+pub trait StateBackend: Send + Sync {
+    fn dialect(&self) -> Dialect;
+    /// Where the state is, for messages (no secrets).
+    fn location(&self) -> String;
+    fn session(&self) -> Result<Box<dyn StateSession + '_>, String>;
+}
+
+/// What the engine reads of one sync's state before its diff.
+struct Prepared {
+    state_id: String,
+    cursor: Option<Value>,
+    mapping_hash: Option<String>,
+    committed_at: Option<String>,
+    pending_left: u64,
+}
+
+/// What the journal needs to know of the keys a sync may confirm: the warehouse's form of
+/// each key and the source hash of its row.
+#[derive(Default)]
+pub struct SyncKeys {
+    pub by_key: HashMap<Box<str>, (String, Option<String>)>,
+    pub mapping_hash: String,
+    /// Candidates whose source changed but whose record did not: their new source hash is
+    /// written at commit, so they are not read again.
+    pub refresh: Vec<PendingRow>,
+}
+
+/// The answers of one sync's diff.
+pub struct DiffAnswers {
+    pub rows_read: u64,
+    pub delivered: u64,
+    pub duplicate_keys: Vec<String>,
+    pub duplicate_rows: u64,
+    /// `(key_json, wh_key)`, sorted by key_json.
+    pub removals: Vec<(String, String)>,
+    pub cursor: Option<Value>,
+    /// Changes with every commit: equal values mean the same committed state.
+    pub state_version: u128,
+}
+
+/// A model row the SQL could not rule out, with its key in the warehouse's form, its source
+/// hash and what the snapshot holds for it.
+pub struct Candidate {
+    pub row: Vec<Value>,
+    pub wh_key: String,
+    pub source_hash: String,
+    pub previous: Option<(Box<str>, u64)>,
+}
+
+/// What one sync's diff needs.
+pub struct DiffRequest<'a> {
+    pub relation: &'a str,
+    pub key_columns: &'a [&'a str],
+    pub columns: &'a [ColumnDesc],
+    pub cursor_column: Option<&'a str>,
+    pub mapping_hash: &'a str,
+    pub full_refresh: bool,
+    pub mirror: bool,
+    pub case_collisions: bool,
+    pub batch_rows: usize,
+}
+
+pub struct WarehouseStateStore {
+    backend: Box<dyn StateBackend>,
+    schema: String,
+    tables: Tables,
+    run_id: String,
+    seq: AtomicI64,
+    keys: Mutex<HashMap<String, SyncKeys>>,
+}
+
+const FORMAT_VERSION: i64 = 1;
+/// Rows per `INSERT` statement of the journal.
+const ROWS_PER_INSERT: usize = 1000;
+
+fn state_id(key: &StateKey) -> String {
+    let text = format!("{}\u{0}{}\u{0}{}", key.target, key.sync, key.destination);
+    format!("{:032x}", xxhash_rust::xxh3::xxh3_128(text.as_bytes()))
+}
+
+impl WarehouseStateStore {
+    /// A store over `backend` (which holds the run's lock); `create` makes the tables if
+    /// they are missing (commands that only read pass `false`).
+    pub fn open(
+        backend: Box<dyn StateBackend>,
+        schema: &str,
+        create: bool,
+    ) -> Result<Self, StateError> {
+        let store = Self {
+            tables: Tables::in_schema(schema),
+            schema: schema.to_owned(),
+            backend,
+            run_id: uuid::Uuid::new_v4().to_string(),
+            seq: AtomicI64::new(0),
+            keys: Mutex::new(HashMap::new()),
+        };
+        if create {
+            let statements = store.tables.create(store.backend.dialect(), schema);
+            store.with_session("create the state tables", |s| s.transaction(&statements))?;
+        }
+        Ok(store)
+    }
+
+    pub fn dialect(&self) -> Dialect {
+        self.backend.dialect()
+    }
+
+    fn fail(&self, what: &str, message: String) -> StateError {
+        StateError::Warehouse(crate::secrets::redact(&format!(
+            "warehouse state in schema `{}` of {} ({}): could not {what}: {message}\n  hint: the profile's user needs CREATE on the database (or the schema `{}`) and USAGE, SELECT, INSERT, DELETE on it; or use `state: {{type: local}}` in activate.yml",
+            self.schema,
+            self.backend.location(),
+            self.backend.dialect().name(),
+            self.schema
+        )))
+    }
+
+    fn with_session<T>(
+        &self,
+        what: &str,
+        f: impl FnOnce(&mut dyn StateSession) -> Result<T, String>,
+    ) -> Result<T, StateError> {
+        let mut session = self.backend.session().map_err(|e| self.fail(what, e))?;
+        f(session.as_mut()).map_err(|e| self.fail(what, e))
+    }
+
+    /// Folds pending rows a killed run left into the snapshot, then reads the sync's row.
+    fn prepare(&self, key: &StateKey) -> Result<Prepared, StateError> {
+        let id = state_id(key);
+        let t = &self.tables;
+        let left = self.with_session("read the pending changes", |s| {
+            s.query_text(&format!(
+                "SELECT CAST(count(*) AS TEXT) FROM {} WHERE state_id = {}",
+                t.pending,
+                sql::text(&id)
+            ))
+        })?;
+        let pending_left = first_u64(&left);
+        if pending_left > 0 {
+            let statements = t.apply_pending(&id);
+            self.with_session("apply the pending changes of an interrupted run", |s| {
+                s.transaction(&statements)
+            })?;
+        }
+        let rows = self.with_session("read the sync state", |s| {
+            s.query_text(&format!(
+                "SELECT cursor_json, mapping_hash, committed_at, CAST(format AS TEXT) FROM {} WHERE state_id = {}",
+                t.sync_state,
+                sql::text(&id)
+            ))
+        })?;
+        let row = rows.into_iter().next();
+        if let Some(format) = row.as_ref().and_then(|r| r.get(3).cloned().flatten())
+            && format.parse::<i64>().unwrap_or(0) > FORMAT_VERSION
+        {
+            return Err(StateError::Corrupt {
+                path: format!("{} (schema `{}`)", t.sync_state, self.schema),
+                message: format!(
+                    "written in state format v{format}, this dbt-activate reads v{FORMAT_VERSION}; upgrade dbt-activate"
+                ),
+            });
+        }
+        let cell = |i: usize| row.as_ref().and_then(|r| r.get(i).cloned().flatten());
+        Ok(Prepared {
+            state_id: id,
+            cursor: cell(0)
+                .and_then(|c| serde_json::from_str(&c).ok())
+                .and_then(|j: serde_json::Value| cursor_from_json(&j)),
+            mapping_hash: cell(1),
+            committed_at: cell(2),
+            pending_left,
+        })
+    }
+
+    /// Runs one sync's diff in the warehouse; `candidates` receives each row the SQL could not
+    /// rule out (new, changed, NULL key, or every row when the mapping changed).
+    pub fn diff(
+        &self,
+        key: &StateKey,
+        request: &DiffRequest<'_>,
+        candidates: &mut Vec<Candidate>,
+    ) -> Result<DiffAnswers, StateError> {
+        let prepared = self.prepare(key)?;
+        let read_names: Vec<&str> = request.columns.iter().map(|c| c.name.as_str()).collect();
+        let cursor = match (request.cursor_column, &prepared.cursor) {
+            (Some(column), Some(value)) if !request.full_refresh => Some((column, value)),
+            _ => None,
+        };
+        let input = sql::DiffInput {
+            dialect: self.dialect(),
+            tables: &self.tables,
+            state_id: &prepared.state_id,
+            relation: request.relation,
+            key_columns: request.key_columns,
+            read_columns: &read_names,
+            cursor_at_least: cursor,
+            all_rows: request.full_refresh
+                || prepared.mapping_hash.as_deref() != Some(request.mapping_hash),
+            mirror: request.mirror,
+            case_collisions: request.case_collisions,
+        };
+        let diff = input.sql();
+        let mut queries = vec![
+            diff.count.as_str(),
+            diff.delivered.as_str(),
+            diff.duplicate_keys.as_str(),
+            diff.duplicate_rows.as_str(),
+        ];
+        if let Some(removals) = &diff.removals {
+            queries.push(removals);
+        }
+        let read = CandidateRead {
+            from: &diff.candidates,
+            columns: request.columns,
+            batch_rows: request.batch_rows,
+        };
+        let n = request.columns.len();
+        let mut bad_row = None;
+        let answers = self.with_session("compute the diff", |s| {
+            s.diff(&queries, &read, &mut |batch| {
+                for mut row in batch {
+                    if row.len() != n + sql::CANDIDATE_EXTRAS.len() {
+                        bad_row = Some(row.len());
+                        continue;
+                    }
+                    let extras: Vec<Option<String>> = row.drain(n..).map(text_of).collect();
+                    let mut extras = extras.into_iter();
+                    let wh_key = extras.next().flatten().unwrap_or_default();
+                    let source_hash = extras.next().flatten().unwrap_or_default();
+                    let prev_key = extras.next().flatten();
+                    let prev_hash = extras.next().flatten().and_then(|h| h.parse::<i64>().ok());
+                    candidates.push(Candidate {
+                        row,
+                        wh_key,
+                        source_hash,
+                        previous: prev_key.zip(prev_hash).map(|(k, h)| (k.into(), h as u64)),
+                    });
+                }
+                Ok(())
+            })
+        })?;
+        if let Some(len) = bad_row {
+            return Err(self.fail(
+                "compute the diff",
+                format!("a candidate row had {len} columns, expected {}", n + 4),
+            ));
+        }
+        let text_at = |i: usize| answers.get(i).cloned().unwrap_or_default();
+        let rows_read = first_u64(&text_at(0));
+        let delivered = first_u64(&text_at(1));
+        let state_version = xxhash_rust::xxh3::xxh3_128(
+            format!(
+                "{}|{}|{}|{delivered}",
+                prepared.committed_at.as_deref().unwrap_or(""),
+                prepared.pending_left,
+                prepared
+                    .cursor
+                    .as_ref()
+                    .map(|c| cursor_to_json(c).to_string())
+                    .unwrap_or_default()
+            )
+            .as_bytes(),
+        );
+        Ok(DiffAnswers {
+            rows_read,
+            delivered,
+            duplicate_keys: text_at(2)
+                .into_iter()
+                .filter_map(|r| r.into_iter().next().flatten())
+                .collect(),
+            duplicate_rows: first_u64(&text_at(3)),
+            removals: text_at(4)
+                .into_iter()
+                .filter_map(|r| {
+                    let mut r = r.into_iter();
+                    Some((r.next().flatten()?, r.next().flatten()?))
+                })
+                .collect(),
+            cursor: prepared.cursor,
+            state_version,
+        })
+    }
+
+    /// Remembers, for the journal, the warehouse form and source hash of the keys a sync may
+    /// confirm.
+    pub fn remember(&self, key: &StateKey, keys: SyncKeys) {
+        self.keys
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(state_id(key), keys);
+    }
+
+    fn insert_pending(&self, id: &str, rows: &[PendingRow]) -> Result<(), StateError> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let first = self.seq.fetch_add(rows.len() as i64, Ordering::SeqCst);
+        let insert = PendingInsert {
+            tables: &self.tables,
+            schema: &self.schema,
+            state_id: id,
+            run_id: &self.run_id,
+            first_seq: first,
+            rows,
+        };
+        self.with_session("record the confirmed rows", |s| s.insert_pending(&insert))
+    }
+}
+
+fn text_of(value: Value) -> Option<String> {
+    match value {
+        Value::Null => None,
+        Value::Text(t) => Some(t),
+        other => other.to_text(),
+    }
+}
+
+fn first_u64(rows: &TextRows) -> u64 {
+    rows.first()
+        .and_then(|r| r.first().cloned().flatten())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+impl StateStore for WarehouseStateStore {
+    /// The whole committed snapshot (after folding in leftover pending rows). The runner
+    /// does not call it for a warehouse store: the diff reads only what changed.
+    fn load(&self, key: &StateKey) -> Result<SyncState, StateError> {
+        let prepared = self.prepare(key)?;
+        let rows = self.with_session("read the snapshot", |s| {
+            s.query_text(&format!(
+                "SELECT key_json, CAST(row_hash AS TEXT) FROM {} WHERE state_id = {}",
+                self.tables.snapshot,
+                sql::text(&prepared.state_id)
+            ))
+        })?;
+        let mut state = SyncState {
+            cursor: prepared.cursor,
+            ..SyncState::default()
+        };
+        for row in rows {
+            let mut row = row.into_iter();
+            if let (Some(Some(key)), Some(Some(hash))) = (row.next(), row.next()) {
+                state.apply(&Confirmed::Upserted {
+                    key: key.into(),
+                    row_hash: hash.parse::<i64>().unwrap_or(0) as u64,
+                });
+            }
+        }
+        Ok(state)
+    }
+
+    fn journal(&self, key: &StateKey, changes: &[Confirmed]) -> Result<(), StateError> {
+        let id = state_id(key);
+        let rows: Vec<PendingRow> = {
+            let keys = self.keys.lock().unwrap_or_else(|e| e.into_inner());
+            let known = keys.get(&id);
+            let mut rows = Vec::with_capacity(changes.len());
+            for change in changes {
+                let (key_json, row_hash) = match change {
+                    Confirmed::Upserted { key, row_hash } => (key, Some(*row_hash)),
+                    Confirmed::Removed { key } => (key, None),
+                };
+                let Some((wh_key, source_hash)) = known.and_then(|k| k.by_key.get(key_json)) else {
+                    return Err(self.fail(
+                        "record the confirmed rows",
+                        format!("key {key_json} was not part of this run's diff (internal error)"),
+                    ));
+                };
+                rows.push(PendingRow {
+                    wh_key: wh_key.clone(),
+                    key_json: key_json.to_string(),
+                    source_hash: row_hash.map(|_| source_hash.clone().unwrap_or_default()),
+                    row_hash,
+                });
+            }
+            rows
+        };
+        self.insert_pending(&id, &rows)
+    }
+
+    fn commit(&self, key: &StateKey, state: &SyncState) -> Result<(), StateError> {
+        let id = state_id(key);
+        let (mapping_hash, refresh) = {
+            let mut keys = self.keys.lock().unwrap_or_else(|e| e.into_inner());
+            match keys.remove(&id) {
+                Some(k) => (k.mapping_hash, k.refresh),
+                None => (String::new(), Vec::new()),
+            }
+        };
+        self.insert_pending(&id, &refresh)?;
+        let t = &self.tables;
+        let mut statements = t.apply_pending(&id);
+        statements.push(format!(
+            "DELETE FROM {} WHERE state_id = {}",
+            t.sync_state,
+            sql::text(&id)
+        ));
+        statements.push(format!(
+            "INSERT INTO {} (state_id, target, sync, destination, cursor_json, mapping_hash, committed_at, format) \
+             VALUES ({}, {}, {}, {}, {}, {}, {}, {FORMAT_VERSION})",
+            t.sync_state,
+            sql::text(&id),
+            sql::text(&key.target),
+            sql::text(&key.sync),
+            sql::text(&key.destination),
+            state
+                .cursor
+                .as_ref()
+                .map_or("NULL".into(), |c| sql::text(&cursor_to_json(c).to_string())),
+            sql::text(&mapping_hash),
+            sql::text(&chrono::Utc::now().to_rfc3339()),
+        ));
+        self.with_session("commit the sync state", |s| s.transaction(&statements))
+    }
+
+    fn reset(&self, target: &str, sync: &str) -> Result<bool, StateError> {
+        let t = &self.tables;
+        let which = format!(
+            "SELECT state_id FROM {} WHERE target = {} AND sync = {}",
+            t.sync_state,
+            sql::text(target),
+            sql::text(sync)
+        );
+        let found = self.with_session("read the sync state", |s| s.query_text(&which))?;
+        if found.is_empty() {
+            return Ok(false);
+        }
+        let statements = vec![
+            format!("DELETE FROM {} WHERE state_id IN ({which})", t.snapshot),
+            format!("DELETE FROM {} WHERE state_id IN ({which})", t.pending),
+            format!(
+                "DELETE FROM {} WHERE target = {} AND sync = {}",
+                t.sync_state,
+                sql::text(target),
+                sql::text(sync)
+            ),
+        ];
+        self.with_session("forget the sync state", |s| s.transaction(&statements))?;
+        Ok(true)
+    }
+
+    fn append_history(
+        &self,
+        target: &str,
+        records: &[serde_json::Value],
+    ) -> Result<(), StateError> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        let mut sql = format!(
+            "INSERT INTO {} (target, sync, run_id, seq, finished_at, record) VALUES ",
+            self.tables.history
+        );
+        for (i, record) in records.iter().enumerate() {
+            if i > 0 {
+                sql.push_str(", ");
+            }
+            let field = |k: &str| record.get(k).and_then(|v| v.as_str()).unwrap_or("");
+            let seq = self.seq.fetch_add(1, Ordering::SeqCst);
+            sql.push_str(&format!(
+                "({}, {}, {}, {seq}, {}, {})",
+                sql::text(target),
+                sql::text(field("name")),
+                sql::text(&self.run_id),
+                sql::text(field("finished_at")),
+                sql::text(&record.to_string())
+            ));
+        }
+        self.with_session("record the run history", |s| s.transaction(&[sql]))
+    }
+
+    fn history(&self, target: &str) -> Result<Vec<serde_json::Value>, StateError> {
+        let sql = format!(
+            "SELECT record FROM {} WHERE target = {} ORDER BY finished_at, run_id, seq",
+            self.tables.history,
+            sql::text(target)
+        );
+        let rows = match self.with_session("read the run history", |s| s.query_text(&sql)) {
+            Ok(rows) => rows,
+            // Tables not created yet (no run with warehouse state): no history.
+            Err(_) if !self.tables_exist()? => Vec::new(),
+            Err(e) => return Err(e),
+        };
+        Ok(rows
+            .into_iter()
+            .filter_map(|r| r.into_iter().next().flatten())
+            .filter_map(|text| serde_json::from_str(&text).ok())
+            .collect())
+    }
+
+    fn in_warehouse(&self) -> Option<&WarehouseStateStore> {
+        Some(self)
+    }
+}
+
+impl WarehouseStateStore {
+    fn tables_exist(&self) -> Result<bool, StateError> {
+        let sql = format!(
+            "SELECT CAST(count(*) AS TEXT) FROM information_schema.tables WHERE table_schema = {} AND table_name = 'activate_history'",
+            sql::text(&self.schema)
+        );
+        let rows = self.with_session("look for the state tables", |s| s.query_text(&sql))?;
+        Ok(first_u64(&rows) > 0)
+    }
+}
