@@ -363,7 +363,7 @@ impl<'a> PlanBuilder<'a> {
         self.fingerprint(&[key.as_bytes(), &row_hash.to_le_bytes()]);
         let kind = match in_state {
             None => ChangeKind::Insert,
-            Some(slot) if state.snapshot.at(slot).1 != row_hash || self.send_all => {
+            Some(slot) if state.snapshot.row_hash_at(slot) != row_hash || self.send_all => {
                 ChangeKind::Update
             }
             Some(_) => {

@@ -36,9 +36,7 @@ impl Value {
         match self {
             Value::Null => out.push_str("null"),
             Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
-            Value::Int(i) => {
-                let _ = write!(out, "{i}");
-            }
+            Value::Int(i) => push_int(out, *i),
             Value::Number(digits) => out.push_str(digits),
             Value::Float(f) if f.is_finite() => {
                 let _ = write!(out, "{f}");
@@ -158,6 +156,28 @@ impl Value {
             | (Value::TimestampTz(a), Value::TimestampTz(b)) => a.cmp(b),
             _ => Ordering::Equal,
         }
+    }
+}
+
+/// Appends an integer in decimal (as `{i}` formats it, without the formatting machinery: keys
+/// are written for every row read).
+fn push_int(out: &mut String, i: i64) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    let mut n = i.unsigned_abs();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    if i < 0 {
+        out.push('-');
+    }
+    for &d in &digits[at..] {
+        out.push(char::from(d));
     }
 }
 
@@ -289,6 +309,9 @@ mod tests {
             (Value::Null, "null"),
             (Value::Bool(true), "true"),
             (Value::Int(-5), "-5"),
+            (Value::Int(0), "0"),
+            (Value::Int(i64::MIN), "-9223372036854775808"),
+            (Value::Int(i64::MAX), "9223372036854775807"),
             (
                 Value::Number("12345678901234567890.123456789".into()),
                 "12345678901234567890.123456789",

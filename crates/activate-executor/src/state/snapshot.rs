@@ -171,10 +171,19 @@ impl Snapshot {
         }
     }
 
-    /// The key and row hash at a slot found by [`Snapshot::find`] or [`Snapshot::slots`].
+    /// The key and row hash at a slot found by [`Snapshot::find`].
     pub fn at(&self, slot: Slot) -> (&str, u64) {
         let e = self.entry_at(Self::offset_of(self.slots[slot.0]));
         (e.key, e.row_hash)
+    }
+
+    /// The row hash at a slot found by [`Snapshot::find`] (without decoding the key).
+    pub fn row_hash_at(&self, slot: Slot) -> u64 {
+        let offset = Self::offset_of(self.slots[slot.0]);
+        let (_, n) = read_varint(&self.arena[offset..]);
+        let mut row_hash = [0u8; ROW_HASH_LEN];
+        row_hash.copy_from_slice(&self.arena[offset + n..offset + n + ROW_HASH_LEN]);
+        u64::from_le_bytes(row_hash)
     }
 
     /// The table's size: slot positions run from 0 to this, exclusive.
