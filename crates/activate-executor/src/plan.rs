@@ -4,13 +4,14 @@
 use std::collections::{HashMap, HashSet};
 
 use activate_manifest::{OnDelete, Operation, SyncMode};
-use xxhash_rust::xxh3::Xxh3;
+use xxhash_rust::xxh3::{xxh3_64, xxh3_128};
 
-use crate::destination::Record;
-use crate::state::{SyncState, key_hash};
+use crate::state::{Snapshot, SyncState, key_hash};
 use crate::sync::{FieldSource, SyncDefinition};
 use crate::value::{self, Value};
 use crate::warehouse::RowBatch;
+
+pub use records::Records;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ChangeKind {
@@ -45,14 +46,14 @@ pub struct Rejection {
 #[derive(Debug, Default)]
 pub struct Plan {
     pub upserts: Vec<PlannedRow>,
-    /// The record of each upsert, aligned with `upserts`: kept apart so a batch is a slice,
-    /// sent without copying.
-    pub upsert_records: Vec<Record>,
+    /// The record of each upsert, aligned with `upserts`, encoded (see [`records`]): decoded
+    /// a batch at a time when sent.
+    pub upsert_records: Records,
     /// Mirror: keys that left the model, to delete (`on_delete: delete`) or clear (`clear`).
     pub removals: Vec<PlannedRemoval>,
     /// The record of each removal (key fields, or the key with nulls for `clear`), aligned
     /// with `removals`.
-    pub removal_records: Vec<Record>,
+    pub removal_records: Records,
     /// Mirror with `on_delete: ignore`: keys that left the model, forgotten without a request.
     pub forgotten: Vec<Box<str>>,
     pub rows_read: u64,
@@ -71,14 +72,15 @@ pub struct Plan {
     pub data_fingerprint: u128,
 }
 
-/// One row's part of [`Plan::data_fingerprint`].
-fn row_fingerprint(parts: &[&[u8]]) -> u128 {
-    let mut hasher = Xxh3::new();
+/// One row's part of [`Plan::data_fingerprint`]: the hash of its parts, each followed by a
+/// zero byte (`buffer` is reused).
+fn row_fingerprint(buffer: &mut Vec<u8>, parts: &[&[u8]]) -> u128 {
+    buffer.clear();
     for part in parts {
-        hasher.update(part);
-        hasher.update(&[0]);
+        buffer.extend_from_slice(part);
+        buffer.push(0);
     }
-    hasher.digest128()
+    xxh3_128(buffer)
 }
 
 impl Plan {
@@ -97,11 +99,24 @@ impl Plan {
 }
 
 /// Builds a plan batch by batch, so the rows stream through and only changes are kept.
+///
+/// An unchanged row costs no allocation: its key is written into a reused buffer, its mapped
+/// values are hashed where they lie in the row, and its key is marked seen by one bit per slot
+/// of the state's table; a `Record` is built only for a change. Keys not in the state are
+/// remembered by their 128-bit hash to find duplicates (two distinct keys of one model share
+/// a 128-bit xxh3 hash with probability about n²/2¹²⁹: 1.5e-25 for 10 million keys).
 pub struct PlanBuilder<'a> {
     def: &'a SyncDefinition,
     state: &'a SyncState,
     send_all: bool,
-    seen: HashSet<u128>,
+    /// One bit per slot of the state's table: the key of that slot was read.
+    seen_in_state: Vec<u64>,
+    /// 128-bit hashes of the keys read that are not in the state.
+    new_keys: HashSet<u128>,
+    /// The key of the row being added (reused).
+    key: String,
+    /// The bytes a row's hash or fingerprint is computed over (reused).
+    hash_input: Vec<u8>,
     templates: Option<minijinja::Environment<'static>>,
     /// Field positions sorted by field name: the row hash does not depend on mapping order.
     hash_order: Vec<usize>,
@@ -138,12 +153,15 @@ impl<'a> PlanBuilder<'a> {
             state,
             hash_order,
             send_all: full_refresh || def.spec.sync_mode == SyncMode::FullRefresh,
-            seen: HashSet::new(),
+            seen_in_state: vec![0; state.snapshot.slot_count().div_ceil(64)],
+            new_keys: HashSet::new(),
+            key: String::new(),
+            hash_input: Vec::new(),
             templates,
             refuse_non_finite: false,
             keys_by_folded_case: None,
             plan: Plan {
-                delivered_before: state.snapshot.len() as u64,
+                delivered_before: state.len() as u64,
                 ..Plan::default()
             },
         }
@@ -163,18 +181,20 @@ impl<'a> PlanBuilder<'a> {
         self
     }
 
-    /// The destination record of a row; a template that fails to render, or a NaN/±Infinity
-    /// the destination cannot carry, rejects the row.
-    fn record_of(&self, row: &[Value]) -> Result<Record, String> {
-        let mut values = Vec::with_capacity(self.def.field_sources.len());
-        for (i, source) in self.def.field_sources.iter().enumerate() {
-            let value = match source {
-                FieldSource::Column(c) => row[*c].clone(),
-                FieldSource::Literal(v) => v.clone(),
-                FieldSource::Template(_) => self.render(i, row)?,
-            };
+    /// Renders the row's template fields (the returned values, by field position; empty when
+    /// the mapping has no template) and checks every field; a template that fails to render,
+    /// or a NaN/±Infinity the destination cannot carry, rejects the row.
+    fn check_fields(&self, row: &[Value]) -> Result<Vec<Value>, String> {
+        let mut rendered = Vec::new();
+        if self.templates.is_some() {
+            rendered = vec![Value::Null; self.def.field_sources.len()];
+        }
+        for i in 0..self.def.field_sources.len() {
+            if let FieldSource::Template(_) = self.def.field_sources[i] {
+                rendered[i] = self.render(i, row)?;
+            }
             if self.refuse_non_finite
-                && let Value::Float(f) = value
+                && let Value::Float(f) = *field(self.def, i, row, &rendered)
                 && !f.is_finite()
             {
                 return Err(format!(
@@ -183,9 +203,8 @@ impl<'a> PlanBuilder<'a> {
                     self.def.fields[i]
                 ));
             }
-            values.push(value);
         }
-        Ok(Record { values })
+        Ok(rendered)
     }
 
     fn render(&self, field: usize, row: &[Value]) -> Result<Value, String> {
@@ -227,19 +246,23 @@ impl<'a> PlanBuilder<'a> {
         self.plan.data_fingerprint = self
             .plan
             .data_fingerprint
-            .wrapping_add(row_fingerprint(parts));
+            .wrapping_add(row_fingerprint(&mut self.hash_input, parts));
     }
 
     pub fn add_batch(&mut self, rows: RowBatch) {
+        self.add_rows(&rows);
+    }
+
+    /// Adds rows read from the model (in read order), borrowing them.
+    pub fn add_rows(&mut self, rows: &[Vec<Value>]) {
         for row in rows {
             self.add_row(row);
         }
     }
 
-    fn add_row(&mut self, row: Vec<Value>) {
+    fn add_row(&mut self, row: &[Value]) {
         self.plan.rows_read += 1;
-        let cursor = self.def.cursor_column.map(|c| row[c].clone());
-        let record = match self.record_of(&row) {
+        let rendered = match self.check_fields(row) {
             Ok(r) => r,
             Err(reason) => {
                 let key: Vec<String> = self
@@ -253,18 +276,20 @@ impl<'a> PlanBuilder<'a> {
                 self.plan.rejected.push(Rejection {
                     key,
                     reason,
-                    cursor,
+                    cursor: self.def.cursor_column.map(|c| row[c].clone()),
                 });
                 return;
             }
         };
-        let mut key = String::from("[");
+        let mut key = std::mem::take(&mut self.key);
+        key.clear();
+        key.push('[');
         let mut null_key = false;
         for (n, &p) in self.def.key_positions.iter().enumerate() {
             if n > 0 {
                 key.push(',');
             }
-            let v = &record.values[p];
+            let v = field(self.def, p, row, &rendered);
             null_key |= v.is_null();
             v.write_json(&mut key);
         }
@@ -272,34 +297,51 @@ impl<'a> PlanBuilder<'a> {
         if null_key {
             self.fingerprint(&[key.as_bytes(), b"null key"]);
             self.plan.rejected.push(Rejection {
-                key,
+                key: key.clone(),
                 reason: format!(
                     "primary key ({}) is NULL",
                     self.def.spec.primary_key.join(", ")
                 ),
-                cursor,
+                cursor: self.def.cursor_column.map(|c| row[c].clone()),
             });
-            return;
+        } else {
+            self.add_keyed_row(row, &rendered, &key);
         }
-        let kh = key_hash(&key);
-        if let Some(folded) = &mut self.keys_by_folded_case
-            && !self.seen.contains(&kh)
-        {
-            folded
-                .entry(key.to_lowercase())
-                .or_default()
-                .push(key.clone());
-        }
-        if !self.seen.insert(kh) {
+        self.key = key;
+    }
+
+    /// A row with a key that is not NULL.
+    fn add_keyed_row(&mut self, row: &[Value], rendered: &[Value], key: &str) {
+        let def = self.def;
+        let state = self.state;
+        let in_state = state.snapshot.find(key);
+        let first_time = match in_state {
+            Some(slot) => {
+                let at = Snapshot::position(slot);
+                let bit = 1u64 << (at % 64);
+                let first = self.seen_in_state[at / 64] & bit == 0;
+                self.seen_in_state[at / 64] |= bit;
+                first
+            }
+            None => self.new_keys.insert(key_hash(key)),
+        };
+        if !first_time {
             self.plan.duplicate_count += 1;
             if self.plan.duplicate_keys.len() < DUPLICATES_SHOWN
-                && !self.plan.duplicate_keys.contains(&key)
+                && !self.plan.duplicate_keys.iter().any(|k| k == key)
             {
-                self.plan.duplicate_keys.push(key);
+                self.plan.duplicate_keys.push(key.to_owned());
             }
             return;
         }
-        if let Some(c) = &cursor
+        if let Some(folded) = &mut self.keys_by_folded_case {
+            folded
+                .entry(key.to_lowercase())
+                .or_default()
+                .push(key.to_owned());
+        }
+        let cursor = def.cursor_column.map(|c| &row[c]);
+        if let Some(c) = cursor
             && !c.is_null()
             && self
                 .plan
@@ -309,73 +351,98 @@ impl<'a> PlanBuilder<'a> {
         {
             self.plan.max_cursor = Some(c.clone());
         }
-        let mut hasher = Xxh3::new();
+        // The row hash: each field's name, a zero byte and its value's hash encoding, in field
+        // name order.
+        self.hash_input.clear();
         for &p in &self.hash_order {
-            hasher.update(self.def.fields[p].as_bytes());
-            hasher.update(&[0]);
-            record.values[p].hash_into(&mut hasher);
+            self.hash_input.extend_from_slice(def.fields[p].as_bytes());
+            self.hash_input.push(0);
+            field(def, p, row, rendered).write_hash_bytes(&mut self.hash_input);
         }
-        let row_hash = hasher.digest();
+        let row_hash = xxh3_64(&self.hash_input);
         self.fingerprint(&[key.as_bytes(), &row_hash.to_le_bytes()]);
-        let previous = self.state.snapshot.get(&kh);
-        let kind = match previous {
+        let kind = match in_state {
             None => ChangeKind::Insert,
-            Some(entry) if entry.row_hash != row_hash || self.send_all => ChangeKind::Update,
+            Some(slot) if state.snapshot.row_hash_at(slot) != row_hash || self.send_all => {
+                ChangeKind::Update
+            }
             Some(_) => {
                 self.plan.unchanged += 1;
                 return;
             }
         };
-        if kind == ChangeKind::Update && self.def.spec.operation == Operation::Insert {
+        if kind == ChangeKind::Update && def.spec.operation == Operation::Insert {
             self.plan.skipped_rows += 1;
             return;
         }
+        self.plan
+            .upsert_records
+            .push((0..def.field_sources.len()).map(|i| field(def, i, row, rendered)));
         self.plan.upserts.push(PlannedRow {
             kind,
             key: key.into(),
             row_hash,
-            cursor,
+            cursor: cursor.cloned(),
         });
-        self.plan.upsert_records.push(record);
+    }
+
+    /// Plans the removal of a delivered key (JSON array of the key values) that left the
+    /// model, as `on_delete` says: a delete (the key fields), a clear (the key with every
+    /// other field NULL), or, for `ignore`, forgetting it without a request.
+    fn push_removal(&mut self, key: Box<str>) {
+        let on_delete = self.def.spec.on_delete;
+        if on_delete == OnDelete::Ignore {
+            self.plan.forgotten.push(key);
+            return;
+        }
+        let key_values: Vec<Value> = serde_json::from_str::<Vec<serde_json::Value>>(&key)
+            .unwrap_or_default()
+            .iter()
+            .map(value::from_json)
+            .collect();
+        if on_delete == OnDelete::Delete {
+            self.plan.removal_records.push(&key_values);
+        } else {
+            let mut values = vec![Value::Null; self.def.fields.len()];
+            for (n, &p) in self.def.key_positions.iter().enumerate() {
+                values[p] = key_values.get(n).cloned().unwrap_or(Value::Null);
+            }
+            self.plan.removal_records.push(&values);
+        }
+        self.plan.removals.push(PlannedRemoval { key });
     }
 
     pub fn finish(mut self) -> Plan {
         self.reject_case_collisions();
         if self.def.spec.sync_mode == SyncMode::Mirror && self.plan.duplicate_count == 0 {
-            let mut gone: Vec<&Box<str>> = self
-                .state
+            let state = self.state;
+            let seen = std::mem::take(&mut self.seen_in_state);
+            let mut gone: Vec<&str> = state
                 .snapshot
-                .iter()
-                .filter(|(kh, _)| !self.seen.contains(kh))
-                .map(|(_, e)| &e.key)
+                .slots()
+                .filter(|(at, _, _)| seen[at / 64] & (1u64 << (at % 64)) == 0)
+                .map(|(_, key, _)| key)
                 .collect();
-            gone.sort();
+            gone.sort_unstable();
             for key in gone {
-                match self.def.spec.on_delete {
-                    OnDelete::Ignore => self.plan.forgotten.push(key.clone()),
-                    OnDelete::Delete | OnDelete::Clear => {
-                        let key_values: Vec<Value> =
-                            serde_json::from_str::<Vec<serde_json::Value>>(key)
-                                .unwrap_or_default()
-                                .iter()
-                                .map(value::from_json)
-                                .collect();
-                        let record = if self.def.spec.on_delete == OnDelete::Delete {
-                            Record { values: key_values }
-                        } else {
-                            let mut values = vec![Value::Null; self.def.fields.len()];
-                            for (n, &p) in self.def.key_positions.iter().enumerate() {
-                                values[p] = key_values.get(n).cloned().unwrap_or(Value::Null);
-                            }
-                            Record { values }
-                        };
-                        self.plan.removals.push(PlannedRemoval { key: key.clone() });
-                        self.plan.removal_records.push(record);
-                    }
-                }
+                self.push_removal(key.into());
             }
         }
         self.plan
+    }
+}
+
+/// A field's value for a row: its column, its literal, or its rendered template.
+fn field<'r>(
+    def: &'r SyncDefinition,
+    i: usize,
+    row: &'r [Value],
+    rendered: &'r [Value],
+) -> &'r Value {
+    match &def.field_sources[i] {
+        FieldSource::Column(c) => &row[*c],
+        FieldSource::Literal(v) => v,
+        FieldSource::Template(_) => &rendered[i],
     }
 }
 
@@ -407,9 +474,10 @@ impl PlanBuilder<'_> {
             )
         };
         let upserts = std::mem::take(&mut self.plan.upserts);
-        let records = std::mem::take(&mut self.plan.upsert_records);
+        let mut kept = Vec::with_capacity(upserts.len());
         let mut rejected_keys: HashSet<&str> = HashSet::new();
-        for (row, record) in upserts.into_iter().zip(records) {
+        for row in upserts {
+            kept.push(!colliding.contains_key(&*row.key));
             match colliding.get(&*row.key) {
                 Some(group) => {
                     rejected_keys.insert(group.iter().find(|k| **k == *row.key).map_or("", |k| k));
@@ -419,12 +487,10 @@ impl PlanBuilder<'_> {
                         cursor: row.cursor,
                     });
                 }
-                None => {
-                    self.plan.upserts.push(row);
-                    self.plan.upsert_records.push(record);
-                }
+                None => self.plan.upserts.push(row),
             }
         }
+        self.plan.upsert_records.retain_indices(|i| kept[i]);
         // Colliding keys already delivered and unchanged are reported too.
         for (key, group) in &colliding {
             if !rejected_keys.contains(key) {
@@ -439,6 +505,7 @@ impl PlanBuilder<'_> {
     }
 }
 
+pub mod records;
 #[cfg(test)]
 mod tests;
 

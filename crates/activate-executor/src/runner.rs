@@ -10,8 +10,8 @@ use activate_manifest::{OnDelete, Operation, SyncMode};
 use serde_json::value::RawValue;
 use tokio::task::JoinSet;
 
-use crate::destination::{Destination, Record, WriteBatch, WriteOp};
-use crate::plan::{ChangeKind, Plan, PlanBuilder, PlannedRemoval, PlannedRow};
+use crate::destination::{Destination, WriteBatch, WriteOp};
+use crate::plan::{ChangeKind, Plan, PlanBuilder, PlannedRemoval, PlannedRow, Records};
 use crate::plan_file::{Computed, PlannedSync};
 use crate::results::{RowRejection, Status, SyncResult};
 use crate::secrets;
@@ -449,22 +449,24 @@ async fn send_batches<T: Outgoing>(
     result: &mut SyncResult,
     fields: &Fields<'_>,
     rows: &[T],
-    records: &[Record],
+    records: &Records,
     max_rows: usize,
     mut outcome: impl FnMut(Result<&T, &T>, &mut SyncResult) -> Option<Confirmed>,
 ) -> Result<(), String> {
     let spec = &job.def.spec;
-    for (chunk, chunk_records) in rows.chunks(max_rows).zip(records.chunks(max_rows)) {
+    for (n, chunk) in rows.chunks(max_rows).enumerate() {
         if ctx.stopping() {
             return Err(STOPPED.to_owned());
         }
+        let first = n * max_rows;
+        let chunk_records = records.decode(first..first + chunk.len());
         let batch = WriteBatch {
             sync: &job.def.unique_id,
             object: &spec.object,
             op: fields.op,
             fields: fields.names,
             key_positions: fields.key_positions,
-            records: chunk_records,
+            records: &chunk_records,
         };
         let written = job
             .destination
@@ -569,9 +571,9 @@ fn samples(def: &SyncDefinition, plan: &Plan, n: usize) -> Vec<Box<RawValue>> {
         } else {
             "update"
         };
-        let rows = plan.upserts.iter().zip(&plan.upsert_records);
-        for (_, record) in rows.filter(|(r, _)| r.kind == kind).take(n) {
-            let record = crate::destination::record_json(&def.fields, record);
+        let rows = plan.upserts.iter().enumerate();
+        for (i, _) in rows.filter(|(_, r)| r.kind == kind).take(n) {
+            let record = crate::destination::record_json(&def.fields, &plan.upsert_records.get(i));
             out.push(format!("{{\"change\":\"{change}\",\"record\":{record}}}"));
         }
     }

@@ -36,9 +36,7 @@ impl Value {
         match self {
             Value::Null => out.push_str("null"),
             Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
-            Value::Int(i) => {
-                let _ = write!(out, "{i}");
-            }
+            Value::Int(i) => push_int(out, *i),
             Value::Number(digits) => out.push_str(digits),
             Value::Float(f) if f.is_finite() => {
                 let _ = write!(out, "{f}");
@@ -94,6 +92,15 @@ impl Value {
 
     /// Feeds a type-tagged, unambiguous encoding into a hasher.
     pub fn hash_into(&self, h: &mut xxhash_rust::xxh3::Xxh3) {
+        let mut bytes = Vec::new();
+        self.write_hash_bytes(&mut bytes);
+        h.update(&bytes);
+    }
+
+    /// Appends the type-tagged, unambiguous encoding that row hashes are computed over (the
+    /// bytes fed by [`Value::hash_into`]): a tag byte, then the payload (numbers as 8 bytes
+    /// little-endian, text as its length in 8 bytes then its bytes).
+    pub fn write_hash_bytes(&self, out: &mut Vec<u8>) {
         let tag: u8 = match self {
             Value::Null => 0,
             Value::Bool(_) => 1,
@@ -107,29 +114,23 @@ impl Value {
             Value::Json(_) => 9,
             Value::Blob(_) => 10,
         };
-        h.update(&[tag]);
+        out.push(tag);
+        fn bytes(out: &mut Vec<u8>, b: &[u8]) {
+            out.extend_from_slice(&(b.len() as u64).to_le_bytes());
+            out.extend_from_slice(b);
+        }
         match self {
             Value::Null => {}
-            Value::Bool(b) => h.update(&[*b as u8]),
-            Value::Int(i) => h.update(&i.to_le_bytes()),
-            Value::Float(f) => h.update(&f.to_bits().to_le_bytes()),
+            Value::Bool(b) => out.push(*b as u8),
+            Value::Int(i) => out.extend_from_slice(&i.to_le_bytes()),
+            Value::Float(f) => out.extend_from_slice(&f.to_bits().to_le_bytes()),
             Value::Number(s)
             | Value::Text(s)
             | Value::Date(s)
             | Value::Timestamp(s)
-            | Value::TimestampTz(s) => {
-                h.update(&(s.len() as u64).to_le_bytes());
-                h.update(s.as_bytes());
-            }
-            Value::Json(v) => {
-                let s = v.to_string();
-                h.update(&(s.len() as u64).to_le_bytes());
-                h.update(s.as_bytes());
-            }
-            Value::Blob(b) => {
-                h.update(&(b.len() as u64).to_le_bytes());
-                h.update(b);
-            }
+            | Value::TimestampTz(s) => bytes(out, s.as_bytes()),
+            Value::Json(v) => bytes(out, v.to_string().as_bytes()),
+            Value::Blob(b) => bytes(out, b),
         }
     }
 
@@ -155,6 +156,28 @@ impl Value {
             | (Value::TimestampTz(a), Value::TimestampTz(b)) => a.cmp(b),
             _ => Ordering::Equal,
         }
+    }
+}
+
+/// Appends an integer in decimal (as `{i}` formats it, without the formatting machinery: keys
+/// are written for every row read).
+fn push_int(out: &mut String, i: i64) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    let mut n = i.unsigned_abs();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    if i < 0 {
+        out.push('-');
+    }
+    for &d in &digits[at..] {
+        out.push(char::from(d));
     }
 }
 
@@ -190,8 +213,33 @@ pub fn from_json(v: &serde_json::Value) -> Value {
     }
 }
 
-/// Formats microseconds since the Unix epoch.
+/// Formats microseconds since the Unix epoch: `YYYY-MM-DDTHH:MM:SS.ffffff`, then `Z` when
+/// `with_zone`. Years 0 to 9999 are formatted by hand (chrono's `strftime` parses its format
+/// string for every value: it was 7.5% of a mirror sync's CPU); others go through chrono.
 pub fn format_timestamp_micros(micros: i64, with_zone: bool) -> String {
+    let seconds = micros.div_euclid(1_000_000);
+    let fraction = micros.rem_euclid(1_000_000);
+    let (days, second_of_day) = (seconds.div_euclid(86_400), seconds.rem_euclid(86_400));
+    let Some((year, month, day)) = civil_date(days) else {
+        return format_timestamp_micros_chrono(micros, with_zone);
+    };
+    let mut out = String::with_capacity(27);
+    push_date(&mut out, year, month, day);
+    out.push('T');
+    push_digits(&mut out, second_of_day / 3600, 2);
+    out.push(':');
+    push_digits(&mut out, second_of_day / 60 % 60, 2);
+    out.push(':');
+    push_digits(&mut out, second_of_day % 60, 2);
+    out.push('.');
+    push_digits(&mut out, fraction, 6);
+    if with_zone {
+        out.push('Z');
+    }
+    out
+}
+
+fn format_timestamp_micros_chrono(micros: i64, with_zone: bool) -> String {
     match chrono::DateTime::from_timestamp_micros(micros) {
         Some(dt) if with_zone => dt.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string(),
         Some(dt) => dt.naive_utc().format("%Y-%m-%dT%H:%M:%S%.6f").to_string(),
@@ -199,11 +247,56 @@ pub fn format_timestamp_micros(micros: i64, with_zone: bool) -> String {
     }
 }
 
-/// Formats days since the Unix epoch.
+/// Formats days since the Unix epoch as `YYYY-MM-DD`.
 pub fn format_date_days(days: i32) -> String {
-    chrono::NaiveDate::from_num_days_from_ce_opt(days + 719_163)
-        .map(|d| d.format("%Y-%m-%d").to_string())
-        .unwrap_or_else(|| days.to_string())
+    match civil_date(i64::from(days)) {
+        Some((year, month, day)) => {
+            let mut out = String::with_capacity(10);
+            push_date(&mut out, year, month, day);
+            out
+        }
+        None => days
+            .checked_add(719_163)
+            .and_then(chrono::NaiveDate::from_num_days_from_ce_opt)
+            .map(|d| d.format("%Y-%m-%d").to_string())
+            .unwrap_or_else(|| days.to_string()),
+    }
+}
+
+/// The proleptic Gregorian (year, month, day) of a day since 1970-01-01, for years 0 to 9999
+/// (the four-digit years formatted by hand); `None` outside.
+fn civil_date(days: i64) -> Option<(i64, i64, i64)> {
+    // Days since 0000-03-01, in 400-year eras of 146,097 days, years starting in March.
+    let z = days.checked_add(719_468)?;
+    let era = z.div_euclid(146_097);
+    let day_of_era = z.rem_euclid(146_097);
+    let year_of_era =
+        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let month_from_march = (5 * day_of_year + 2) / 153;
+    let day = day_of_year - (153 * month_from_march + 2) / 5 + 1;
+    let month = if month_from_march < 10 {
+        month_from_march + 3
+    } else {
+        month_from_march - 9
+    };
+    let year = year_of_era + era * 400 + i64::from(month <= 2);
+    (0..=9999).contains(&year).then_some((year, month, day))
+}
+
+fn push_date(out: &mut String, year: i64, month: i64, day: i64) {
+    push_digits(out, year, 4);
+    out.push('-');
+    push_digits(out, month, 2);
+    out.push('-');
+    push_digits(out, day, 2);
+}
+
+/// Appends a non-negative `value` as exactly `width` decimal digits (zero-padded).
+fn push_digits(out: &mut String, value: i64, width: u32) {
+    for place in (0..width).rev() {
+        out.push(char::from(b'0' + (value / 10i64.pow(place) % 10) as u8));
+    }
 }
 
 #[cfg(test)]
@@ -216,6 +309,9 @@ mod tests {
             (Value::Null, "null"),
             (Value::Bool(true), "true"),
             (Value::Int(-5), "-5"),
+            (Value::Int(0), "0"),
+            (Value::Int(i64::MIN), "-9223372036854775808"),
+            (Value::Int(i64::MAX), "9223372036854775807"),
             (
                 Value::Number("12345678901234567890.123456789".into()),
                 "12345678901234567890.123456789",
@@ -257,6 +353,51 @@ mod tests {
         );
     }
 
+    /// The hand-written formats equal chrono's, across leap years, centuries, the epoch,
+    /// negative times and the limits of four-digit years.
+    #[test]
+    fn time_formats_match_chrono() {
+        let day = 86_400_000_000i64;
+        let mut micros: Vec<i64> = vec![
+            0,
+            -1,
+            1,
+            951_782_400_000_000,     // 2000-02-29
+            4_107_542_399_999_999,   // 2100-02-28T23:59:59.999999
+            -62_167_219_200_000_000, // 0000-01-01
+            -62_167_219_200_000_001, // -0001-12-31: chrono's form
+            253_402_300_799_999_999, // 9999-12-31T23:59:59.999999
+            253_402_300_800_000_000, // 10000-01-01: chrono's form
+            i64::MAX,
+            i64::MIN,
+        ];
+        let mut t = -62_167_219_200_000_000i64;
+        while t < 253_402_300_800_000_000 {
+            micros.push(t);
+            t += day * 37 + 3_723_456_789;
+        }
+        for m in micros {
+            for zone in [true, false] {
+                assert_eq!(
+                    format_timestamp_micros(m, zone),
+                    format_timestamp_micros_chrono(m, zone),
+                    "{m}"
+                );
+            }
+        }
+        for days in (-800_000..3_000_000)
+            .step_by(97)
+            .chain([i32::MIN, i32::MAX])
+        {
+            let chrono = days
+                .checked_add(719_163)
+                .and_then(chrono::NaiveDate::from_num_days_from_ce_opt)
+                .map(|d| d.format("%Y-%m-%d").to_string())
+                .unwrap_or_else(|| days.to_string());
+            assert_eq!(format_date_days(days), chrono, "{days}");
+        }
+    }
+
     #[test]
     fn hashing_distinguishes_types() {
         let hash = |v: &Value| {
@@ -266,6 +407,45 @@ mod tests {
         };
         assert_ne!(hash(&Value::Int(1)), hash(&Value::Text("1".into())));
         assert_ne!(hash(&Value::Null), hash(&Value::Text(String::new())));
+    }
+
+    /// Row hashes are stored in state: the encoding must never change. These are the pieces
+    /// the streaming hasher was fed one by one before the encoding was buffered.
+    #[test]
+    fn hash_bytes_are_the_stored_encoding() {
+        let streamed = |pieces: &[&[u8]]| {
+            let mut h = xxhash_rust::xxh3::Xxh3::new();
+            for p in pieces {
+                h.update(p);
+            }
+            h.digest()
+        };
+        let buffered = |v: &Value| {
+            let mut out = Vec::new();
+            v.write_hash_bytes(&mut out);
+            xxhash_rust::xxh3::xxh3_64(&out)
+        };
+        let text = "2024-01-01T00:00:00.000000Z";
+        let cases: Vec<(Value, u64)> = vec![
+            (Value::Null, streamed(&[&[0]])),
+            (Value::Bool(true), streamed(&[&[1], &[1]])),
+            (Value::Int(-7), streamed(&[&[2], &(-7i64).to_le_bytes()])),
+            (
+                Value::Float(0.5),
+                streamed(&[&[4], &0.5f64.to_bits().to_le_bytes()]),
+            ),
+            (
+                Value::TimestampTz(text.into()),
+                streamed(&[&[8], &(text.len() as u64).to_le_bytes(), text.as_bytes()]),
+            ),
+            (
+                Value::Blob(vec![1, 2]),
+                streamed(&[&[10], &2u64.to_le_bytes(), &[1, 2]]),
+            ),
+        ];
+        for (v, want) in cases {
+            assert_eq!(buffered(&v), want, "{v:?}");
+        }
     }
 
     #[test]

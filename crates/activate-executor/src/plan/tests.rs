@@ -120,7 +120,7 @@ fn mirror_deletes_only_delivered_keys_that_left() {
     assert_eq!(second.inserts(), 1);
     assert_eq!(second.removals.len(), 1);
     assert_eq!(&*second.removals[0].key, "[1]");
-    assert_eq!(second.removal_records[0].values, vec![Value::Int(1)]);
+    assert_eq!(second.removal_records.get(0).values, vec![Value::Int(1)]);
 }
 
 #[test]
@@ -133,7 +133,7 @@ fn mirror_clear_nulls_non_key_fields() {
     confirm(&mut state, &p0);
     let p = plan(&d, &state, vec![]);
     assert_eq!(
-        p.removal_records[0].values,
+        p.removal_records.get(0).values,
         vec![Value::Int(1), Value::Null]
     );
 }
@@ -214,7 +214,8 @@ fn hash_ignores_mapping_order_and_literals_are_sent() {
     let pb = plan(&b, &SyncState::default(), vec![row(1, "a", 1)]);
     assert_eq!(pa.upserts[0].row_hash, pb.upserts[0].row_hash);
     assert!(
-        pa.upsert_records[0]
+        pa.upsert_records
+            .get(0)
             .values
             .contains(&Value::Text("web".into()))
     );
@@ -226,7 +227,7 @@ fn templates_render_per_row() {
         json!({"destination": "d", "object": "o", "mapping": {"id": "Id", "{{ name }}-{{ id }}": "Label"}}),
     );
     let p = plan(&d, &SyncState::default(), vec![row(7, "x", 1)]);
-    assert_eq!(p.upsert_records[0].values[1], Value::Text("x-7".into()));
+    assert_eq!(p.upsert_records.get(0).values[1], Value::Text("x-7".into()));
 }
 
 #[test]

@@ -197,20 +197,21 @@ fn add_warehouse_answers(
         match def.spec.on_delete {
             OnDelete::Ignore => plan.forgotten.push(key),
             OnDelete::Delete | OnDelete::Clear => {
-                plan.removal_records.push(removal_record(def, &key));
+                plan.removal_records.push(&removal_record(def, &key).values);
                 plan.removals.push(PlannedRemoval { key });
             }
         }
     }
     // In key order, as the local diff sends them.
+    let records = std::mem::take(&mut plan.removal_records);
     let mut removals: Vec<(PlannedRemoval, Record)> = std::mem::take(&mut plan.removals)
         .into_iter()
-        .zip(std::mem::take(&mut plan.removal_records))
+        .zip(records.iter())
         .collect();
     removals.sort_by(|a, b| a.0.key.cmp(&b.0.key));
     for (removal, record) in removals {
         plan.removals.push(removal);
-        plan.removal_records.push(record);
+        plan.removal_records.push(&record.values);
     }
     plan.forgotten.sort();
 }

@@ -11,16 +11,14 @@
 //! ignored, it was never acknowledged).
 
 use std::fs::{File, OpenOptions};
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 
 use fs4::fs_std::FileExt;
 
 use crate::destination::file::write_atomically;
 use crate::error::StateError;
-use crate::state::{
-    Confirmed, SnapshotEntry, StateKey, SyncState, cursor_from_json, cursor_to_json, key_hash,
-};
+use crate::state::{Confirmed, StateKey, SyncState, cursor_from_json, cursor_to_json};
 
 const HEADER: &str = "dbt-activate state v1";
 const FORMAT_VERSION: u32 = 1;
@@ -99,6 +97,7 @@ impl LocalStateStore {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => return Err(io(&journal)(e)),
         }
+        state.mark_loaded();
         Ok(state)
     }
 
@@ -126,11 +125,17 @@ impl LocalStateStore {
         append_synced(&path, &text)
     }
 
-    /// Writes the whole state as the new snapshot, then empties the journal.
+    /// Writes the whole state as the new snapshot, then empties the journal. When the state
+    /// did not change since it was loaded and the snapshot alone holds it (no journal), the
+    /// snapshot on disk is already this state and nothing is written (issue #6: a run with no
+    /// change rewrote a million-entry file).
     pub fn commit(&self, key: &StateKey, state: &SyncState) -> Result<(), StateError> {
         let dir = self.dir_of(key);
-        std::fs::create_dir_all(&dir).map_err(io(&dir))?;
         let path = dir.join("snapshot");
+        if state.unchanged() && path.is_file() && !dir.join("journal").exists() {
+            return Ok(());
+        }
+        std::fs::create_dir_all(&dir).map_err(io(&dir))?;
         let mut text = String::with_capacity(64 + state.snapshot.len() * 48);
         text.push_str(HEADER);
         text.push('\n');
@@ -144,12 +149,13 @@ impl LocalStateStore {
         });
         text.push_str(&meta.to_string());
         text.push('\n');
-        let mut entries: Vec<&SnapshotEntry> = state.snapshot.values().collect();
-        entries.sort_by(|a, b| a.key.cmp(&b.key));
-        for e in &entries {
-            text.push_str(&format!("{:016x} {}\n", e.row_hash, e.key));
+        for (key, row_hash) in state.snapshot.iter() {
+            push_hex16(&mut text, row_hash);
+            text.push(' ');
+            text.push_str(key);
+            text.push('\n');
         }
-        text.push_str(&format!("end {}\n", entries.len()));
+        text.push_str(&format!("end {}\n", state.snapshot.len()));
         write_atomically(&path, text.as_bytes()).map_err(io(&path))?;
         let journal = dir.join("journal");
         match std::fs::remove_file(&journal) {
@@ -236,6 +242,14 @@ fn append_synced(path: &Path, text: &str) -> Result<(), StateError> {
         .map_err(io(path))
 }
 
+/// Appends `v` as 16 lower-case hex digits.
+fn push_hex16(out: &mut String, v: u64) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    for shift in (0..16).rev() {
+        out.push(DIGITS[((v >> (shift * 4)) & 0xf) as usize] as char);
+    }
+}
+
 fn corrupt(path: &Path, message: impl Into<String>) -> StateError {
     StateError::Corrupt {
         path: path.display().to_string(),
@@ -246,13 +260,12 @@ fn corrupt(path: &Path, message: impl Into<String>) -> StateError {
     }
 }
 
-fn read_snapshot(path: &Path, file: File, state: &mut SyncState) -> Result<(), StateError> {
-    let mut lines = BufReader::new(file).lines();
-    let header = lines
-        .next()
-        .transpose()
-        .map_err(io(path))?
-        .unwrap_or_default();
+fn read_snapshot(path: &Path, mut file: File, state: &mut SyncState) -> Result<(), StateError> {
+    let mut bytes = Vec::new();
+    file.read_to_end(&mut bytes).map_err(io(path))?;
+    let text = std::str::from_utf8(&bytes).map_err(|_| corrupt(path, "it is not UTF-8"))?;
+    let mut lines = text.split_terminator('\n');
+    let header = lines.next().unwrap_or_default();
     if header != HEADER {
         if let Some(v) = header.strip_prefix("dbt-activate state v") {
             return Err(StateError::Corrupt {
@@ -264,16 +277,17 @@ fn read_snapshot(path: &Path, file: File, state: &mut SyncState) -> Result<(), S
         }
         return Err(corrupt(path, "the header is missing"));
     }
-    let meta_line = lines
-        .next()
-        .transpose()
-        .map_err(io(path))?
-        .unwrap_or_default();
-    let meta: serde_json::Value = serde_json::from_str(&meta_line)
+    let meta_line = lines.next().unwrap_or_default();
+    let meta: serde_json::Value = serde_json::from_str(meta_line)
         .map_err(|_| corrupt(path, "the metadata line is not JSON"))?;
     state.cursor = meta.get("cursor").and_then(cursor_from_json);
+    // One entry per line: 16 hex digits, a space, the key.
+    let entries = text.bytes().filter(|b| *b == b'\n').count();
+    let entry_bytes = text.len().saturating_sub(header.len() + meta_line.len());
+    state
+        .snapshot
+        .reserve(entries, (entry_bytes / entries.max(1)).saturating_sub(17));
     for (count, line) in lines.enumerate() {
-        let line = line.map_err(io(path))?;
         if let Some(n) = line.strip_prefix("end ") {
             if n.parse::<usize>().ok() != Some(count) {
                 return Err(corrupt(
@@ -281,6 +295,7 @@ fn read_snapshot(path: &Path, file: File, state: &mut SyncState) -> Result<(), S
                     format!("it ends after {count} entries but says {n}"),
                 ));
             }
+            state.snapshot.shrink_to_fit();
             return Ok(());
         }
         let (hash, key) = line
@@ -288,13 +303,7 @@ fn read_snapshot(path: &Path, file: File, state: &mut SyncState) -> Result<(), S
             .ok_or_else(|| corrupt(path, format!("entry {} is malformed", count + 1)))?;
         let row_hash = u64::from_str_radix(hash, 16)
             .map_err(|_| corrupt(path, format!("entry {} has a bad hash", count + 1)))?;
-        state.snapshot.insert(
-            key_hash(key),
-            SnapshotEntry {
-                row_hash,
-                key: key.into(),
-            },
-        );
+        state.snapshot.insert(key, row_hash);
     }
     Err(corrupt(path, "it is truncated (no end marker)"))
 }
@@ -371,8 +380,52 @@ mod tests {
         f.write_all(b"+00000000000000ff [3").unwrap();
         let loaded = store.load(&key()).unwrap();
         assert_eq!(loaded.snapshot.len(), 1);
-        assert_eq!(loaded.snapshot[&key_hash("[2]")].row_hash, 9);
+        assert_eq!(loaded.row_hash_of("[2]"), Some(9));
         assert_eq!(loaded.cursor, state.cursor);
+    }
+
+    #[test]
+    fn an_unchanged_state_is_not_rewritten() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalStateStore::open(dir.path()).unwrap();
+        let mut state = SyncState::default();
+        state.apply(&Confirmed::Upserted {
+            key: "[1]".into(),
+            row_hash: 7,
+        });
+        store.commit(&key(), &state).unwrap();
+        let snapshot = store.dir_of(&key()).join("snapshot");
+        let written = std::fs::read_to_string(&snapshot).unwrap();
+        // A marker the next commit would overwrite, were it to write.
+        std::fs::write(&snapshot, written.replace("\"sync\"", "\"sync\" ")).unwrap();
+        let marked = std::fs::read_to_string(&snapshot).unwrap();
+
+        let loaded = store.load(&key()).unwrap();
+        store.commit(&key(), &loaded).unwrap();
+        assert_eq!(std::fs::read_to_string(&snapshot).unwrap(), marked);
+
+        // A moved cursor, a confirmed change or a journal to fold in are written.
+        let mut moved = store.load(&key()).unwrap();
+        moved.cursor = Some(Value::Int(3));
+        store.commit(&key(), &moved).unwrap();
+        assert_ne!(std::fs::read_to_string(&snapshot).unwrap(), marked);
+        let mut applied = store.load(&key()).unwrap();
+        applied.apply(&Confirmed::Upserted {
+            key: "[1]".into(),
+            row_hash: 7,
+        });
+        std::fs::write(&snapshot, &marked).unwrap();
+        store.commit(&key(), &applied).unwrap();
+        assert_ne!(std::fs::read_to_string(&snapshot).unwrap(), marked);
+        std::fs::write(&snapshot, &marked).unwrap();
+        store
+            .journal(&key(), &[Confirmed::Removed { key: "[9]".into() }])
+            .unwrap();
+        let journaled = store.load(&key()).unwrap();
+        std::fs::write(&snapshot, &marked).unwrap();
+        store.commit(&key(), &journaled).unwrap();
+        assert_ne!(std::fs::read_to_string(&snapshot).unwrap(), marked);
+        assert!(!store.dir_of(&key()).join("journal").exists());
     }
 
     #[test]

@@ -3,15 +3,15 @@
 
 pub mod config;
 pub mod local;
+pub mod snapshot;
 pub mod store;
 pub mod warehouse;
-
-use std::collections::HashMap;
 
 use crate::value::Value;
 
 pub use config::StateConfig;
 pub use local::LocalStateStore;
+pub use snapshot::Snapshot;
 pub use store::StateStore;
 pub use warehouse::WarehouseStateStore;
 
@@ -24,17 +24,16 @@ pub struct StateKey {
     pub destination: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SnapshotEntry {
-    pub row_hash: u64,
-    /// JSON array of the key values, as sent (needed to delete the record later).
-    pub key: Box<str>,
-}
-
 #[derive(Debug, Clone, Default)]
 pub struct SyncState {
-    pub snapshot: HashMap<u128, SnapshotEntry>,
+    /// Every delivered key (JSON array of the key values, as sent: needed to delete the record
+    /// later) with the hash of its mapped row.
+    pub snapshot: Snapshot,
     pub cursor: Option<Value>,
+    /// Set by [`SyncState::apply`]: the snapshot changed since it was loaded.
+    changed: bool,
+    /// The cursor as loaded.
+    loaded_cursor: Option<Value>,
 }
 
 pub fn key_hash(key_json: &str) -> u128 {
@@ -53,10 +52,10 @@ impl SyncState {
     /// the order entries were loaded in: equal fingerprints mean the same state.
     pub fn fingerprint(&self) -> u128 {
         let mut sum = self.snapshot.len() as u128;
-        for (key_hash, entry) in &self.snapshot {
+        for (key, row_hash) in self.snapshot.iter() {
             let mut bytes = [0u8; 24];
-            bytes[..16].copy_from_slice(&key_hash.to_le_bytes());
-            bytes[16..].copy_from_slice(&entry.row_hash.to_le_bytes());
+            bytes[..16].copy_from_slice(&key_hash(key).to_le_bytes());
+            bytes[16..].copy_from_slice(&row_hash.to_le_bytes());
             sum = sum.wrapping_add(xxhash_rust::xxh3::xxh3_128(&bytes));
         }
         let cursor = self
@@ -68,20 +67,41 @@ impl SyncState {
     }
 
     pub fn apply(&mut self, change: &Confirmed) {
+        self.changed = true;
         match change {
-            Confirmed::Upserted { key, row_hash } => {
-                self.snapshot.insert(
-                    key_hash(key),
-                    SnapshotEntry {
-                        row_hash: *row_hash,
-                        key: key.clone(),
-                    },
-                );
-            }
+            Confirmed::Upserted { key, row_hash } => self.snapshot.insert(key, *row_hash),
             Confirmed::Removed { key } => {
-                self.snapshot.remove(&key_hash(key));
+                self.snapshot.remove(key);
             }
         }
+    }
+
+    /// Marks the state as the committed one (after a load): [`SyncState::unchanged`] tells
+    /// whether anything moved since.
+    pub(crate) fn mark_loaded(&mut self) {
+        self.changed = false;
+        self.loaded_cursor = self.cursor.clone();
+    }
+
+    /// Whether neither the snapshot nor the cursor changed since the state was loaded (a new
+    /// snapshot would hold the same entries; a state never loaded counts as unchanged when
+    /// empty).
+    pub fn unchanged(&self) -> bool {
+        !self.changed && self.cursor == self.loaded_cursor
+    }
+
+    /// How many keys this sync delivered.
+    pub fn len(&self) -> usize {
+        self.snapshot.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.snapshot.is_empty()
+    }
+
+    /// The hash of the mapped row last delivered for a key (JSON array of the key values).
+    pub fn row_hash_of(&self, key_json: &str) -> Option<u64> {
+        self.snapshot.get(key_json)
     }
 }
 

@@ -1,0 +1,398 @@
+//! The compact in-memory snapshot: every delivered key (its JSON text) with the hash of its
+//! mapped row, at about 30 bytes per key for short keys (issue #6: at most 40).
+//!
+//! Layout: one byte arena holds the entries one after another, each
+//! `[varint (key length << 1 | removed)][row hash, 8 bytes LE][key bytes]`; an open-addressing
+//! table (linear probing, at most 3/4 full, a power of two) of `u64` slots points into it. A
+//! slot is `(top 24 bits of the key's xxh3-64 hash) << 40 | (arena offset + 1)`, 0 when empty.
+//!
+//! Collision safety: a lookup compares the key text itself whenever the 24-bit tag matches, so
+//! two keys never share an entry, whatever their hashes. Updating a row hash rewrites it in
+//! place; removing a key marks its entry removed and empties its slot (backward-shift
+//! deletion); the arena is compacted once removed entries take more than half of it.
+
+use xxhash_rust::xxh3::xxh3_64;
+
+/// Where an entry starts in the arena: at most 2^40 - 2 bytes (1 TiB) of keys.
+const OFFSET_BITS: u32 = 40;
+const OFFSET_MASK: u64 = (1 << OFFSET_BITS) - 1;
+/// Row hash bytes per entry.
+const ROW_HASH_LEN: usize = 8;
+
+#[derive(Clone, Default)]
+pub struct Snapshot {
+    slots: Vec<u64>,
+    arena: Vec<u8>,
+    len: usize,
+    /// Bytes of removed entries still in the arena.
+    dead_bytes: usize,
+}
+
+impl std::fmt::Debug for Snapshot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_map().entries(self.iter()).finish()
+    }
+}
+
+impl PartialEq for Snapshot {
+    fn eq(&self, other: &Self) -> bool {
+        self.len == other.len && self.iter().all(|(k, h)| other.get(k) == Some(h))
+    }
+}
+
+/// An entry's place in the table, valid until the snapshot changes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Slot(usize);
+
+fn tag_of(hash: u64) -> u64 {
+    hash >> OFFSET_BITS
+}
+
+fn write_varint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+/// (value, bytes read)
+fn read_varint(bytes: &[u8]) -> (u64, usize) {
+    let mut v = 0u64;
+    for (i, b) in bytes.iter().enumerate() {
+        v |= u64::from(b & 0x7f) << (7 * i);
+        if b & 0x80 == 0 {
+            return (v, i + 1);
+        }
+    }
+    (v, bytes.len())
+}
+
+/// An entry decoded from the arena.
+struct Entry<'a> {
+    key: &'a str,
+    row_hash: u64,
+    removed: bool,
+    /// Where the row hash is, and the entry's whole length.
+    row_hash_at: usize,
+    len: usize,
+}
+
+impl Snapshot {
+    /// A snapshot with room for `n` keys of about `key_bytes` bytes each without growing.
+    pub fn with_capacity(n: usize, key_bytes: usize) -> Self {
+        let mut s = Self::default();
+        s.reserve(n, key_bytes);
+        s
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Bytes of memory held (table and arena), for the benchmark's bytes per key.
+    pub fn heap_bytes(&self) -> usize {
+        self.slots.capacity() * 8 + self.arena.capacity()
+    }
+
+    /// Makes room for `more` keys of about `key_bytes` bytes each.
+    pub fn reserve(&mut self, more: usize, key_bytes: usize) {
+        let wanted = self.len + more;
+        if wanted * 4 > self.slots.len() * 3 {
+            self.rebuild_table(wanted);
+        }
+        self.arena.reserve(more * (key_bytes + ROW_HASH_LEN + 1));
+    }
+
+    /// Frees the arena's unused capacity (after a load).
+    pub fn shrink_to_fit(&mut self) {
+        self.arena.shrink_to_fit();
+    }
+
+    fn entry_at(&self, offset: usize) -> Entry<'_> {
+        let (header, n) = read_varint(&self.arena[offset..]);
+        let key_len = (header >> 1) as usize;
+        let row_hash_at = offset + n;
+        let key_at = row_hash_at + ROW_HASH_LEN;
+        let mut row_hash = [0u8; ROW_HASH_LEN];
+        row_hash.copy_from_slice(&self.arena[row_hash_at..key_at]);
+        let key = std::str::from_utf8(&self.arena[key_at..key_at + key_len]).unwrap_or_default();
+        Entry {
+            key,
+            row_hash: u64::from_le_bytes(row_hash),
+            removed: header & 1 == 1,
+            row_hash_at,
+            len: n + ROW_HASH_LEN + key_len,
+        }
+    }
+
+    /// The key of the entry at `offset`, as bytes (a lookup compares them without decoding).
+    fn key_bytes_at(&self, offset: usize) -> &[u8] {
+        let (header, n) = read_varint(&self.arena[offset..]);
+        let key_at = offset + n + ROW_HASH_LEN;
+        &self.arena[key_at..key_at + (header >> 1) as usize]
+    }
+
+    fn offset_of(slot: u64) -> usize {
+        ((slot & OFFSET_MASK) - 1) as usize
+    }
+
+    fn mask(&self) -> usize {
+        self.slots.len().wrapping_sub(1)
+    }
+
+    /// The slot holding `key`, if present.
+    pub fn find(&self, key: &str) -> Option<Slot> {
+        self.find_hashed(key, xxh3_64(key.as_bytes()))
+    }
+
+    fn find_hashed(&self, key: &str, hash: u64) -> Option<Slot> {
+        if self.slots.is_empty() {
+            return None;
+        }
+        let mask = self.mask();
+        let tag = tag_of(hash);
+        let mut i = hash as usize & mask;
+        loop {
+            let slot = self.slots[i];
+            if slot == 0 {
+                return None;
+            }
+            if slot >> OFFSET_BITS == tag
+                && self.key_bytes_at(Self::offset_of(slot)) == key.as_bytes()
+            {
+                return Some(Slot(i));
+            }
+            i = (i + 1) & mask;
+        }
+    }
+
+    /// The key and row hash at a slot found by [`Snapshot::find`].
+    pub fn at(&self, slot: Slot) -> (&str, u64) {
+        let e = self.entry_at(Self::offset_of(self.slots[slot.0]));
+        (e.key, e.row_hash)
+    }
+
+    /// The row hash at a slot found by [`Snapshot::find`] (without decoding the key).
+    pub fn row_hash_at(&self, slot: Slot) -> u64 {
+        let offset = Self::offset_of(self.slots[slot.0]);
+        let (_, n) = read_varint(&self.arena[offset..]);
+        let mut row_hash = [0u8; ROW_HASH_LEN];
+        row_hash.copy_from_slice(&self.arena[offset + n..offset + n + ROW_HASH_LEN]);
+        u64::from_le_bytes(row_hash)
+    }
+
+    /// The table's size: slot positions run from 0 to this, exclusive.
+    pub fn slot_count(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// The position of a slot (for a bitmap of seen keys over [`Snapshot::slot_count`]).
+    pub fn position(slot: Slot) -> usize {
+        slot.0
+    }
+
+    /// Every occupied slot with its position.
+    pub fn slots(&self) -> impl Iterator<Item = (usize, &str, u64)> + '_ {
+        self.slots
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| **s != 0)
+            .map(|(i, s)| {
+                let e = self.entry_at(Self::offset_of(*s));
+                (i, e.key, e.row_hash)
+            })
+    }
+
+    pub fn get(&self, key: &str) -> Option<u64> {
+        self.find(key).map(|s| self.at(s).1)
+    }
+
+    pub fn contains(&self, key: &str) -> bool {
+        self.find(key).is_some()
+    }
+
+    /// Every key with its row hash, in the order they were first inserted.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, u64)> + '_ {
+        let mut offset = 0;
+        std::iter::from_fn(move || {
+            while offset < self.arena.len() {
+                let e = self.entry_at(offset);
+                offset += e.len;
+                if !e.removed {
+                    return Some((e.key, e.row_hash));
+                }
+            }
+            None
+        })
+    }
+
+    pub fn insert(&mut self, key: &str, row_hash: u64) {
+        let hash = xxh3_64(key.as_bytes());
+        if let Some(Slot(i)) = self.find_hashed(key, hash) {
+            let at = self.entry_at(Self::offset_of(self.slots[i])).row_hash_at;
+            self.arena[at..at + ROW_HASH_LEN].copy_from_slice(&row_hash.to_le_bytes());
+            return;
+        }
+        if (self.len + 1) * 4 > self.slots.len() * 3 {
+            self.rebuild_table(self.len + 1);
+        }
+        let offset = self.arena.len();
+        write_varint(&mut self.arena, (key.len() as u64) << 1);
+        self.arena.extend_from_slice(&row_hash.to_le_bytes());
+        self.arena.extend_from_slice(key.as_bytes());
+        self.place(hash, offset);
+        self.len += 1;
+    }
+
+    pub fn remove(&mut self, key: &str) -> bool {
+        let Some(Slot(mut hole)) = self.find(key) else {
+            return false;
+        };
+        let offset = Self::offset_of(self.slots[hole]);
+        let e = self.entry_at(offset);
+        let entry_len = e.len;
+        // Mark the entry removed: the header's low bit is the first byte's low bit.
+        self.arena[offset] |= 1;
+        self.dead_bytes += entry_len;
+        self.len -= 1;
+        // Backward-shift deletion: move later entries of the run into the hole when their
+        // home position allows it, so lookups never stop at a false empty slot.
+        let mask = self.mask();
+        self.slots[hole] = 0;
+        let mut i = (hole + 1) & mask;
+        while self.slots[i] != 0 {
+            let slot = self.slots[i];
+            let home = xxh3_64(self.entry_at(Self::offset_of(slot)).key.as_bytes()) as usize & mask;
+            // Moves when `home` is not cyclically in (hole, i].
+            let distance_to_i = i.wrapping_sub(home) & mask;
+            let distance_to_hole = hole.wrapping_sub(home) & mask;
+            if distance_to_hole < distance_to_i {
+                self.slots[hole] = slot;
+                self.slots[i] = 0;
+                hole = i;
+            }
+            i = (i + 1) & mask;
+        }
+        if self.dead_bytes > 4096 && self.dead_bytes * 2 > self.arena.len() {
+            self.compact();
+        }
+        true
+    }
+
+    /// Puts an entry's slot at the first free position from its home.
+    fn place(&mut self, hash: u64, offset: usize) {
+        let mask = self.mask();
+        let mut i = hash as usize & mask;
+        while self.slots[i] != 0 {
+            i = (i + 1) & mask;
+        }
+        self.slots[i] = (tag_of(hash) << OFFSET_BITS) | (offset as u64 + 1);
+    }
+
+    /// A new table for at least `keys` keys, at most 3/4 full, from the arena's live entries.
+    fn rebuild_table(&mut self, keys: usize) {
+        let size = (keys * 4 / 3 + 1).next_power_of_two().max(16);
+        self.slots = vec![0; size];
+        let mut offset = 0;
+        while offset < self.arena.len() {
+            let e = self.entry_at(offset);
+            let (hash, len, removed) = (xxh3_64(e.key.as_bytes()), e.len, e.removed);
+            if !removed {
+                self.place(hash, offset);
+            }
+            offset += len;
+        }
+    }
+
+    /// Drops removed entries from the arena.
+    fn compact(&mut self) {
+        let old = std::mem::take(&mut self.arena);
+        let mut offset = 0;
+        while offset < old.len() {
+            let (header, n) = read_varint(&old[offset..]);
+            let len = n + ROW_HASH_LEN + (header >> 1) as usize;
+            if header & 1 == 0 {
+                self.arena.extend_from_slice(&old[offset..offset + len]);
+            }
+            offset += len;
+        }
+        self.dead_bytes = 0;
+        self.rebuild_table(self.len);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn insert_update_remove_and_iterate() {
+        let mut s = Snapshot::default();
+        for i in 0..1000 {
+            s.insert(&format!("[{i}]"), i);
+        }
+        assert_eq!(s.len(), 1000);
+        s.insert("[5]", 55);
+        assert_eq!(s.len(), 1000);
+        assert_eq!(s.get("[5]"), Some(55));
+        for i in (0..1000).step_by(3) {
+            assert!(s.remove(&format!("[{i}]")));
+        }
+        assert!(!s.remove("[0]"));
+        for i in 0..1000u64 {
+            let want = (i % 3 != 0).then_some(if i == 5 { 55 } else { i });
+            assert_eq!(s.get(&format!("[{i}]")), want, "{i}");
+        }
+        assert_eq!(s.iter().count(), s.len());
+        assert_eq!(s.slots().count(), s.len());
+        // Removing most keys compacts the arena; every remaining key is still found.
+        for i in 0..990 {
+            s.remove(&format!("[{i}]"));
+        }
+        // Left: 990 to 999 but the multiples of 3 removed before.
+        assert_eq!(s.len(), 6);
+        assert!(s.arena.len() < 5_000, "{}", s.arena.len());
+        for i in (990..1000).filter(|i| i % 3 != 0) {
+            assert_eq!(s.get(&format!("[{i}]")), Some(i), "{i}");
+        }
+        s.insert("[\"é, long key with unicode and more than 128 bytes ......................................................................................\"]", 1);
+        assert_eq!(s.iter().last().map(|(_, h)| h), Some(1));
+    }
+
+    #[test]
+    fn keys_whose_hashes_collide_stay_apart() {
+        // Two keys with the same tag and home still differ by their text: force it by placing
+        // entries with one hash by hand.
+        let mut s = Snapshot::default();
+        s.rebuild_table(4);
+        for (key, row_hash) in [("[\"a\"]", 1u64), ("[\"b\"]", 2)] {
+            let offset = s.arena.len();
+            write_varint(&mut s.arena, (key.len() as u64) << 1);
+            s.arena.extend_from_slice(&row_hash.to_le_bytes());
+            s.arena.extend_from_slice(key.as_bytes());
+            s.place(42, offset);
+            s.len += 1;
+        }
+        assert_eq!(s.find_hashed("[\"a\"]", 42).map(|x| s.at(x).1), Some(1));
+        assert_eq!(s.find_hashed("[\"b\"]", 42).map(|x| s.at(x).1), Some(2));
+        assert_eq!(s.find_hashed("[\"c\"]", 42), None);
+    }
+
+    #[test]
+    fn equality_ignores_insertion_order() {
+        let mut a = Snapshot::default();
+        let mut b = Snapshot::default();
+        a.insert("[1]", 1);
+        a.insert("[2]", 2);
+        b.insert("[2]", 2);
+        b.insert("[1]", 1);
+        assert_eq!(a, b);
+        b.insert("[1]", 3);
+        assert_ne!(a, b);
+    }
+}
