@@ -47,6 +47,10 @@ pub struct SyncResult {
     /// Skipped because its `schedule` says it is not due: when it next is (UTC, RFC 3339).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub next_due_at: Option<String>,
+    /// Not read (status `success`): no activated model was rebuilt since the last successful
+    /// sync read it at this time (UTC, RFC 3339); nothing was queried or sent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub up_to_date_since: Option<String>,
     /// `plan` only: the keys per change and the fingerprints, for `plan --out`.
     #[serde(skip)]
     pub computed_plan: Option<Box<crate::plan_file::Computed>>,
@@ -77,6 +81,7 @@ impl SyncResult {
             rejections: Vec::new(),
             execution_time: 0.0,
             next_due_at: None,
+            up_to_date_since: None,
             computed_plan: None,
             samples: Vec::new(),
         }
