@@ -21,6 +21,7 @@ drt_runs=${BENCH_DRT_RUNS:-1}
 skip_drt=${BENCH_SKIP_DRT:-0}
 diff_rows=${BENCH_DIFF_ROWS:-10000000}
 manifest_models=${BENCH_MANIFEST_MODELS-"1000 10000 50000"}
+uptodate_activations=${BENCH_UPTODATE_ACTIVATIONS:-100}
 out=${BENCH_OUT:-"$root/bench/out"}
 rm -rf "$out"; mkdir -p "$out"
 samples="$out/samples.tsv"
@@ -150,6 +151,24 @@ for models in $manifest_models; do
   done
   rm -rf "$dir"
 done
+
+# ---- (7) no wasted warehouse work: N table models not rebuilt since their last sync --------
+if [ "$uptodate_activations" != 0 ]; then
+  ut="$work/uptodate"
+  "$py" "$root/bench/uptodate.py" project "$ut" "$uptodate_activations"
+  (cd "$ut" && "$root/.tools/venv/bin/dbt" run --profiles-dir . --quiet)
+  ours_ut() { measure "$1" dbt-activate "$activate" run --project-dir "$ut" --profiles-dir "$ut" "${@:2}"; }
+  ours_ut uptodate_first_sync   # every sync reads its model once
+  for i in $(seq "$runs"); do
+    ours_ut uptodate
+    n=$(grep -c ': up to date: ' "$out/last.log" || true)
+    record uptodate dbt-activate 0 "up_to_date=$n/$uptodate_activations"
+  done
+  for i in $(seq "$runs"); do   # the same run, every model queried (what a run did before)
+    ours_ut uptodate_queried --ignore-schedule
+    record uptodate_queried dbt-activate 0 "up_to_date=0/$uptodate_activations"
+  done
+fi
 
 # ---- (4) the diff engine alone, with DuckDB's full outer join in the same run -----------
 if [ "$diff_rows" != 0 ]; then
