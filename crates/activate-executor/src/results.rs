@@ -44,6 +44,14 @@ pub struct SyncResult {
     pub unchanged: u64,
     pub rejections: Vec<RowRejection>,
     pub execution_time: f64,
+    /// Seconds of `execution_time` inside the warehouse client's read (query, transfer,
+    /// decoding rows into values), less the diffing done between its batches.
+    pub warehouse_time: f64,
+    /// Seconds of `execution_time` inside the destination's writes (encoding, sending,
+    /// waiting for its answer).
+    pub destination_time: f64,
+    /// The rest of `execution_time`: state load, diff, plan, journal and commit.
+    pub engine_time: f64,
     /// Skipped because its `schedule` says it is not due: when it next is (UTC, RFC 3339).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub next_due_at: Option<String>,
@@ -80,6 +88,9 @@ impl SyncResult {
             unchanged: 0,
             rejections: Vec::new(),
             execution_time: 0.0,
+            warehouse_time: 0.0,
+            destination_time: 0.0,
+            engine_time: 0.0,
             next_due_at: None,
             up_to_date_since: None,
             computed_plan: None,
