@@ -417,11 +417,18 @@ struct Fields<'a> {
 /// A planned change, by its key; its record is at the same position in the plan's records.
 trait Outgoing {
     fn key(&self) -> &str;
+    /// The key was never delivered by this sync (by its state).
+    fn new_to_state(&self) -> bool {
+        false
+    }
 }
 
 impl Outgoing for PlannedRow {
     fn key(&self) -> &str {
         &self.key
+    }
+    fn new_to_state(&self) -> bool {
+        self.kind == ChangeKind::Insert
     }
 }
 
@@ -459,6 +466,8 @@ async fn send_batches<T: Outgoing>(
             fields: fields.names,
             key_positions: fields.key_positions,
             records: chunk_records,
+            keys_new_to_state: fields.op == WriteOp::Upsert
+                && chunk.iter().all(Outgoing::new_to_state),
         };
         let write_started = Instant::now();
         let written = job.destination.write(&batch).await;
