@@ -1,5 +1,6 @@
 """Prints the results table of bench/run.sh: the median of each workload and tool, and the
-ratios dbt-activate vs drt.  report.py SAMPLES.tsv ROWS"""
+ratios dbt-activate vs drt; then dbt-activate's engine overhead per workload (workload 6).
+report.py SAMPLES.tsv ROWS [ENGINE.tsv]"""
 
 import csv
 import statistics
@@ -7,6 +8,7 @@ import sys
 from collections import defaultdict
 
 samples_path, rows = sys.argv[1], int(sys.argv[2])
+split_path = sys.argv[3] if len(sys.argv) > 3 else None
 samples = defaultdict(list)
 with open(samples_path) as f:
     for s in csv.DictReader(f, delimiter="\t"):
@@ -46,3 +48,28 @@ for workload in dict.fromkeys(w for w, _ in samples):
     ours, peer = walls.get((workload, "dbt-activate")), walls.get((workload, "drt"))
     if ours and peer:
         print(f"{workload:<18} drt / dbt-activate wall time: {peer / ours:,.1f}x")
+
+if split_path:
+    # Workload 6: everything but warehouse and destination time, against 1 s + 0.2 s per
+    # million rows read. The wall time includes the process start, loading the project,
+    # preflight and writing the results; warehouse/destination/engine are summed over syncs.
+    splits = defaultdict(list)
+    with open(split_path) as f:
+        for s in csv.DictReader(f, delimiter="\t"):
+            splits[s["workload"]].append(s)
+    if splits:
+        print("\nengine overhead (workload 6): wall - warehouse - destination, medians\n")
+        header = (f"{'workload':<18} {'n':>2} {'wall s':>7} {'rows read':>10} {'warehouse s':>11} "
+                  f"{'dest s':>7} {'engine s':>8} {'overhead s':>10} {'target s':>8}  met")
+        print(header)
+        print("-" * len(header))
+        for workload, group in splits.items():
+            m = {k: median(s[k] for s in group)
+                 for k in ("wall_s", "rows_read", "warehouse_s", "destination_s", "engine_s")}
+            overheads = [float(s["wall_s"]) - float(s["warehouse_s"]) - float(s["destination_s"])
+                         for s in group]
+            overhead = statistics.median(overheads)
+            target = 1.0 + 0.2 * m["rows_read"] / 1e6
+            print(f"{workload:<18} {len(group):>2} {fmt(m['wall_s']):>7} {fmt(m['rows_read'], 0):>10} "
+                  f"{fmt(m['warehouse_s']):>11} {fmt(m['destination_s']):>7} {fmt(m['engine_s']):>8} "
+                  f"{fmt(overhead):>10} {fmt(target):>8}  {'yes' if overhead <= target else 'NO'}")

@@ -21,6 +21,7 @@ drt_runs=${BENCH_DRT_RUNS:-1}
 skip_drt=${BENCH_SKIP_DRT:-0}
 diff_rows=${BENCH_DIFF_ROWS:-10000000}
 manifest_models=${BENCH_MANIFEST_MODELS-"1000 10000 50000"}
+uptodate_activations=${BENCH_UPTODATE_ACTIVATIONS:-100}
 out=${BENCH_OUT:-"$root/bench/out"}
 rm -rf "$out"; mkdir -p "$out"
 samples="$out/samples.tsv"
@@ -74,7 +75,22 @@ measure() {
   last_rss_mb=$(awk -v k="$rss" 'BEGIN{printf "%.0f", k / 1024}')
   last_cpu=$(awk -v u="$user" -v s="$sys" 'BEGIN{printf "%.2f", u + s}')
 }
-record() { printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$1" "$2" "$last_wall" "$last_rss_mb" "$last_cpu" "$3" "${4:-}" >>"$samples"; }
+record() {
+  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$1" "$2" "$last_wall" "$last_rss_mb" "$last_cpu" "$3" "${4:-}" >>"$samples"
+  if [ "$2" = dbt-activate ] && [ -n "$results_json" ]; then record_split "$1"; fi
+}
+# Workload 6: the time split of the run just measured, from its activate_results.json (summed
+# over its syncs), next to its wall time: engine overhead = wall - warehouse - destination.
+split="$out/engine.tsv"
+printf 'workload\twall_s\trows_read\twarehouse_s\tdestination_s\tengine_s\n' >"$split"
+results_json=""
+record_split() {
+  "$py" -c 'import json,sys
+r=json.load(open(sys.argv[1]))["results"]
+s=lambda k: sum(x.get(k, 0) for x in r)
+print("%s\t%s\t%d\t%.3f\t%.3f\t%.3f" % (sys.argv[2], sys.argv[3], s("rows_read"), s("warehouse_time"), s("destination_time"), s("engine_time")))' \
+    "$results_json" "$1" "$last_wall" >>"$split"
+}
 
 activate_sent() {
   "$py" -c 'import json,sys; r=[x for x in json.load(open(sys.argv[1]))["results"] if x["name"]==sys.argv[2]][0]; print(r["inserted"]+r["updated"]+r["deleted"])' \
@@ -87,6 +103,7 @@ drt_sent() { grep -oP '[0-9,]+(?= synced)' "$out/last.log" | tail -1 | tr -d , |
 pg_rows() { "$py" "$root/bench/workload.py" pg-count "$pg_url" "$1"; }
 
 # ---- (2) DuckDB -> PostgreSQL, first full sync ----------------------------------------
+results_json="$work/dbt/target/activate_results.json"
 for i in $(seq "$runs"); do
   "$py" "$root/bench/workload.py" pg-reset "$pg_url"
   rm -rf "$work/dbt/.dbt-activate"
@@ -137,6 +154,7 @@ if [ "$skip_drt" != 1 ]; then
 fi
 
 # ---- (1) manifest: load, extract activations and build the graph (`ls`) vs json.load -----
+results_json=""   # `ls` writes no results
 for models in $manifest_models; do
   dir="$out/manifest-$models"
   "$py" "$root/bench/manifest.py" generate "$work/dbt/target/manifest.json" "$models" "$dir"
@@ -151,10 +169,29 @@ for models in $manifest_models; do
   rm -rf "$dir"
 done
 
+# ---- (7) no wasted warehouse work: N table models not rebuilt since their last sync --------
+if [ "$uptodate_activations" != 0 ]; then
+  ut="$work/uptodate"
+  results_json="$ut/target/activate_results.json"
+  "$py" "$root/bench/uptodate.py" project "$ut" "$uptodate_activations"
+  (cd "$ut" && "$root/.tools/venv/bin/dbt" run --profiles-dir . --quiet)
+  ours_ut() { measure "$1" dbt-activate "$activate" run --project-dir "$ut" --profiles-dir "$ut" "${@:2}"; }
+  ours_ut uptodate_first_sync   # every sync reads its model once
+  for i in $(seq "$runs"); do
+    ours_ut uptodate
+    n=$(grep -c ': up to date: ' "$out/last.log" || true)
+    record uptodate dbt-activate 0 "up_to_date=$n/$uptodate_activations"
+  done
+  for i in $(seq "$runs"); do   # the same run, every model queried (what a run did before)
+    ours_ut uptodate_queried --ignore-schedule
+    record uptodate_queried dbt-activate 0 "up_to_date=0/$uptodate_activations"
+  done
+fi
+
 # ---- (4) the diff engine alone, with DuckDB's full outer join in the same run -----------
 if [ "$diff_rows" != 0 ]; then
   BENCH_DIFF_ROWS=$diff_rows cargo bench -p activate-executor --bench diff_engine 2>/dev/null | tee "$out/diff_engine.txt"
 fi
 
-"$py" "$root/bench/report.py" "$samples" "$rows"
+"$py" "$root/bench/report.py" "$samples" "$rows" "$split"
 [ ! -s "$out/diff_engine.txt" ] || { echo; cat "$out/diff_engine.txt"; }

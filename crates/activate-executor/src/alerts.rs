@@ -249,14 +249,20 @@ pub struct PastRun {
 }
 
 impl PastRun {
+    /// A run that read nothing because the model was up to date (`up_to_date_since`) gets
+    /// the status `up_to_date`, so it never counts as a read of zero rows.
     pub fn from_history(record: &serde_json::Value) -> Self {
         let n = |k: &str| record.get(k).and_then(|v| v.as_u64()).unwrap_or(0);
-        Self {
-            status: record
+        let status = if record.get("up_to_date_since").is_some_and(|v| !v.is_null()) {
+            "up_to_date"
+        } else {
+            record
                 .get("status")
                 .and_then(|s| s.as_str())
                 .unwrap_or_default()
-                .to_owned(),
+        };
+        Self {
+            status: status.to_owned(),
             rows_read: n("rows_read"),
             changes: n("inserted") + n("updated") + n("deleted") + n("cleared"),
         }
@@ -343,6 +349,8 @@ pub fn evaluate(
             return out;
         }
         Status::Skipped => return out,
+        // Up to date: nothing was read or sent, so there is nothing to compare.
+        Status::Success if result.up_to_date_since.is_some() => return out,
         Status::Success | Status::Warn => {}
     }
 

@@ -44,9 +44,21 @@ pub struct SyncResult {
     pub unchanged: u64,
     pub rejections: Vec<RowRejection>,
     pub execution_time: f64,
+    /// Seconds of `execution_time` inside the warehouse client's read (query, transfer,
+    /// decoding rows into values), less the diffing done between its batches.
+    pub warehouse_time: f64,
+    /// Seconds of `execution_time` inside the destination's writes (encoding, sending,
+    /// waiting for its answer).
+    pub destination_time: f64,
+    /// The rest of `execution_time`: state load, diff, plan, journal and commit.
+    pub engine_time: f64,
     /// Skipped because its `schedule` says it is not due: when it next is (UTC, RFC 3339).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub next_due_at: Option<String>,
+    /// Not read (status `success`): no activated model was rebuilt since the last successful
+    /// sync read it at this time (UTC, RFC 3339); nothing was queried or sent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub up_to_date_since: Option<String>,
     /// `plan` only: the keys per change and the fingerprints, for `plan --out`.
     #[serde(skip)]
     pub computed_plan: Option<Box<crate::plan_file::Computed>>,
@@ -76,7 +88,11 @@ impl SyncResult {
             unchanged: 0,
             rejections: Vec::new(),
             execution_time: 0.0,
+            warehouse_time: 0.0,
+            destination_time: 0.0,
+            engine_time: 0.0,
             next_due_at: None,
+            up_to_date_since: None,
             computed_plan: None,
             samples: Vec::new(),
         }

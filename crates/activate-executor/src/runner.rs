@@ -173,6 +173,8 @@ pub async fn run_sync(ctx: &RunContext, job: &SyncJob) -> SyncResult {
         result.message = secrets::redact(&message);
     }
     result.execution_time = started.elapsed().as_secs_f64();
+    result.engine_time =
+        (result.execution_time - result.warehouse_time - result.destination_time).max(0.0);
     result
 }
 
@@ -199,21 +201,26 @@ async fn sync_inner(
     let record_plan = ctx.dry_run || ctx.expected_plan.is_some();
     let refuse_non_finite = !job.destination.carries_non_finite_floats();
     let refuse_case_collisions = job.destination.matches_keys_ignoring_case();
-    let (plan, mut state, state_fingerprint) =
-        tokio::task::spawn_blocking(move || -> Result<(Plan, SyncState, u128), String> {
+    let (plan, mut state, state_fingerprint, warehouse_time) =
+        tokio::task::spawn_blocking(move || -> Result<(Plan, SyncState, u128, f64), String> {
             if let Some(in_warehouse) = store.in_warehouse() {
                 let checks = crate::plan::warehouse_diff::Checks {
                     refuse_non_finite_floats: refuse_non_finite,
                     refuse_keys_differing_only_in_case: refuse_case_collisions,
                 };
-                return crate::plan::plan_in_warehouse(
+                // The diff runs in the warehouse: its time (with the candidates' mapping,
+                // a small part) counts as warehouse time.
+                let diff_started = Instant::now();
+                let (plan, state, fingerprint) = crate::plan::plan_in_warehouse(
                     in_warehouse,
                     &load_key,
                     &plan_def,
                     full_refresh,
                     checks,
                     batch_rows,
-                );
+                )?;
+                let warehouse_time = diff_started.elapsed().as_secs_f64();
+                return Ok((plan, state, fingerprint, warehouse_time));
             }
             let state = store.load(&load_key).map_err(|e| e.to_string())?;
             let state_fingerprint = if record_plan { state.fingerprint() } else { 0 };
@@ -230,18 +237,25 @@ async fn sync_inner(
             let mut builder = PlanBuilder::new(&plan_def, &state, full_refresh)
                 .refuse_non_finite_floats(refuse_non_finite)
                 .refuse_keys_differing_only_in_case(refuse_case_collisions);
+            // Warehouse time: the read, less the time our callback spends diffing its batches.
+            let read_started = Instant::now();
+            let mut in_engine = std::time::Duration::ZERO;
             warehouse
                 .read(&request, &mut |batch| {
+                    let diff_started = Instant::now();
                     builder.add_batch(batch);
+                    in_engine += diff_started.elapsed();
                     Ok(())
                 })
                 .map_err(|e| e.message)?;
+            let warehouse_time = read_started.elapsed().saturating_sub(in_engine);
             let plan = builder.finish();
-            Ok((plan, state, state_fingerprint))
+            Ok((plan, state, state_fingerprint, warehouse_time.as_secs_f64()))
         })
         .await
         .map_err(|e| format!("internal error: {e}"))??;
 
+    result.warehouse_time = warehouse_time;
     result.rows_read = plan.rows_read;
     result.unchanged = plan.unchanged;
     result.skipped_rows = plan.skipped_rows;
@@ -423,11 +437,18 @@ struct Fields<'a> {
 /// A planned change, by its key; its record is at the same position in the plan's records.
 trait Outgoing {
     fn key(&self) -> &str;
+    /// The key was never delivered by this sync (by its state).
+    fn new_to_state(&self) -> bool {
+        false
+    }
 }
 
 impl Outgoing for PlannedRow {
     fn key(&self) -> &str {
         &self.key
+    }
+    fn new_to_state(&self) -> bool {
+        self.kind == ChangeKind::Insert
     }
 }
 
@@ -467,12 +488,14 @@ async fn send_batches<T: Outgoing>(
             fields: fields.names,
             key_positions: fields.key_positions,
             records: &chunk_records,
+            keys_new_to_state: fields.op == WriteOp::Upsert
+                && chunk.iter().all(Outgoing::new_to_state),
         };
-        let written = job
-            .destination
-            .write(&batch)
-            .await
-            .map_err(|e| format!("destination `{}`: {}", spec.destination, e.message))?;
+        let write_started = Instant::now();
+        let written = job.destination.write(&batch).await;
+        result.destination_time += write_started.elapsed().as_secs_f64();
+        let written =
+            written.map_err(|e| format!("destination `{}`: {}", spec.destination, e.message))?;
         let rejected: BTreeMap<usize, String> = written.rejected.into_iter().collect();
         let mut confirmed = Vec::with_capacity(chunk.len());
         for (i, row) in chunk.iter().enumerate() {

@@ -9,7 +9,7 @@ pub mod spec;
 
 pub use error::{ManifestError, SpecError, SpecErrors, did_you_mean};
 pub use manifest::{Manifest, Node, SUPPORTED_MANIFEST_VERSIONS};
-pub use run_results::{Invocation, NodeResult, RunResults};
+pub use run_results::{Invocation, NodeResult, RunResults, TimingStep};
 pub use schedule::Schedule;
 pub use spec::{
     ActivationSpec, FieldMapping, Limit, Limits, MappingSource, OnDelete, Operation, Owner,

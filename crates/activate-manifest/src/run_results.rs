@@ -34,6 +34,31 @@ pub struct NodeResult {
     pub status: String,
     #[serde(default)]
     pub message: Option<String>,
+    /// dbt's steps for the node (`compile`, `execute`), with when each started and ended.
+    #[serde(default)]
+    pub timing: Vec<TimingStep>,
+}
+
+/// One step of a node's build in `run_results.json` (`timing[]`).
+#[derive(Debug, Clone, Deserialize)]
+pub struct TimingStep {
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub started_at: Option<String>,
+    #[serde(default)]
+    pub completed_at: Option<String>,
+}
+
+impl NodeResult {
+    /// When dbt finished working on the node: the latest `completed_at` of its steps
+    /// (RFC 3339 text as dbt wrote it), if any.
+    pub fn completed_at(&self) -> Option<&str> {
+        self.timing
+            .iter()
+            .filter_map(|t| t.completed_at.as_deref())
+            .max()
+    }
 }
 
 /// The dbt command that wrote the file, as far as gating cares.
@@ -109,5 +134,21 @@ mod tests {
         )
         .unwrap();
         assert_eq!(r.invocation(), Invocation::Builds);
+    }
+
+    #[test]
+    fn completed_at_is_the_last_step() {
+        let r: RunResults = serde_json::from_str(
+            r#"{"results": [{"unique_id": "model.p.a", "status": "success", "timing": [
+                {"name": "compile", "started_at": "2026-11-25T10:00:00.000001Z", "completed_at": "2026-11-25T10:00:00.500000Z"},
+                {"name": "execute", "started_at": "2026-11-25T10:00:00.500001Z", "completed_at": "2026-11-25T10:00:02.250000Z"}
+            ]}, {"unique_id": "model.p.b", "status": "success"}]}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            r.results[0].completed_at(),
+            Some("2026-11-25T10:00:02.250000Z")
+        );
+        assert_eq!(r.results[1].completed_at(), None);
     }
 }

@@ -3,6 +3,7 @@
 mod audit;
 mod cli;
 mod commands;
+mod freshness;
 mod output;
 mod project;
 mod reviewed_plan;

@@ -252,6 +252,12 @@ pub fn finished_line(position: usize, total: usize, r: &SyncResult, dry_run: boo
     let target = format!("{}.{}", r.destination, r.object);
     let verb = if dry_run { "planned" } else { "synced" };
     match r.status {
+        Status::Success if r.up_to_date_since.is_some() => format!(
+            "{position} of {total} {} sync {} -> {target}: {}",
+            paint("OK", "32"),
+            r.name,
+            r.message
+        ),
         Status::Success => format!(
             "{position} of {total} {} {verb} {model} -> {target} [{} in {:.2}s]",
             paint("OK", "32"),

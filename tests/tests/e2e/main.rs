@@ -15,6 +15,7 @@ mod cli;
 mod destination_faults;
 mod exposures;
 mod field_types;
+mod freshness;
 mod gating;
 mod history;
 mod hostile;

@@ -145,3 +145,33 @@ fn the_results_file_matches_its_documented_schema() {
         }
     }
 }
+
+#[test]
+fn each_sync_splits_its_time_between_warehouse_destination_and_engine() {
+    let p = Project::new();
+    p.activate(&["run", "--target", "ci"]).assert_success();
+    for r in p.results_json()["results"].as_array().expect("results") {
+        let secs = |k: &str| {
+            r[k].as_f64()
+                .unwrap_or_else(|| panic!("{k} is a number: {r:#}"))
+        };
+        let (total, warehouse, destination, engine) = (
+            secs("execution_time"),
+            secs("warehouse_time"),
+            secs("destination_time"),
+            secs("engine_time"),
+        );
+        let sent = ["inserted", "updated", "deleted", "cleared", "rejected"]
+            .iter()
+            .filter_map(|k| r[*k].as_u64())
+            .sum::<u64>();
+        assert!(
+            warehouse > 0.0 && engine >= 0.0 && (sent == 0 || destination > 0.0),
+            "a sync spends time reading, and in the destination when it sends: {r:#}"
+        );
+        assert!(
+            (warehouse + destination + engine - total).abs() < 1e-9,
+            "the three parts add up to execution_time: {r:#}"
+        );
+    }
+}

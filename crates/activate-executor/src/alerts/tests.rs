@@ -41,8 +41,12 @@ fn result(status: Status, rows_read: u64, changes: u64, rejected: u64) -> SyncRe
         unchanged: rows_read.saturating_sub(changes),
         rejections: Vec::new(),
         execution_time: 0.1,
+        warehouse_time: 0.0,
+        destination_time: 0.0,
+        engine_time: 0.1,
         samples: Vec::new(),
         next_due_at: None,
+        up_to_date_since: None,
         computed_plan: None,
     }
 }
@@ -138,6 +142,29 @@ fn a_data_drop_alerts_and_normal_variation_does_not() {
     assert!(evaluate(&r, &result(Status::Success, 300, 20, 0), &past, false).is_empty());
     // Too little history: quiet.
     assert!(evaluate(&r, &result(Status::Success, 300, 20, 0), &past[..2], true).is_empty());
+}
+
+#[test]
+fn an_up_to_date_sync_is_no_drop_and_does_not_count_as_a_read() {
+    let r = rules();
+    let past = history(&[1000, 1040, 980, 1010, 995]);
+    // Nothing was read (0 rows), because the model was not rebuilt: no alert.
+    let mut up_to_date = result(Status::Success, 0, 0, 0);
+    up_to_date.up_to_date_since = Some("2026-11-25T10:00:00Z".into());
+    assert!(evaluate(&r, &up_to_date, &past, true).is_empty());
+    // A real read of 0 rows still alerts.
+    assert_eq!(
+        evaluate(&r, &result(Status::Success, 0, 0, 0), &past, true).len(),
+        1
+    );
+    // In the history, up-to-date runs are not reads of 0 rows: five of them leave the median
+    // of the real reads, and a normal read stays quiet.
+    let mut record = serde_json::to_value(&up_to_date).expect("json");
+    record["status"] = "success".into();
+    let mut mixed = past.clone();
+    mixed.extend((0..5).map(|_| PastRun::from_history(&record)));
+    assert_eq!(mixed[5].status, "up_to_date");
+    assert!(evaluate(&r, &result(Status::Success, 1000, 20, 0), &mixed, true).is_empty());
 }
 
 #[test]

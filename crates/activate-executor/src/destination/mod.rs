@@ -86,6 +86,10 @@ pub struct WriteBatch<'a> {
     pub fields: &'a [String],
     pub key_positions: &'a [usize],
     pub records: &'a [Record],
+    /// An upsert whose keys this sync's state has never seen delivered (a first sync, new
+    /// rows): a destination may load them as plain inserts first, but must still upsert
+    /// when a key turns out to exist (the table may hold rows the state does not know).
+    pub keys_new_to_state: bool,
 }
 
 impl WriteBatch<'_> {

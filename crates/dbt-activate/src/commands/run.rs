@@ -13,6 +13,7 @@ use anyhow::{anyhow, bail};
 
 use crate::ExitStatus;
 use crate::cli::RunArgs;
+use crate::freshness;
 use crate::output;
 use crate::project;
 use crate::reviewed_plan;
@@ -217,21 +218,32 @@ pub async fn run_until(
     for (i, why) in &not_due {
         skips.insert(*i, why.reason.clone());
     }
+    // Workload 7: a model not rebuilt since its last successful sync is not queried.
+    let read_started = chrono::Utc::now();
+    let queries_anyway =
+        args.full_refresh || args.ignore_schedule || !matches!(mode, Mode::Run { plan: None });
+    let fresh = freshness::check(&loaded, run_results.as_ref(), &ready, !queries_anyway);
+    ready.retain(|i| !fresh.up_to_date.contains_key(i));
     output::event(
         "info",
         "A002",
         &format!(
-            "Found {} activation{}, {} selected, {} ready",
+            "Found {} activation{}, {} selected, {} ready{}",
             loaded.specs.len(),
             if loaded.specs.len() == 1 { "" } else { "s" },
             selected.len(),
-            ready.len()
+            ready.len(),
+            match fresh.up_to_date.len() {
+                0 => String::new(),
+                n => format!(", {n} up to date (not queried)"),
+            }
         ),
         serde_json::json!({
             "activations": loaded.specs.len(),
             "selected": selected.len(),
             "ready": ready.len(),
             "not_due": not_due.len(),
+            "up_to_date": fresh.up_to_date.len(),
         }),
     );
 
@@ -239,8 +251,12 @@ pub async fn run_until(
     let store = crate::state_store::open(&loaded, warehouse.clone())?;
     let mut items = project::planned_items(&loaded, &selected, &skips, jobs);
     for (item, i) in items.iter_mut().zip(&selected) {
-        if let (runner::Planned::Skip(result), Some(why)) = (item, not_due.get(i)) {
+        if let (runner::Planned::Skip(result), Some(why)) = (&mut *item, not_due.get(i)) {
             result.next_due_at = Some(schedule::display(why.next_due));
+        }
+        if let Some(up_to_date) = fresh.up_to_date.get(i) {
+            let result = freshness::result(&loaded, &loaded.specs[*i], up_to_date);
+            *item = runner::Planned::Skip(Box::new(result));
         }
     }
     // Map the graph's waits (spec indices) onto item positions.
@@ -351,6 +367,9 @@ pub async fn run_until(
                     v[k] = value.clone();
                 }
                 v["finished_at"] = serde_json::Value::String(chrono::Utc::now().to_rfc3339());
+                for (k, value) in freshness::history_fields(&fresh, r, read_started) {
+                    v[k] = value;
+                }
                 if let Some(list) = v.get_mut("rejections").and_then(|l| l.as_array_mut()) {
                     list.truncate(20);
                 }

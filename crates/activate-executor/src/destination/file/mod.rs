@@ -425,6 +425,7 @@ mod tests {
             fields,
             key_positions: &[0],
             records: &records,
+            keys_new_to_state: false,
         })
         .await
         .unwrap()

@@ -85,6 +85,7 @@ fn batch_of<'a>(
         fields,
         key_positions: keys,
         records,
+        keys_new_to_state: false,
     }
 }
 

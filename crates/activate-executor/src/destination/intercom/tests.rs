@@ -87,6 +87,7 @@ fn standard_fields_go_top_level_and_the_rest_are_custom_attributes() {
         fields: &fields,
         key_positions: &[0],
         records: &records,
+        keys_new_to_state: false,
     };
     let body = Json::Object(record_body(Object::Companies, &batch, &records[0]));
     assert_eq!(
@@ -220,6 +221,7 @@ async fn a_rate_limit_reset_header_pauses_until_the_window_resets() {
         fields: &fields,
         key_positions: &[0],
         records: &records,
+        keys_new_to_state: false,
     };
     let start = Instant::now();
     let outcome = dest.write(&batch).await.expect("written");
@@ -279,6 +281,7 @@ async fn a_bad_token_fails_the_batch_and_a_refused_record_is_a_reject() {
         fields: &fields,
         key_positions: &[0],
         records: &records,
+        keys_new_to_state: false,
     };
     let outcome = destination(&url)
         .write(&batch)

@@ -95,6 +95,7 @@ async fn bad_rows_are_isolated_and_good_rows_land() {
         fields: &fields,
         key_positions: &[0],
         records: &records,
+        keys_new_to_state: false,
     };
     let outcome = d.write(&batch).await.unwrap();
     let rejected: Vec<usize> = outcome.rejected.iter().map(|(i, _)| *i).collect();
@@ -133,6 +134,7 @@ async fn bad_rows_are_isolated_and_good_rows_land() {
     let records = vec![lead("a@x", "2", "changed")];
     d.write(&WriteBatch {
         records: &records,
+        keys_new_to_state: false,
         ..batch.clone()
     })
     .await
@@ -145,6 +147,7 @@ async fn bad_rows_are_isolated_and_good_rows_land() {
         .write(&WriteBatch {
             op: WriteOp::Update,
             records: &records,
+            keys_new_to_state: false,
             ..batch.clone()
         })
         .await
@@ -161,6 +164,7 @@ async fn bad_rows_are_isolated_and_good_rows_land() {
         .write(&WriteBatch {
             op: WriteOp::Insert,
             records: &records,
+            keys_new_to_state: false,
             ..batch.clone()
         })
         .await
@@ -181,6 +185,7 @@ async fn bad_rows_are_isolated_and_good_rows_land() {
     d.write(&WriteBatch {
         op: WriteOp::Clear,
         records: &records,
+        keys_new_to_state: false,
         ..batch.clone()
     })
     .await
@@ -194,6 +199,7 @@ async fn bad_rows_are_isolated_and_good_rows_land() {
         fields: &key_field,
         key_positions: &[0],
         records: &records,
+        keys_new_to_state: false,
         ..batch.clone()
     })
     .await
@@ -234,4 +240,67 @@ async fn describe_names_a_missing_table() {
         .map(|(name, (kind, native))| (name, kind, native.to_owned()))
         .collect();
     assert_eq!(described, want);
+}
+
+/// Keys new to the state are COPYed straight into the table; a key that already exists or a
+/// bad row makes the batch go through the staging table, so it still upserts and isolates.
+#[tokio::test]
+async fn keys_new_to_state_load_directly_and_still_upsert_and_isolate_bad_rows() {
+    let (url, client) = fresh_database().await;
+    let d = dest(&url);
+    let fields = fields();
+    let new_batch = |records| WriteBatch {
+        sync: "s",
+        object: "Lead",
+        op: WriteOp::Upsert,
+        fields: &fields,
+        key_positions: &[0],
+        records,
+        keys_new_to_state: true,
+    };
+    let records = vec![
+        lead("a@x", "1.50", "tab\there\nnewline \\ back"),
+        lead("b@x", "2", "ok"),
+    ];
+    let out = d.write(&new_batch(&records)).await.unwrap();
+    assert!(out.rejected.is_empty(), "{:?}", out.rejected);
+    assert_eq!(
+        rows(&client).await,
+        vec![
+            (
+                "a@x".to_owned(),
+                "1.50".to_owned(),
+                "tab\there\nnewline \\ back".to_owned()
+            ),
+            ("b@x".into(), "2.00".into(), "ok".into()),
+        ]
+    );
+    let tags: Vec<String> = client
+        .query_one(
+            "SELECT \"Tags\" FROM crm.\"Lead\" WHERE \"Email\" = 'a@x'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(tags, vec!["a".to_owned(), "b\"c".to_owned()]);
+
+    // The state says new, but the table holds b@x (e.g. after a reset): upserted, no reject.
+    let records = vec![lead("b@x", "7", "updated"), lead("c@x", "3", "new")];
+    let out = d.write(&new_batch(&records)).await.unwrap();
+    assert!(out.rejected.is_empty(), "{:?}", out.rejected);
+    let landed = rows(&client).await;
+    assert_eq!(landed.len(), 3);
+    assert_eq!(landed[1], ("b@x".into(), "7.00".into(), "updated".into()));
+
+    // A bad row among new keys: only it is rejected.
+    let records = vec![
+        lead("d@x", "150", "violates the check"),
+        lead("e@x", "5", "ok"),
+    ];
+    let out = d.write(&new_batch(&records)).await.unwrap();
+    let rejected: Vec<usize> = out.rejected.iter().map(|(i, _)| *i).collect();
+    assert_eq!(rejected, vec![0], "{:?}", out.rejected);
+    let emails: Vec<String> = rows(&client).await.into_iter().map(|r| r.0).collect();
+    assert_eq!(emails, vec!["a@x", "b@x", "c@x", "e@x"]);
 }

@@ -104,6 +104,7 @@ fn collection_records_carry_the_type_and_clear_nulls_non_key_fields() {
         fields: &fields,
         key_positions: &[0],
         records: &records,
+        keys_new_to_state: false,
     };
     assert_eq!(
         dest.record_json(&batch, 0, Some("00Q1")),

@@ -119,6 +119,7 @@ fn batch<'a>(
         fields,
         key_positions: &[0],
         records,
+        keys_new_to_state: false,
     }
 }
 

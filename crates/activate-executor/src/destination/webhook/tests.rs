@@ -89,6 +89,7 @@ async fn posts_signed_json_and_retries_429() {
             fields: &fields,
             key_positions: &[0],
             records: &records,
+            keys_new_to_state: false,
         })
         .await
         .unwrap();
@@ -132,6 +133,7 @@ async fn a_4xx_rejects_the_rows_without_retrying() {
             fields: &fields,
             key_positions: &[0],
             records: &records,
+            keys_new_to_state: false,
         })
         .await
         .unwrap();
@@ -163,6 +165,7 @@ async fn retries_run_out_as_a_batch_error() {
             fields: &fields,
             key_positions: &[0],
             records: &records,
+            keys_new_to_state: false,
         })
         .await
         .unwrap_err();
