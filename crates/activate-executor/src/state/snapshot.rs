@@ -364,6 +364,42 @@ mod tests {
         assert_eq!(s.iter().last().map(|(_, h)| h), Some(1));
     }
 
+    /// Random inserts, updates and removals over a small key space (so runs of probes,
+    /// backward shifts, growth and compaction all happen) agree with a `HashMap`.
+    #[test]
+    fn agrees_with_a_hash_map_under_random_changes() {
+        let mut model = std::collections::HashMap::new();
+        let mut s = Snapshot::default();
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        for step in 0..200_000u64 {
+            let r = next();
+            let key = format!("[{}]", r % 3_000);
+            if r % 5 < 2 {
+                assert_eq!(s.remove(&key), model.remove(&key).is_some(), "{step}");
+            } else {
+                s.insert(&key, step);
+                model.insert(key, step);
+            }
+            if step % 20_000 == 0 {
+                assert_eq!(s.len(), model.len());
+                for (k, h) in &model {
+                    assert_eq!(s.get(k), Some(*h), "{k} at {step}");
+                }
+                assert_eq!(s.iter().count(), model.len());
+            }
+        }
+        for i in 0..3_000 {
+            let key = format!("[{i}]");
+            assert_eq!(s.get(&key), model.get(&key).copied(), "{key}");
+        }
+    }
+
     #[test]
     fn keys_whose_hashes_collide_stay_apart() {
         // Two keys with the same tag and home still differ by their text: force it by placing
