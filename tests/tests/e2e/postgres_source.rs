@@ -384,13 +384,15 @@ fn a_warehouse_connection_dropped_mid_stream_fails_the_sync_and_the_next_run_sen
     let p = Project::new();
     let login = PgLogin::create(&p);
     login.add_output(&p, "pg", &[], &[]);
-    // A view that takes a few seconds to read: 100,000 rows, a pause every 1,000.
+    // A view that takes about 5 s to read: 100,000 rows, a pause every 1,000. The pause's
+    // subquery refers to `i`, so PostgreSQL runs it for each such row (an uncorrelated one runs
+    // once, and the read would end before the test sees it).
     p.write_file(
         "models/marts/slow_accounts.sql",
         "{{ config(materialized='view') }}\n\
          select 'acct-' || i::text as account_key, i as n\n\
          from generate_series(1, 100000) as t(i)\n\
-         where case when i % 1000 = 0 then (select true from pg_sleep(0.05)) else true end\n",
+         where case when i % 1000 = 0 then (select true from pg_sleep(0.05 + 0 * i)) else true end\n",
     );
     p.write_file(
         "models/marts/slow_accounts.yml",
