@@ -6,7 +6,9 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use serde::Deserialize;
+use serde::de::Error as _;
+use serde::{Deserialize, Deserializer};
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 use crate::error::ManifestError;
@@ -37,53 +39,129 @@ pub struct ManifestMetadata {
     pub generated_at: Option<String>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone)]
 pub struct Node {
     pub unique_id: String,
     pub resource_type: String,
     pub name: String,
-    #[serde(default)]
     pub package_name: String,
-    #[serde(default)]
     pub original_file_path: String,
     /// `<project>://models/marts/schema.yml` for models documented in a YAML file.
-    #[serde(default)]
     pub patch_path: Option<String>,
-    #[serde(default)]
     pub path: String,
-    #[serde(default)]
     pub fqn: Vec<String>,
-    #[serde(default)]
     pub database: Option<String>,
-    #[serde(default)]
     pub schema: Option<String>,
-    #[serde(default)]
     pub alias: Option<String>,
-    #[serde(default)]
     pub relation_name: Option<String>,
-    #[serde(default)]
     pub tags: Vec<String>,
-    #[serde(default)]
     pub meta: Map<String, Value>,
-    #[serde(default)]
     pub config: NodeConfig,
-    #[serde(default)]
+    /// The documented columns, read only where dbt-activate uses them: when the node's contract
+    /// is enforced (its column names) or a column declares a constraint of type `primary_key`
+    /// (a key candidate). Empty otherwise: a 10,000-model manifest spends most of its bytes on
+    /// column descriptions, so they are skipped without building a map (docs/performance.md).
     pub columns: BTreeMap<String, ColumnInfo>,
-    #[serde(default)]
     pub depends_on: DependsOn,
-    #[serde(default)]
     pub primary_key: Vec<String>,
-    #[serde(default)]
     pub contract: Option<Contract>,
-    #[serde(default)]
     pub constraints: Vec<Constraint>,
     /// Tests only: the model a test is attached to (dbt >= 1.5).
-    #[serde(default)]
     pub attached_node: Option<String>,
-    #[serde(default)]
     pub test_metadata: Option<TestMetadata>,
-    #[serde(default)]
     pub checksum: Option<Checksum>,
+}
+
+/// A node as it is in the file: `columns` stays raw (borrowed from the input) until the whole
+/// node is read, so it is parsed only when the node needs it (see [`Node::columns`]).
+#[derive(Deserialize)]
+struct NodeFields<'a> {
+    unique_id: String,
+    resource_type: String,
+    name: String,
+    #[serde(default)]
+    package_name: String,
+    #[serde(default)]
+    original_file_path: String,
+    #[serde(default)]
+    patch_path: Option<String>,
+    #[serde(default)]
+    path: String,
+    #[serde(default)]
+    fqn: Vec<String>,
+    #[serde(default)]
+    database: Option<String>,
+    #[serde(default)]
+    schema: Option<String>,
+    #[serde(default)]
+    alias: Option<String>,
+    #[serde(default)]
+    relation_name: Option<String>,
+    #[serde(default)]
+    tags: Vec<String>,
+    #[serde(default)]
+    meta: Map<String, Value>,
+    #[serde(default)]
+    config: NodeConfig,
+    #[serde(default, borrow)]
+    columns: Option<&'a RawValue>,
+    #[serde(default)]
+    depends_on: DependsOn,
+    #[serde(default)]
+    primary_key: Vec<String>,
+    #[serde(default)]
+    contract: Option<Contract>,
+    #[serde(default)]
+    constraints: Vec<Constraint>,
+    #[serde(default)]
+    attached_node: Option<String>,
+    #[serde(default)]
+    test_metadata: Option<TestMetadata>,
+    #[serde(default)]
+    checksum: Option<Checksum>,
+}
+
+impl<'de> Deserialize<'de> for Node {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let fields = NodeFields::deserialize(deserializer)?;
+        let contract_enforced = fields.config.contract.as_ref().is_some_and(|c| c.enforced)
+            || fields.contract.as_ref().is_some_and(|c| c.enforced);
+        let columns = match fields.columns {
+            // A column's constraint of type `primary_key` names it in the raw text; anything
+            // else about columns is read only under an enforced contract.
+            Some(raw) if contract_enforced || raw.get().contains("primary_key") => {
+                serde_json::from_str(raw.get()).map_err(|e| {
+                    D::Error::custom(format_args!("`columns` of `{}`: {e}", fields.unique_id))
+                })?
+            }
+            _ => BTreeMap::new(),
+        };
+        Ok(Node {
+            unique_id: fields.unique_id,
+            resource_type: fields.resource_type,
+            name: fields.name,
+            package_name: fields.package_name,
+            original_file_path: fields.original_file_path,
+            patch_path: fields.patch_path,
+            path: fields.path,
+            fqn: fields.fqn,
+            database: fields.database,
+            schema: fields.schema,
+            alias: fields.alias,
+            relation_name: fields.relation_name,
+            tags: fields.tags,
+            meta: fields.meta,
+            config: fields.config,
+            columns,
+            depends_on: fields.depends_on,
+            primary_key: fields.primary_key,
+            contract: fields.contract,
+            constraints: fields.constraints,
+            attached_node: fields.attached_node,
+            test_metadata: fields.test_metadata,
+            checksum: fields.checksum,
+        })
+    }
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -299,5 +377,60 @@ mod tests {
         let m = Manifest::from_slice(json, Path::new("m.json")).unwrap();
         let node = &m.nodes["model.p.m"];
         assert_eq!(node.meta_value("activate").unwrap()["destination"], "new");
+    }
+
+    fn one_model(node_fields: &str) -> Node {
+        let json = format!(
+            r#"{{"metadata": {{"dbt_schema_version": "https://schemas.getdbt.com/dbt/manifest/v12.json"}},
+              "nodes": {{"model.p.m": {{"unique_id": "model.p.m", "resource_type": "model", "name": "m", {node_fields}}}}}}}"#
+        );
+        let mut m = Manifest::from_slice(json.as_bytes(), Path::new("m.json")).unwrap();
+        m.nodes.remove("model.p.m").unwrap()
+    }
+
+    #[test]
+    fn columns_without_contract_or_primary_key_are_skipped() {
+        let node = one_model(
+            r#""columns": {"id": {"name": "id", "description": "x", "constraints": [{"type": "not_null"}]}}"#,
+        );
+        assert!(node.columns.is_empty());
+        assert!(node.key_candidates().is_empty());
+    }
+
+    #[test]
+    fn columns_with_a_primary_key_constraint_are_read() {
+        let node = one_model(
+            r#""columns": {"id": {"name": "id", "constraints": [{"type": "primary_key"}]}, "email": {"name": "email"}}"#,
+        );
+        assert_eq!(node.columns.keys().collect::<Vec<_>>(), ["email", "id"]);
+        assert_eq!(node.key_candidates(), ["id"]);
+    }
+
+    #[test]
+    fn columns_under_an_enforced_contract_are_read_wherever_it_is_declared() {
+        // `contract` after `columns`, in the config or at the top level: field order is free.
+        for contract in [
+            r#""config": {"contract": {"enforced": true}}"#,
+            r#""contract": {"enforced": true}"#,
+        ] {
+            let node = one_model(&format!(
+                r#""columns": {{"id": {{"name": "id"}}, "email": {{"name": "email"}}}}, {contract}"#
+            ));
+            assert_eq!(
+                node.columns.keys().collect::<Vec<_>>(),
+                ["email", "id"],
+                "{contract}"
+            );
+        }
+    }
+
+    #[test]
+    fn bad_columns_under_an_enforced_contract_name_the_node() {
+        let json = br#"{"metadata": {"dbt_schema_version": "https://schemas.getdbt.com/dbt/manifest/v12.json"},
+          "nodes": {"model.p.m": {"unique_id": "model.p.m", "resource_type": "model", "name": "m",
+             "contract": {"enforced": true}, "columns": {"id": {"constraints": "primary_key"}}}}}"#;
+        let err = Manifest::from_slice(json, Path::new("m.json")).unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("`columns` of `model.p.m`"), "{text}");
     }
 }
