@@ -325,3 +325,35 @@ impl StateSession for SnowflakeStateSession<'_> {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+
+    /// The diff's SQL names a model column by its Snowflake name (`ID` for the shown `id`),
+    /// as the source's read does; a quoted lower-case name is kept.
+    #[test]
+    fn model_columns_are_written_by_their_snowflake_names() {
+        let output = serde_json::json!({"account": "a", "user": "u", "password": "pw",
+            "database": "d", "schema": "s", "host": "127.0.0.1", "port": 9, "protocol": "http"});
+        let config = SnowflakeConfig::from_profile(&output, "p").unwrap();
+        let relation = "\"D\".\"S\".\"LEADS\"";
+        let names: HashMap<String, String> = [("id", "ID"), ("quoted_lower", "quoted_lower")]
+            .into_iter()
+            .map(|(a, b)| (a.to_owned(), b.to_owned()))
+            .collect();
+        let known: ActualNames =
+            Arc::new(Mutex::new(HashMap::from([(relation.to_owned(), names)])));
+        let backend = SnowflakeStateBackend::open(config, known, "st", false).unwrap();
+        assert_eq!(backend.column_in_sql(relation, "id"), "ID");
+        assert_eq!(
+            backend.column_in_sql(relation, "quoted_lower"),
+            "quoted_lower"
+        );
+        assert_eq!(backend.column_in_sql("\"D\".\"S\".\"OTHER\"", "id"), "id");
+        assert_eq!(backend.dialect(), Dialect::Snowflake);
+    }
+}
