@@ -5,7 +5,9 @@
 use std::path::PathBuf;
 use std::process::Command;
 
-use dbt_activate_e2e::{HttpServer, Project, Reply, RunOutput, run_with_timeout, unique_suffix};
+use dbt_activate_e2e::{
+    HttpServer, Project, Reply, RunOutput, run_with_timeout, syncs, unique_suffix,
+};
 
 use crate::common::*;
 
@@ -440,4 +442,151 @@ fn in_progress_query_and_result_chunks_are_all_read() {
             .all(|a| a == "Snowflake Token=\"session-token\""),
         "{queries:?}"
     );
+}
+
+/// Runs one statement in `database` of fakesnow through snowflake-connector-python and returns
+/// its rows, one line each (the cells joined by `|`).
+fn snowflake_sql(port: u16, database: &str, sql: &str) -> Vec<String> {
+    let script = format!(
+        "import sys, snowflake.connector\n\
+         c = snowflake.connector.connect(user='dbt_user', password='x', account='fakesnow', \
+         host='127.0.0.1', port={port}, protocol='http', database='{database}', schema='example')\n\
+         cur = c.cursor()\n\
+         cur.execute(sys.argv[1])\n\
+         for row in cur.fetchall():\n    print('|'.join(str(v) for v in row))\n"
+    );
+    let out = run_with_timeout(
+        Command::new(snowflake_python())
+            .arg("-c")
+            .arg(&script)
+            .arg(sql),
+        std::time::Duration::from_secs(60),
+    );
+    out.assert_success();
+    out.stdout.lines().map(str::to_owned).collect()
+}
+
+/// `dbt seed` and `dbt run` with dbt-snowflake: the models rebuilt without their tests (a
+/// NULL key would fail `not_null`; the engine's own rejection is what is compared).
+fn snowflake_rebuild_without_tests(p: &Project) {
+    run_snowflake_dbt(p, &["seed"]).assert_success();
+    run_snowflake_dbt(p, &["run"]).assert_success();
+}
+
+/// `state: {type: warehouse}` in Snowflake: the example built by dbt-snowflake into two
+/// fakesnow databases, one synced with local state and one with the state in the warehouse;
+/// after a first run, an unchanged rerun, changed/new/NULL-key rows and removals (mirror
+/// deletes), the file destinations hold the same records and every count is the same.
+#[test]
+fn snowflake_warehouse_state_gives_the_results_of_local_state() {
+    use crate::warehouse_state::{STATE_LINE, assert_same_step, change_models, remove_rows};
+    let port = fakesnow_port();
+    let local = Project::new();
+    let warehouse = Project::new();
+    let local_db = format!("e2e_{}", unique_suffix());
+    let warehouse_db = format!("e2e_{}", unique_suffix());
+    local.write_file("profiles.yml", &snowflake_profile(port, &local_db, ""));
+    warehouse.write_file("profiles.yml", &snowflake_profile(port, &warehouse_db, ""));
+    warehouse.edit_file("activate.yml", |s| s + STATE_LINE);
+    let run = |p: &Project| {
+        let out = activate_run(p);
+        assert!(
+            out.code == 0 || out.code == 1,
+            "the run must not be refused\n{out}"
+        );
+        assert!(!out.text().contains("panicked"), "{out}");
+        out
+    };
+
+    for p in [&local, &warehouse] {
+        run_snowflake_dbt(p, &["build"]).assert_success();
+        run(p).assert_success();
+    }
+    assert_same_step("first run", &local, &warehouse);
+    let tables = snowflake_sql(
+        port,
+        &warehouse_db,
+        "select table_name from information_schema.tables where table_schema = 'activate_state' order by 1",
+    );
+    assert_eq!(
+        tables,
+        [
+            "activate_history",
+            "activate_lock",
+            "activate_pending",
+            "activate_snapshot",
+            "activate_sync_state"
+        ]
+    );
+    assert!(
+        !warehouse.file(".dbt-activate").join("dev").exists(),
+        "warehouse state writes no local state"
+    );
+    let snapshot_rows = snowflake_sql(
+        port,
+        &warehouse_db,
+        "select count(*) from \"activate_state\".\"activate_snapshot\"",
+    );
+    assert_ne!(
+        snapshot_rows,
+        ["0"],
+        "the snapshot holds the delivered keys"
+    );
+
+    for p in [&local, &warehouse] {
+        run(p).assert_success();
+    }
+    assert_same_step("unchanged rerun", &local, &warehouse);
+    assert_eq!(count(&warehouse.result(syncs::LEADS), "unchanged"), 30);
+
+    for p in [&local, &warehouse] {
+        change_models(p);
+        snowflake_rebuild_without_tests(p);
+        run(p);
+    }
+    assert_same_step("changes, a new key and a NULL key", &local, &warehouse);
+    assert_eq!(count(&warehouse.result(syncs::LEADS), "rejected"), 1);
+
+    for p in [&local, &warehouse] {
+        remove_rows(p);
+        snowflake_rebuild_without_tests(p);
+        run(p);
+    }
+    assert_same_step("removals", &local, &warehouse);
+    assert!(count(&warehouse.result(syncs::HIGH_VALUE), "deleted") >= 1);
+
+    // Each run gave the lock back; a lock left by a killed run refuses the next one, naming
+    // how to clear it.
+    let lock = "\"activate_state\".\"activate_lock\"";
+    assert_eq!(
+        snowflake_sql(
+            port,
+            &warehouse_db,
+            &format!("select count(*) from {lock} where holder is not null")
+        ),
+        ["0"]
+    );
+    snowflake_sql(
+        port,
+        &warehouse_db,
+        &format!("update {lock} set holder = 'process 1 since yesterday, run killed'"),
+    );
+    let refused = activate_run(&warehouse);
+    refused.assert_code(2);
+    for needle in [
+        "holds the warehouse state lock of schema `activate_state`",
+        "run killed",
+        "SET holder = NULL",
+    ] {
+        refused.assert_contains(needle);
+    }
+    snowflake_sql(
+        port,
+        &warehouse_db,
+        &format!("update {lock} set holder = NULL"),
+    );
+    for p in [&local, &warehouse] {
+        run(p).assert_success();
+    }
+    assert_same_step("after the lock was cleared", &local, &warehouse);
 }

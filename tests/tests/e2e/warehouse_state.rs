@@ -10,10 +10,10 @@ use serde_json::Value;
 
 use crate::common::*;
 
-const STATE_LINE: &str = "\nstate: {type: warehouse, schema: activate_state}\n";
+pub(crate) const STATE_LINE: &str = "\nstate: {type: warehouse, schema: activate_state}\n";
 
 /// Every count of every sync of the last run, with its status and rejected keys.
-fn counts(p: &Project) -> BTreeMap<String, Value> {
+pub(crate) fn counts(p: &Project) -> BTreeMap<String, Value> {
     p.results()
         .into_iter()
         .map(|(name, r)| {
@@ -48,7 +48,7 @@ fn counts(p: &Project) -> BTreeMap<String, Value> {
 
 /// Every file under synced/, its lines sorted (request order may differ: what the
 /// destination holds may not), without the time a delete was written.
-fn synced(p: &Project) -> BTreeMap<String, Vec<String>> {
+pub(crate) fn synced(p: &Project) -> BTreeMap<String, Vec<String>> {
     p.synced_files()
         .into_iter()
         .map(|f| {
@@ -70,7 +70,7 @@ fn synced(p: &Project) -> BTreeMap<String, Vec<String>> {
 }
 
 #[track_caller]
-fn assert_same_step(step: &str, local: &Project, warehouse: &Project) {
+pub(crate) fn assert_same_step(step: &str, local: &Project, warehouse: &Project) {
     assert_eq!(
         counts(local),
         counts(warehouse),
@@ -101,7 +101,7 @@ fn ran(out: RunOutput) -> RunOutput {
 }
 
 /// Edits that change, add, reject (a NULL key) and remove rows of several models.
-fn change_models(p: &Project) {
+pub(crate) fn change_models(p: &Project) {
     p.edit_seed("product_usage", |s| {
         s.replace(
             "noah.schmidt@kaufwerk.de,97,",
@@ -128,7 +128,7 @@ fn change_models(p: &Project) {
 }
 
 /// Removes leads and accounts (mirror deletes), and brings acc_020 back.
-fn remove_rows(p: &Project) {
+pub(crate) fn remove_rows(p: &Project) {
     p.edit_seed("leads", |s| {
         s.lines()
             .filter(|l| !l.starts_with("liam.chen@") && !l.starts_with(",NoMail"))

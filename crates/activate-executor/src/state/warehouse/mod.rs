@@ -64,6 +64,11 @@ pub trait StateSession: Send {
     }
     /// Runs the statements in one transaction: all or nothing.
     fn transaction(&mut self, statements: &[String]) -> Result<(), String>;
+    /// Creates the state tables (`CREATE ... IF NOT EXISTS` statements): by default in one
+    /// transaction.
+    fn create_tables(&mut self, statements: &[String]) -> Result<(), String> {
+        self.transaction(statements)
+    }
     /// A query whose columns are all text.
     fn query_text(&mut self, sql: &str) -> Result<TextRows, String>;
     /// In one read-only snapshot: the text queries, then the candidate rows streamed
@@ -83,6 +88,13 @@ pub trait StateBackend: Send + Sync {
     /// Where the state is, for messages (no secrets).
     fn location(&self) -> String;
     fn session(&self) -> Result<Box<dyn StateSession + '_>, String>;
+    /// The name to write in SQL for a column of `relation` the sync knows as `column` (as
+    /// [`crate::warehouse::Warehouse::columns`] showed it). Snowflake shows folded upper-case
+    /// names lower-cased; the others use the name as shown.
+    fn column_in_sql(&self, relation: &str, column: &str) -> String {
+        let _ = relation;
+        column.to_owned()
+    }
 }
 
 /// What the engine reads of one sync's state before its diff.
@@ -176,7 +188,7 @@ impl WarehouseStateStore {
         };
         if create {
             let statements = store.tables.create(store.backend.dialect(), schema);
-            store.with_session("create the state tables", |s| s.transaction(&statements))?;
+            store.with_session("create the state tables", |s| s.create_tables(&statements))?;
         }
         Ok(store)
     }
@@ -217,7 +229,7 @@ impl WarehouseStateStore {
         })?;
         let pending_left = first_u64(&left);
         if pending_left > 0 {
-            let statements = t.apply_pending(&id);
+            let statements = t.apply_pending(self.dialect(), &id);
             self.with_session("apply the pending changes of an interrupted run", |s| {
                 s.transaction(&statements)
             })?;
@@ -261,8 +273,20 @@ impl WarehouseStateStore {
         candidates: &mut Vec<Candidate>,
     ) -> Result<DiffAnswers, StateError> {
         let prepared = self.prepare(key)?;
-        let read_names: Vec<&str> = request.columns.iter().map(|c| c.name.as_str()).collect();
-        let cursor = match (request.cursor_column, &prepared.cursor) {
+        let in_sql = |name: &str| self.backend.column_in_sql(request.relation, name);
+        let columns: Vec<ColumnDesc> = request
+            .columns
+            .iter()
+            .map(|c| ColumnDesc {
+                name: in_sql(&c.name),
+                data_type: c.data_type.clone(),
+            })
+            .collect();
+        let read_names: Vec<&str> = columns.iter().map(|c| c.name.as_str()).collect();
+        let key_owned: Vec<String> = request.key_columns.iter().map(|c| in_sql(c)).collect();
+        let key_columns: Vec<&str> = key_owned.iter().map(String::as_str).collect();
+        let cursor_column = request.cursor_column.map(in_sql);
+        let cursor = match (cursor_column.as_deref(), &prepared.cursor) {
             (Some(column), Some(value)) if !request.full_refresh => Some((column, value)),
             _ => None,
         };
@@ -271,7 +295,7 @@ impl WarehouseStateStore {
             tables: &self.tables,
             state_id: &prepared.state_id,
             relation: request.relation,
-            key_columns: request.key_columns,
+            key_columns: &key_columns,
             read_columns: &read_names,
             cursor_at_least: cursor,
             all_rows: request.full_refresh
@@ -291,7 +315,7 @@ impl WarehouseStateStore {
         }
         let read = CandidateRead {
             from: &diff.candidates,
-            columns: request.columns,
+            columns: &columns,
             batch_rows: request.batch_rows,
         };
         let n = request.columns.len();
@@ -470,7 +494,7 @@ impl StateStore for WarehouseStateStore {
         };
         self.insert_pending(&id, &refresh)?;
         let t = &self.tables;
-        let mut statements = t.apply_pending(&id);
+        let mut statements = t.apply_pending(self.dialect(), &id);
         statements.push(format!(
             "DELETE FROM {} WHERE state_id = {}",
             t.sync_state,

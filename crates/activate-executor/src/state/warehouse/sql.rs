@@ -9,6 +9,7 @@ use crate::warehouse::{quote_ident, sql_literal};
 pub enum Dialect {
     Postgres,
     DuckDb,
+    Snowflake,
 }
 
 impl Dialect {
@@ -16,6 +17,7 @@ impl Dialect {
         match self {
             Dialect::Postgres => "PostgreSQL",
             Dialect::DuckDb => "DuckDB",
+            Dialect::Snowflake => "Snowflake",
         }
     }
 
@@ -23,7 +25,7 @@ impl Dialect {
     /// columns' values (one column: its text; several: a JSON array or object of them).
     pub fn key_expr(self, alias: &str, columns: &[&str]) -> String {
         let text = match self {
-            Dialect::Postgres => "TEXT",
+            Dialect::Postgres | Dialect::Snowflake => "TEXT",
             Dialect::DuckDb => "VARCHAR",
         };
         if let [column] = columns {
@@ -41,13 +43,26 @@ impl Dialect {
                 "CAST(to_json(struct_pack({})) AS VARCHAR)",
                 struct_fields(alias, columns)
             ),
+            // An object keeps NULLs and mixed types (an array of mixed types does not
+            // translate to DuckDB under fakesnow).
+            Dialect::Snowflake => {
+                let fields: Vec<String> = columns
+                    .iter()
+                    .enumerate()
+                    .map(|(i, c)| format!("'c{i}', {alias}.{}", quote_ident(c)))
+                    .collect();
+                format!(
+                    "CAST(to_json(object_construct_keep_null({})) AS TEXT)",
+                    fields.join(", ")
+                )
+            }
         }
     }
 
     /// A hash of every column a sync reads: equal hashes mean an unchanged source row.
-    /// PostgreSQL: md5 of the row's text. DuckDB: its own 64-bit `hash()` (fast; should a
-    /// DuckDB upgrade change it, every row is compared once in the engine and the new hashes
-    /// are stored).
+    /// PostgreSQL: md5 of the row's text. DuckDB and Snowflake: their own 64-bit `hash()`
+    /// (fast; should an upgrade change it, every row is compared once in the engine and the
+    /// new hashes are stored).
     pub fn source_hash_expr(self, alias: &str, columns: &[&str]) -> String {
         let cols: Vec<String> = columns
             .iter()
@@ -56,15 +71,30 @@ impl Dialect {
         match self {
             Dialect::Postgres => format!("md5(CAST(ROW({}) AS TEXT))", cols.join(", ")),
             Dialect::DuckDb => format!("CAST(hash({}) AS VARCHAR)", cols.join(", ")),
+            Dialect::Snowflake => format!("CAST(hash({}) AS TEXT)", cols.join(", ")),
         }
     }
 
     /// The primary key of the snapshot table. DuckDB checks a key deleted and inserted again
-    /// in one transaction as a duplicate, so there the commit's logic keeps keys unique.
+    /// in one transaction as a duplicate, so there the commit's logic keeps keys unique;
+    /// Snowflake does not enforce primary keys (and fakesnow is DuckDB underneath).
     fn snapshot_key(self) -> &'static str {
         match self {
             Dialect::Postgres => ", PRIMARY KEY (state_id, wh_key)",
-            Dialect::DuckDb => "",
+            Dialect::DuckDb | Dialect::Snowflake => "",
+        }
+    }
+
+    /// The last pending change of each key. Snowflake has no `DISTINCT ON`.
+    fn last_change(self, pending: &str, id: &str) -> String {
+        match self {
+            Dialect::Postgres | Dialect::DuckDb => format!(
+                "SELECT DISTINCT ON (wh_key) * FROM {pending} WHERE state_id = {id} ORDER BY wh_key, seq DESC"
+            ),
+            Dialect::Snowflake => format!(
+                "SELECT * FROM {pending} WHERE state_id = {id} \
+                 QUALIFY row_number() OVER (PARTITION BY wh_key ORDER BY seq DESC) = 1"
+            ),
         }
     }
 }
@@ -134,8 +164,9 @@ impl Tables {
 
     /// Folds a state's pending rows into its snapshot (the last change per key wins) and
     /// empties them: the journal replay, run inside the caller's transaction.
-    pub fn apply_pending(&self, state_id: &str) -> Vec<String> {
+    pub fn apply_pending(&self, dialect: Dialect, state_id: &str) -> Vec<String> {
         let id = text(state_id);
+        let last_change = dialect.last_change(&self.pending, &id);
         vec![
             format!(
                 "DELETE FROM {snap} WHERE state_id = {id} AND wh_key IN \
@@ -146,10 +177,8 @@ impl Tables {
             format!(
                 "INSERT INTO {snap} (state_id, wh_key, key_json, source_hash, row_hash) \
                  SELECT state_id, wh_key, key_json, source_hash, row_hash FROM \
-                 (SELECT DISTINCT ON (wh_key) * FROM {pend} WHERE state_id = {id} ORDER BY wh_key, seq DESC) AS last_change \
-                 WHERE NOT removed",
+                 ({last_change}) AS last_change WHERE NOT removed",
                 snap = self.snapshot,
-                pend = self.pending
             ),
             format!("DELETE FROM {} WHERE state_id = {id}", self.pending),
         ]
@@ -376,5 +405,34 @@ mod tests {
                 .contains("s.wh_key IS NULL OR s.source_hash <>")
         );
         assert!(sql.removals.unwrap().contains("NOT EXISTS"));
+    }
+
+    #[test]
+    fn snowflake_sql_avoids_what_snowflake_lacks() {
+        let tables = Tables::in_schema("st");
+        let fold = tables.apply_pending(Dialect::Snowflake, "x").join(";");
+        assert!(!fold.contains("DISTINCT ON"), "{fold}");
+        assert!(
+            fold.contains("QUALIFY row_number() OVER (PARTITION BY wh_key ORDER BY seq DESC) = 1")
+        );
+        assert!(tables.apply_pending(Dialect::Postgres, "x")[1].contains("DISTINCT ON"));
+        let k = Dialect::Snowflake.key_expr("m", &["A", "b'"]);
+        assert_eq!(
+            k,
+            "CAST(to_json(object_construct_keep_null('c0', m.\"A\", 'c1', m.\"b'\")) AS TEXT)"
+        );
+        assert_eq!(
+            Dialect::Snowflake.key_expr("m", &["ID"]),
+            "CAST(m.\"ID\" AS TEXT)"
+        );
+        assert_eq!(
+            Dialect::Snowflake.source_hash_expr("m", &["ID", "EMAIL"]),
+            "CAST(hash(m.\"ID\", m.\"EMAIL\") AS TEXT)"
+        );
+        let create = tables.create(Dialect::Snowflake, "st").join(";");
+        assert!(
+            !create.contains("PRIMARY KEY (state_id, wh_key)"),
+            "{create}"
+        );
     }
 }

@@ -6,11 +6,13 @@ pub mod config;
 pub mod convert;
 mod ipc;
 mod keypair;
+pub mod state;
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
-use crate::error::WarehouseError;
+use crate::error::{StateError, WarehouseError};
+use crate::state::warehouse::StateBackend;
 use crate::warehouse::{ColumnDesc, ReadRequest, RowBatch, Warehouse, quote_ident, sql_literal};
 
 pub use client::SnowflakeClient;
@@ -20,8 +22,11 @@ pub struct SnowflakeWarehouse {
     client: SnowflakeClient,
     /// Per relation, each column's name as shown (see [`shown_name`]) to its name in Snowflake,
     /// so reads select the real column.
-    actual_names: Mutex<HashMap<String, HashMap<String, String>>>,
+    actual_names: ActualNames,
 }
+
+/// Per relation, shown column name to Snowflake column name (shared with the state backend).
+pub(crate) type ActualNames = Arc<Mutex<HashMap<String, HashMap<String, String>>>>;
 
 /// The name a column is shown by. Snowflake stores unquoted identifiers upper-cased (`select id`
 /// yields `ID`), while dbt users write them in lower case in their SQL and schema.yml, and DuckDB,
@@ -39,7 +44,7 @@ pub fn shown_name(actual: &str) -> String {
 
 /// The Snowflake name of a column asked for by `name`: its own entry, else one that matches
 /// but for case, else `name` itself.
-fn actual_name<'a>(names: &'a HashMap<String, String>, name: &'a str) -> &'a str {
+pub(crate) fn actual_name<'a>(names: &'a HashMap<String, String>, name: &'a str) -> &'a str {
     if let Some(actual) = names.get(name) {
         return actual;
     }
@@ -54,7 +59,7 @@ impl SnowflakeWarehouse {
     pub fn open(config: SnowflakeConfig) -> Result<Self, WarehouseError> {
         Ok(Self {
             client: SnowflakeClient::new(config)?,
-            actual_names: Mutex::new(HashMap::new()),
+            actual_names: Arc::new(Mutex::new(HashMap::new())),
         })
     }
 }
@@ -114,6 +119,15 @@ impl Warehouse for SnowflakeWarehouse {
             known.insert(relation.to_owned(), names);
         }
         Ok(columns)
+    }
+
+    fn state_backend(&self, schema: &str, lock: bool) -> Result<Box<dyn StateBackend>, StateError> {
+        Ok(Box::new(state::SnowflakeStateBackend::open(
+            self.client.config().clone(),
+            self.actual_names.clone(),
+            schema,
+            lock,
+        )?))
     }
 
     fn read(
