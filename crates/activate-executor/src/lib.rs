@@ -16,6 +16,8 @@ pub mod runner;
 pub mod secrets;
 pub mod state;
 pub mod sync;
+#[cfg(test)]
+mod test_support;
 pub mod value;
 pub mod warehouse;
 

@@ -203,33 +203,15 @@ impl SyncDefinition {
 
 #[cfg(test)]
 mod tests {
-    use std::path::Path;
-
-    use activate_manifest::{Manifest, extract_specs};
     use serde_json::json;
 
     use super::*;
 
-    fn spec(activate: serde_json::Value) -> ActivationSpec {
-        let doc = json!({
-            "metadata": {"dbt_schema_version": "https://schemas.getdbt.com/dbt/manifest/v12.json", "project_name": "p"},
-            "nodes": {"model.p.m": {"unique_id": "model.p.m", "resource_type": "model", "name": "m",
-                "original_file_path": "models/m.sql", "config": {"meta": {"activate": activate}}}},
-        });
-        let manifest =
-            Manifest::from_slice(doc.to_string().as_bytes(), Path::new("manifest.json")).unwrap();
-        let dests = ["d".to_owned()].into_iter().collect();
-        extract_specs(&manifest, &dests).unwrap().remove(0)
-    }
+    use crate::test_support::activation_spec as spec;
 
     fn columns(names: &[&str]) -> Vec<ColumnDesc> {
-        names
-            .iter()
-            .map(|n| ColumnDesc {
-                name: (*n).to_owned(),
-                data_type: "VARCHAR".into(),
-            })
-            .collect()
+        let typed: Vec<(&str, &str)> = names.iter().map(|n| (*n, "VARCHAR")).collect();
+        crate::test_support::columns(&typed)
     }
 
     #[test]

@@ -1,6 +1,4 @@
-use std::path::Path;
-
-use activate_manifest::{ActivationSpec, Manifest, extract_specs};
+use activate_manifest::ActivationSpec;
 use serde_json::json;
 
 use super::*;
@@ -9,32 +7,12 @@ use crate::sync::SyncDefinition;
 use crate::warehouse::ColumnDesc;
 
 fn spec(activate: serde_json::Value) -> ActivationSpec {
-    let doc = json!({
-        "metadata": {"dbt_schema_version": "https://schemas.getdbt.com/dbt/manifest/v12.json", "project_name": "p"},
-        "nodes": {"model.p.m": {"unique_id": "model.p.m", "resource_type": "model", "name": "m",
-            "original_file_path": "models/m.sql", "primary_key": ["id"], "config": {"meta": {"activate": activate}}}},
-    });
-    let manifest =
-        Manifest::from_slice(doc.to_string().as_bytes(), Path::new("manifest.json")).unwrap();
-    let dests = ["d".to_owned()].into_iter().collect();
-    extract_specs(&manifest, &dests).unwrap().remove(0)
+    crate::test_support::activation_spec(activate)
 }
 
 fn def(activate: serde_json::Value) -> SyncDefinition {
-    let columns = vec![
-        ColumnDesc {
-            name: "id".into(),
-            data_type: "INTEGER".into(),
-        },
-        ColumnDesc {
-            name: "name".into(),
-            data_type: "VARCHAR".into(),
-        },
-        ColumnDesc {
-            name: "ts".into(),
-            data_type: "INTEGER".into(),
-        },
-    ];
+    let columns =
+        crate::test_support::columns(&[("id", "INTEGER"), ("name", "VARCHAR"), ("ts", "INTEGER")]);
     SyncDefinition::resolve(&spec(activate), "sync.p.s".into(), "m".into(), &columns).unwrap()
 }
 

@@ -236,40 +236,20 @@ fn removal_record(def: &SyncDefinition, key: &str) -> Record {
 
 #[cfg(test)]
 mod tests {
-    use std::path::Path;
-
-    use activate_manifest::{Manifest, extract_specs};
     use serde_json::json;
 
     use super::*;
     use crate::state::StateStore;
     use crate::warehouse::duckdb::DuckDbWarehouse;
-    use crate::warehouse::{ColumnDesc, ReadRequest, Warehouse};
+    use crate::warehouse::{ReadRequest, Warehouse};
 
     fn def(activate: serde_json::Value) -> SyncDefinition {
-        let doc = json!({
-            "metadata": {"dbt_schema_version": "https://schemas.getdbt.com/dbt/manifest/v12.json", "project_name": "p"},
-            "nodes": {"model.p.m": {"unique_id": "model.p.m", "resource_type": "model", "name": "m",
-                "original_file_path": "models/m.sql", "primary_key": ["id"], "config": {"meta": {"activate": activate}}}},
-        });
-        let manifest =
-            Manifest::from_slice(doc.to_string().as_bytes(), Path::new("manifest.json")).unwrap();
-        let dests = ["d".to_owned()].into_iter().collect();
-        let spec = extract_specs(&manifest, &dests).unwrap().remove(0);
-        let columns = vec![
-            ColumnDesc {
-                name: "id".into(),
-                data_type: "INTEGER".into(),
-            },
-            ColumnDesc {
-                name: "name".into(),
-                data_type: "VARCHAR".into(),
-            },
-            ColumnDesc {
-                name: "extra".into(),
-                data_type: "INTEGER".into(),
-            },
-        ];
+        let spec = crate::test_support::activation_spec(activate);
+        let columns = crate::test_support::columns(&[
+            ("id", "INTEGER"),
+            ("name", "VARCHAR"),
+            ("extra", "INTEGER"),
+        ]);
         SyncDefinition::resolve(&spec, "sync.p.s".into(), "main.m".into(), &columns).unwrap()
     }
 
