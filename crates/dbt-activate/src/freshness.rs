@@ -17,8 +17,9 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::Arc;
 
-use activate_executor::destination;
+use activate_executor::destination::{self, Destination};
 use activate_executor::results::SyncResult;
 use activate_executor::state::LocalStateStore;
 use activate_manifest::{ActivationSpec, RunResults};
@@ -149,17 +150,18 @@ pub fn check(
     enabled: bool,
 ) -> Check {
     let mut out = Check::default();
-    let mut identities: BTreeMap<&str, Option<String>> = BTreeMap::new();
+    // Each destination built once; the identity is per sync (it names the sync's `object`).
+    let mut built: BTreeMap<&str, Option<Arc<dyn Destination>>> = BTreeMap::new();
     for &i in candidates {
         let spec = &loaded.specs[i];
-        let identity = identities
+        let identity = built
             .entry(spec.destination.as_str())
             .or_insert_with(|| {
                 let config = loaded.activate.destinations.get(&spec.destination)?;
-                let dest = destination::build(config, &loaded.settings.project_dir).ok()?;
-                Some(project::destination_identity(spec, dest.as_ref()))
+                destination::build(config, &loaded.settings.project_dir).ok()
             })
-            .clone();
+            .as_ref()
+            .map(|dest| project::destination_identity(spec, dest.as_ref()));
         // A destination that cannot be built fails in preflight, with its error.
         let Some(identity) = identity else { continue };
         out.hashes
