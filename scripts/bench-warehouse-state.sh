@@ -8,6 +8,7 @@
 #
 #   bash scripts/bench-warehouse-state.sh                 # 1,000,000 rows
 #   BENCH_STATE_ROWS=10000000 bash scripts/bench-warehouse-state.sh
+#   BENCH_STATE_REPEAT=5 ...                              # plan runs per case (default 3)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -26,4 +27,5 @@ cargo build --release -p dbt-activate
   --binary "$root/target/release/dbt-activate" \
   --dbt "$root/.tools/venv/bin/dbt" \
   --rows "${BENCH_STATE_ROWS:-1000000}" \
-  --pg-url "$ACTIVATE_TEST_PG_URL"
+  --pg-url "$ACTIVATE_TEST_PG_URL" \
+  --repeat "${BENCH_STATE_REPEAT:-3}"

@@ -1,16 +1,20 @@
 """The driver of scripts/bench-warehouse-state.sh (see there)."""
 
 import argparse
+import atexit
 import asyncio
 import os
 import platform
 import re
+import statistics
 import subprocess
 import sys
 import tempfile
 import threading
 import time
 import urllib.parse
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 MODEL = """
 select i as id,
@@ -77,6 +81,18 @@ class ByteCountingProxy:
         self.loop.run_until_complete(start())
 
 
+def start_sink(tmp):
+    """bench/sink.py on loopback, stopped when this process ends; returns its URL."""
+    port_file = os.path.join(tmp, "sink.port")
+    sink = subprocess.Popen([sys.executable, os.path.join(ROOT, "bench", "sink.py"), port_file])
+    atexit.register(sink.kill)
+    for _ in range(100):
+        if os.path.exists(port_file) and open(port_file).read():
+            return f"http://127.0.0.1:{open(port_file).read()}/hook"
+        time.sleep(0.1)
+    sys.exit("bench/sink.py did not start")
+
+
 def run(cmd, cwd, env, check=True):
     out = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
     if check and out.returncode != 0:
@@ -93,7 +109,7 @@ def timed(cmd, cwd, env):
     return wall, (int(rss.group(1)) / 1024 if rss else float("nan")), out
 
 
-def project(tmp, name, kind, pg, warehouse_state, port):
+def project(tmp, name, kind, pg, warehouse_state, port, sink_url):
     d = os.path.join(tmp, name)
     os.makedirs(os.path.join(d, "models"))
     with open(os.path.join(d, "dbt_project.yml"), "w") as f:
@@ -111,7 +127,10 @@ def project(tmp, name, kind, pg, warehouse_state, port):
                   f"      schema: analytics\n      threads: 2\n")
     with open(os.path.join(d, "profiles.yml"), "w") as f:
         f.write(f"bench:\n  target: bench\n  outputs:\n    bench:\n{output}")
-    activate = "destinations:\n  sink: {type: file, path: out, format: jsonl}\n"
+    # The first run sends every row to a local HTTP sink that answers at once (bench/sink.py):
+    # the `file` destination rewrites its whole file after each batch, fine for debugging
+    # but quadratic for a 10,000,000-row seeding run.
+    activate = f"destinations:\n  sink: {{type: webhook, url: '{sink_url}', batch_size: 10000}}\n"
     if warehouse_state:
         activate += "state: {type: warehouse, schema: activate_state}\n"
     with open(os.path.join(d, "activate.yml"), "w") as f:
@@ -125,12 +144,14 @@ def main():
     ap.add_argument("--dbt", required=True)
     ap.add_argument("--rows", type=int, default=1_000_000)
     ap.add_argument("--pg-url", required=True)
+    ap.add_argument("--repeat", type=int, default=3, help="plan runs per case (median shown)")
     args = ap.parse_args()
     pg = urllib.parse.urlparse(args.pg_url)
     env = dict(os.environ, DBT_SEND_ANONYMOUS_USAGE_STATS="false", NO_COLOR="1",
                DBT_ACTIVATE_IGNORE_SCHEDULE="true")
     results = []
     with tempfile.TemporaryDirectory(prefix="bench-state-") as tmp:
+        sink_url = start_sink(tmp)
         for kind in ["duckdb", "postgres"]:
             for state in ["local", "warehouse"]:
                 name = f"bench_{kind}_{state}"
@@ -142,21 +163,26 @@ def main():
                     run(["psql", args.pg_url, "-c", f"CREATE DATABASE {name}"], tmp, env)
                     proxy = ByteCountingProxy(pg.hostname, pg.port)
                     port = proxy.port
-                d = project(tmp, name, kind, pg, state == "warehouse", port)
+                d = project(tmp, name, kind, pg, state == "warehouse", port, sink_url)
                 dbt = [args.dbt, "build", "--profiles-dir", d, "--project-dir", d]
                 run(dbt + ["--vars", f"{{rows: {args.rows}, round: 0}}"], d, env)
                 first, first_rss, _ = timed([args.binary, "run", "--project-dir", d], d, env)
                 run(dbt + ["--vars", f"{{rows: {args.rows}, round: 1}}"], d, env)
-                before = proxy.server_to_client if proxy else 0
-                wall, rss, out = timed([args.binary, "plan", "--project-dir", d], d, env)
-                sent = (proxy.server_to_client - before) if proxy else None
+                walls, rsss = [], []
+                for _ in range(args.repeat):
+                    before = proxy.server_to_client if proxy else 0
+                    wall, rss, out = timed([args.binary, "plan", "--project-dir", d], d, env)
+                    sent = (proxy.server_to_client - before) if proxy else None
+                    walls.append(wall)
+                    rsss.append(rss)
+                wall, rss = statistics.median(walls), max(rsss)
                 line = next((l for l in (out.stdout + out.stderr).splitlines()
                              if " big " in l and "[" in l), "")
                 results.append((kind, state, first, wall, rss, sent, line.strip()))
                 print(f"{kind:8} {state:9} first run {first:7.1f}s  plan {wall:6.2f}s  "
                       f"peak {rss:7.0f} MiB  bytes {sent}  | {line.strip()}", flush=True)
     print()
-    print(f"rows: {args.rows:,}, 1% changed; machine: {platform.node()} "
+    print(f"rows: {args.rows:,}, 1% changed; `plan` median of {args.repeat} runs; machine: {platform.node()} "
           f"({os.cpu_count()} cores), {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
     print("| warehouse | state | first run (s) | diff: `plan` (s) | peak memory (MiB) | bytes from PostgreSQL |")
     print("|---|---|---:|---:|---:|---:|")
