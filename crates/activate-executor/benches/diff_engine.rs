@@ -147,9 +147,9 @@ fn main() {
     let empty = SyncState::default();
     let (first, first_time, _) = diff(&def, &empty, rows, false);
     let mut state = SyncState::default();
-    for row in &first.upserts {
+    for (row, key) in first.upserts.iter().zip(first.upsert_keys.iter()) {
         state.apply(&Confirmed::Upserted {
-            key: row.key.clone(),
+            key: key.into(),
             row_hash: row.row_hash,
         });
     }

@@ -11,6 +11,7 @@ use crate::sync::{FieldSource, SyncDefinition};
 use crate::value::{self, Value};
 use crate::warehouse::RowBatch;
 
+pub use keys::KeyList;
 pub use records::Records;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -21,18 +22,13 @@ pub enum ChangeKind {
     Update,
 }
 
-#[derive(Debug, Clone)]
+/// One planned upsert; its key, record and cursor are at the same position in the plan's
+/// `upsert_keys`, `upsert_records` and `upsert_cursors` (16 bytes here instead of a heap key
+/// and an inline cursor value: a first sync plans every row).
+#[derive(Debug, Clone, Copy)]
 pub struct PlannedRow {
     pub kind: ChangeKind,
-    /// JSON array of the key values.
-    pub key: Box<str>,
     pub row_hash: u64,
-    pub cursor: Option<Value>,
-}
-
-#[derive(Debug, Clone)]
-pub struct PlannedRemoval {
-    pub key: Box<str>,
 }
 
 #[derive(Debug, Clone)]
@@ -46,11 +42,16 @@ pub struct Rejection {
 #[derive(Debug, Default)]
 pub struct Plan {
     pub upserts: Vec<PlannedRow>,
+    /// The key of each upsert (JSON array of the key values), aligned with `upserts`.
+    pub upsert_keys: KeyList,
     /// The record of each upsert, aligned with `upserts`, encoded (see [`records`]): decoded
     /// a batch at a time when sent.
     pub upsert_records: Records,
+    /// The cursor value of each upsert (one-value records), aligned with `upserts`; empty
+    /// when the sync has no cursor.
+    pub upsert_cursors: Records,
     /// Mirror: keys that left the model, to delete (`on_delete: delete`) or clear (`clear`).
-    pub removals: Vec<PlannedRemoval>,
+    pub removals: KeyList,
     /// The record of each removal (key fields, or the key with nulls for `clear`), aligned
     /// with `removals`.
     pub removal_records: Records,
@@ -84,6 +85,14 @@ fn row_fingerprint(buffer: &mut Vec<u8>, parts: &[&[u8]]) -> u128 {
 }
 
 impl Plan {
+    /// The cursor value of upsert `index`, when the sync has a cursor.
+    pub fn upsert_cursor(&self, index: usize) -> Option<Value> {
+        if self.upsert_cursors.is_empty() {
+            return None;
+        }
+        self.upsert_cursors.get(index).values.into_iter().next()
+    }
+
     pub fn inserts(&self) -> u64 {
         self.upserts
             .iter()
@@ -378,12 +387,11 @@ impl<'a> PlanBuilder<'a> {
         self.plan
             .upsert_records
             .push((0..def.field_sources.len()).map(|i| field(def, i, row, rendered)));
-        self.plan.upserts.push(PlannedRow {
-            kind,
-            key: key.into(),
-            row_hash,
-            cursor: cursor.cloned(),
-        });
+        self.plan.upsert_keys.push(key);
+        if let Some(c) = cursor {
+            self.plan.upsert_cursors.push([c]);
+        }
+        self.plan.upserts.push(PlannedRow { kind, row_hash });
     }
 
     /// Plans the removal of a delivered key (JSON array of the key values) that left the
@@ -409,7 +417,7 @@ impl<'a> PlanBuilder<'a> {
             }
             self.plan.removal_records.push(&values);
         }
-        self.plan.removals.push(PlannedRemoval { key });
+        self.plan.removals.push(&key);
     }
 
     pub fn finish(mut self) -> Plan {
@@ -476,21 +484,28 @@ impl PlanBuilder<'_> {
         let upserts = std::mem::take(&mut self.plan.upserts);
         let mut kept = Vec::with_capacity(upserts.len());
         let mut rejected_keys: HashSet<&str> = HashSet::new();
-        for row in upserts {
-            kept.push(!colliding.contains_key(&*row.key));
-            match colliding.get(&*row.key) {
+        let mut keys = std::mem::take(&mut self.plan.upsert_keys);
+        for (i, row) in upserts.into_iter().enumerate() {
+            let key = keys.get(i);
+            kept.push(!colliding.contains_key(key));
+            match colliding.get(key) {
                 Some(group) => {
-                    rejected_keys.insert(group.iter().find(|k| **k == *row.key).map_or("", |k| k));
+                    rejected_keys.insert(group.iter().find(|k| **k == key).map_or("", |k| k));
                     self.plan.rejected.push(Rejection {
-                        reason: reason(&row.key, group),
-                        key: row.key.into(),
-                        cursor: row.cursor,
+                        reason: reason(key, group),
+                        key: key.to_owned(),
+                        cursor: self.plan.upsert_cursor(i),
                     });
                 }
                 None => self.plan.upserts.push(row),
             }
         }
+        keys.retain_indices(|i| kept[i]);
+        self.plan.upsert_keys = keys;
         self.plan.upsert_records.retain_indices(|i| kept[i]);
+        if !self.plan.upsert_cursors.is_empty() {
+            self.plan.upsert_cursors.retain_indices(|i| kept[i]);
+        }
         // Colliding keys already delivered and unchanged are reported too.
         for (key, group) in &colliding {
             if !rejected_keys.contains(key) {
@@ -505,6 +520,7 @@ impl PlanBuilder<'_> {
     }
 }
 
+mod keys;
 pub mod records;
 #[cfg(test)]
 mod tests;

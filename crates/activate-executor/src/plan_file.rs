@@ -80,8 +80,9 @@ impl Computed {
         let keys = |kind: ChangeKind| -> Vec<String> {
             plan.upserts
                 .iter()
-                .filter(|r| r.kind == kind)
-                .map(|r| r.key.to_string())
+                .zip(plan.upsert_keys.iter())
+                .filter(|(r, _)| r.kind == kind)
+                .map(|(_, key)| key.to_owned())
                 .collect()
         };
         Self {
@@ -91,7 +92,7 @@ impl Computed {
             state_keys: plan.delivered_before,
             insert: keys(ChangeKind::Insert),
             update: keys(ChangeKind::Update),
-            delete: plan.removals.iter().map(|r| r.key.to_string()).collect(),
+            delete: plan.removals.iter().map(str::to_owned).collect(),
         }
     }
 

@@ -11,7 +11,7 @@ use serde_json::value::RawValue;
 use tokio::task::JoinSet;
 
 use crate::destination::{Destination, WriteBatch, WriteOp};
-use crate::plan::{ChangeKind, Plan, PlanBuilder, PlannedRemoval, PlannedRow, Records};
+use crate::plan::{ChangeKind, KeyList, Plan, PlanBuilder, Records};
 use crate::plan_file::{Computed, PlannedSync};
 use crate::results::{RowRejection, Status, SyncResult};
 use crate::secrets;
@@ -319,6 +319,11 @@ async fn sync_inner(
         names: &def.fields,
         key_positions: &def.key_positions,
     };
+    let upserts = Outgoing {
+        keys: &plan.upsert_keys,
+        records: &plan.upsert_records,
+        new_to_state: &|i| plan.upserts[i].kind == ChangeKind::Insert,
+    };
     send_batches(
         ctx,
         job,
@@ -326,26 +331,22 @@ async fn sync_inner(
         &mut state,
         result,
         &upsert_fields,
-        &plan.upserts,
-        &plan.upsert_records,
+        &upserts,
         max_rows,
-        |row, result| match row {
-            Ok(row) => {
-                match row.kind {
-                    ChangeKind::Insert => result.inserted += 1,
-                    ChangeKind::Update => result.updated += 1,
-                }
-                Some(Confirmed::Upserted {
-                    key: row.key.clone(),
-                    row_hash: row.row_hash,
-                })
+        |i, confirmed, result| {
+            let row = plan.upserts[i];
+            if !confirmed {
+                rejected_cursors.extend(plan.upsert_cursor(i));
+                return None;
             }
-            Err(row) => {
-                if let Some(c) = &row.cursor {
-                    rejected_cursors.push(c.clone());
-                }
-                None
+            match row.kind {
+                ChangeKind::Insert => result.inserted += 1,
+                ChangeKind::Update => result.updated += 1,
             }
+            Some(Confirmed::Upserted {
+                key: plan.upsert_keys.get(i).into(),
+                row_hash: row.row_hash,
+            })
         },
     )
     .await?;
@@ -365,6 +366,11 @@ async fn sync_inner(
             },
         };
         let clear = removal_fields.op == WriteOp::Clear;
+        let removals = Outgoing {
+            keys: &plan.removals,
+            records: &plan.removal_records,
+            new_to_state: &|_| false,
+        };
         send_batches(
             ctx,
             job,
@@ -372,18 +378,19 @@ async fn sync_inner(
             &mut state,
             result,
             &removal_fields,
-            &plan.removals,
-            &plan.removal_records,
+            &removals,
             max_rows,
-            |row, result| {
-                let row = row.ok()?;
+            |i, confirmed, result| {
+                if !confirmed {
+                    return None;
+                }
                 if clear {
                     result.cleared += 1;
                 } else {
                     result.deleted += 1;
                 }
                 Some(Confirmed::Removed {
-                    key: row.key.clone(),
+                    key: plan.removals.get(i).into(),
                 })
             },
         )
@@ -434,53 +441,38 @@ struct Fields<'a> {
     key_positions: &'a [usize],
 }
 
-/// A planned change, by its key; its record is at the same position in the plan's records.
-trait Outgoing {
-    fn key(&self) -> &str;
-    /// The key was never delivered by this sync (by its state).
-    fn new_to_state(&self) -> bool {
-        false
-    }
+/// Planned changes of one kind: their keys and records, aligned by position.
+struct Outgoing<'p> {
+    keys: &'p KeyList,
+    records: &'p Records,
+    /// The change at this position has a key never delivered by this sync (by its state).
+    new_to_state: &'p (dyn Fn(usize) -> bool + Sync),
 }
 
-impl Outgoing for PlannedRow {
-    fn key(&self) -> &str {
-        &self.key
-    }
-    fn new_to_state(&self) -> bool {
-        self.kind == ChangeKind::Insert
-    }
-}
-
-impl Outgoing for PlannedRemoval {
-    fn key(&self) -> &str {
-        &self.key
-    }
-}
-
-/// Sends `rows` (with their `records`, aligned) in batches of at most `max_rows`. `outcome` is told of every row, `Ok` when the
-/// destination confirmed it (returning the state change to journal) or `Err` when it rejected
-/// it; rejections are recorded here. Stops when the `max_rejected` breaker trips.
+/// Sends the `rows` in batches of at most `max_rows`. `outcome` is told of every row by its
+/// position, `true` when the destination confirmed it (returning the state change to journal)
+/// or `false` when it rejected it; rejections are recorded here. Stops when the
+/// `max_rejected` breaker trips.
 #[allow(clippy::too_many_arguments)]
-async fn send_batches<T: Outgoing>(
+async fn send_batches(
     ctx: &RunContext,
     job: &SyncJob,
     key: &StateKey,
     state: &mut SyncState,
     result: &mut SyncResult,
     fields: &Fields<'_>,
-    rows: &[T],
-    records: &Records,
+    rows: &Outgoing<'_>,
     max_rows: usize,
-    mut outcome: impl FnMut(Result<&T, &T>, &mut SyncResult) -> Option<Confirmed>,
+    mut outcome: impl FnMut(usize, bool, &mut SyncResult) -> Option<Confirmed>,
 ) -> Result<(), String> {
     let spec = &job.def.spec;
-    for (n, chunk) in rows.chunks(max_rows).enumerate() {
+    let total = rows.keys.len();
+    for first in (0..total).step_by(max_rows) {
         if ctx.stopping() {
             return Err(STOPPED.to_owned());
         }
-        let first = n * max_rows;
-        let chunk_records = records.decode(first..first + chunk.len());
+        let chunk = first..(first + max_rows).min(total);
+        let chunk_records = rows.records.decode(chunk.clone());
         let batch = WriteBatch {
             sync: &job.def.unique_id,
             object: &spec.object,
@@ -488,8 +480,7 @@ async fn send_batches<T: Outgoing>(
             fields: fields.names,
             key_positions: fields.key_positions,
             records: &chunk_records,
-            keys_new_to_state: fields.op == WriteOp::Upsert
-                && chunk.iter().all(Outgoing::new_to_state),
+            keys_new_to_state: fields.op == WriteOp::Upsert && chunk.clone().all(rows.new_to_state),
         };
         let write_started = Instant::now();
         let written = job.destination.write(&batch).await;
@@ -498,17 +489,17 @@ async fn send_batches<T: Outgoing>(
             written.map_err(|e| format!("destination `{}`: {}", spec.destination, e.message))?;
         let rejected: BTreeMap<usize, String> = written.rejected.into_iter().collect();
         let mut confirmed = Vec::with_capacity(chunk.len());
-        for (i, row) in chunk.iter().enumerate() {
+        for (i, at) in chunk.enumerate() {
             match rejected.get(&i) {
                 Some(reason) => {
                     result.rejected += 1;
                     result.rejections.push(RowRejection {
-                        key: row.key().to_owned(),
+                        key: rows.keys.get(at).to_owned(),
                         reason: secrets::redact(reason),
                     });
-                    outcome(Err(row), result);
+                    outcome(at, false, result);
                 }
-                None => confirmed.extend(outcome(Ok(row), result)),
+                None => confirmed.extend(outcome(at, true, result)),
             }
         }
         journal(ctx, key, state, confirmed).await?;
@@ -600,8 +591,8 @@ fn samples(def: &SyncDefinition, plan: &Plan, n: usize) -> Vec<Box<RawValue>> {
             out.push(format!("{{\"change\":\"{change}\",\"record\":{record}}}"));
         }
     }
-    for row in plan.removals.iter().take(n) {
-        out.push(format!("{{\"change\":\"delete\",\"key\":{}}}", row.key));
+    for key in plan.removals.iter().take(n) {
+        out.push(format!("{{\"change\":\"delete\",\"key\":{key}}}"));
     }
     out.into_iter()
         .filter_map(|s| RawValue::from_string(s).ok())

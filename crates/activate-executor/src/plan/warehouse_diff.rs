@@ -13,7 +13,7 @@ use std::collections::HashSet;
 use activate_manifest::{OnDelete, Operation, SyncMode};
 
 use crate::destination::Record;
-use crate::plan::{Plan, PlanBuilder, PlannedRemoval};
+use crate::plan::{Plan, PlanBuilder};
 use crate::state::warehouse::{Candidate, DiffAnswers, DiffRequest, PendingRow, SyncKeys};
 use crate::state::{Confirmed, StateKey, SyncState, WarehouseStateStore};
 use crate::sync::{FieldSource, SyncDefinition};
@@ -103,12 +103,11 @@ pub fn plan_in_warehouse(
 
     // Rows whose source changed but whose record did not: remember the new source hash.
     if def.spec.operation != Operation::Insert {
-        let sent: HashSet<&str> = plan.upserts.iter().map(|r| &*r.key).collect();
+        let sent: HashSet<&str> = plan.upsert_keys.iter().collect();
         let rejected: HashSet<&str> = plan.rejected.iter().map(|r| r.key.as_str()).collect();
         let removed: HashSet<&str> = plan
             .removals
             .iter()
-            .map(|r| &*r.key)
             .chain(plan.forgotten.iter().map(|k| &**k))
             .collect();
         keys.refresh = known
@@ -186,7 +185,7 @@ fn add_warehouse_answers(
     let planned: HashSet<Box<str>> = plan
         .removals
         .iter()
-        .map(|r| r.key.clone())
+        .map(Box::from)
         .chain(plan.forgotten.iter().cloned())
         .collect();
     for (key_json, _) in &answers.removals {
@@ -198,19 +197,17 @@ fn add_warehouse_answers(
             OnDelete::Ignore => plan.forgotten.push(key),
             OnDelete::Delete | OnDelete::Clear => {
                 plan.removal_records.push(&removal_record(def, &key).values);
-                plan.removals.push(PlannedRemoval { key });
+                plan.removals.push(&key);
             }
         }
     }
     // In key order, as the local diff sends them.
     let records = std::mem::take(&mut plan.removal_records);
-    let mut removals: Vec<(PlannedRemoval, Record)> = std::mem::take(&mut plan.removals)
-        .into_iter()
-        .zip(records.iter())
-        .collect();
-    removals.sort_by(|a, b| a.0.key.cmp(&b.0.key));
-    for (removal, record) in removals {
-        plan.removals.push(removal);
+    let keys = std::mem::take(&mut plan.removals);
+    let mut removals: Vec<(&str, Record)> = keys.iter().zip(records.iter()).collect();
+    removals.sort_by(|a, b| a.0.cmp(b.0));
+    for (key, record) in removals {
+        plan.removals.push(key);
         plan.removal_records.push(&record.values);
     }
     plan.forgotten.sort();
@@ -276,14 +273,15 @@ mod tests {
         let mut upserts: Vec<String> = plan
             .upserts
             .iter()
-            .map(|r| format!("{:?} {} {:x}", r.kind, r.key, r.row_hash))
+            .zip(plan.upsert_keys.iter())
+            .map(|(r, key)| format!("{:?} {key} {:x}", r.kind, r.row_hash))
             .collect();
         upserts.sort();
         let mut rejected: Vec<String> = plan.rejected.iter().map(|r| r.key.clone()).collect();
         rejected.sort();
         json!({
             "upserts": upserts,
-            "removals": plan.removals.iter().map(|r| r.key.to_string()).collect::<Vec<_>>(),
+            "removals": plan.removals.iter().collect::<Vec<_>>(),
             "removal_records": plan.removal_records.iter().map(|r| format!("{:?}", r.values)).collect::<Vec<_>>(),
             "rows_read": plan.rows_read,
             "unchanged": plan.unchanged,
@@ -304,15 +302,16 @@ mod tests {
         let mut confirmed: Vec<Confirmed> = plan
             .upserts
             .iter()
-            .map(|r| Confirmed::Upserted {
-                key: r.key.clone(),
+            .zip(plan.upsert_keys.iter())
+            .map(|(r, key)| Confirmed::Upserted {
+                key: key.into(),
                 row_hash: r.row_hash,
             })
             .collect();
         confirmed.extend(
             plan.removals
                 .iter()
-                .map(|r| Confirmed::Removed { key: r.key.clone() }),
+                .map(|key| Confirmed::Removed { key: key.into() }),
         );
         for c in &confirmed {
             local.apply(c);

@@ -268,7 +268,12 @@ impl Warehouse for DuckDbWarehouse {
             WarehouseError::new(format!("query on {} failed: {e}", request.relation))
         };
         let mut stmt = conn.prepare(&sql).map_err(fail)?;
-        let mut rows = stmt.query([]).map_err(fail)?;
+        // Executed as a stream: DuckDB hands out one chunk at a time instead of materializing
+        // the whole result first (`query` would hold all of a 10,000,000-row model in memory).
+        // The Arrow handle only starts the streaming execution; rows are read through `Rows`,
+        // which reports a failed fetch as an error where the Arrow iterator would panic.
+        drop(stmt.stream_arrow([]).map_err(fail)?);
+        let mut rows = stmt.raw_query();
         let mut batch: RowBatch = Vec::with_capacity(request.batch_rows);
         while let Some(row) = rows.next().map_err(fail)? {
             let mut values = Vec::with_capacity(how.len());
