@@ -6,7 +6,7 @@ use std::collections::{HashMap, HashSet};
 use activate_manifest::{OnDelete, Operation, SyncMode};
 use xxhash_rust::xxh3::{xxh3_64, xxh3_128};
 
-use crate::state::{Snapshot, SyncState, key_hash};
+use crate::state::{Snapshot, SyncState};
 use crate::sync::{FieldSource, SyncDefinition};
 use crate::value::{self, Value};
 use crate::warehouse::RowBatch;
@@ -111,17 +111,18 @@ impl Plan {
 ///
 /// An unchanged row costs no allocation: its key is written into a reused buffer, its mapped
 /// values are hashed where they lie in the row, and its key is marked seen by one bit per slot
-/// of the state's table; a `Record` is built only for a change. Keys not in the state are
-/// remembered by their 128-bit hash to find duplicates (two distinct keys of one model share
-/// a 128-bit xxh3 hash with probability about n²/2¹²⁹: 1.5e-25 for 10 million keys).
+/// of the state's table; a `Record` is built only for a change. A key not in the state is
+/// always planned (an insert), so the keys read that are new to the state are found, to catch
+/// a duplicate, through a table of positions in the plan's `upsert_keys` (8 bytes a key, and
+/// compared by their text, so a duplicate is never missed).
 pub struct PlanBuilder<'a> {
     def: &'a SyncDefinition,
     state: &'a SyncState,
     send_all: bool,
     /// One bit per slot of the state's table: the key of that slot was read.
     seen_in_state: Vec<u64>,
-    /// 128-bit hashes of the keys read that are not in the state.
-    new_keys: HashSet<u128>,
+    /// The keys read that are not in the state, as positions in `plan.upsert_keys`.
+    new_keys: hashbrown::HashTable<usize>,
     /// The key of the row being added (reused).
     key: String,
     /// The bytes a row's hash or fingerprint is computed over (reused).
@@ -163,7 +164,7 @@ impl<'a> PlanBuilder<'a> {
             hash_order,
             send_all: full_refresh || def.spec.sync_mode == SyncMode::FullRefresh,
             seen_in_state: vec![0; state.snapshot.slot_count().div_ceil(64)],
-            new_keys: HashSet::new(),
+            new_keys: hashbrown::HashTable::new(),
             key: String::new(),
             hash_input: Vec::new(),
             templates,
@@ -332,7 +333,12 @@ impl<'a> PlanBuilder<'a> {
                 self.seen_in_state[at / 64] |= bit;
                 first
             }
-            None => self.new_keys.insert(key_hash(key)),
+            None => {
+                let keys = &self.plan.upsert_keys;
+                self.new_keys
+                    .find(new_key_hash(key), |&i| keys.get(i) == key)
+                    .is_none()
+            }
         };
         if !first_time {
             self.plan.duplicate_count += 1;
@@ -387,6 +393,13 @@ impl<'a> PlanBuilder<'a> {
         self.plan
             .upsert_records
             .push((0..def.field_sources.len()).map(|i| field(def, i, row, rendered)));
+        if kind == ChangeKind::Insert {
+            let keys = &self.plan.upsert_keys;
+            self.new_keys
+                .insert_unique(new_key_hash(key), keys.len(), |&i| {
+                    new_key_hash(keys.get(i))
+                });
+        }
         self.plan.upsert_keys.push(key);
         if let Some(c) = cursor {
             self.plan.upsert_cursors.push([c]);
@@ -438,6 +451,10 @@ impl<'a> PlanBuilder<'a> {
         }
         self.plan
     }
+}
+
+fn new_key_hash(key: &str) -> u64 {
+    xxh3_64(key.as_bytes())
 }
 
 /// A field's value for a row: its column, its literal, or its rendered template.

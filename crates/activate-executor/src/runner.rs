@@ -403,11 +403,14 @@ async fn sync_inner(
         .map(|k| Confirmed::Removed { key: k.clone() })
         .collect();
     journal(ctx, &key, &mut state, forgotten).await?;
+    // Every change is sent: the plan's records are freed before the state is written.
+    let max_cursor = plan.max_cursor.clone();
+    drop(plan);
 
     // The cursor moves to the newest row read, but never past a rejected row, so the rejected
     // rows are read (and retried) again; rows at the boundary are deduplicated by the snapshot.
     if spec.cursor.is_some() && spec.sync_mode == SyncMode::Incremental {
-        let mut next = plan.max_cursor.clone();
+        let mut next = max_cursor;
         for c in &rejected_cursors {
             if next.as_ref().is_none_or(|n| c.cursor_cmp(n).is_lt()) {
                 next = Some(c.clone());

@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 
 use fs4::fs_std::FileExt;
 
-use crate::destination::file::write_atomically;
+use crate::destination::file::write_atomically_with;
 use crate::error::StateError;
 use crate::state::{Confirmed, StateKey, SyncState, cursor_from_json, cursor_to_json};
 
@@ -136,9 +136,8 @@ impl LocalStateStore {
             return Ok(());
         }
         std::fs::create_dir_all(&dir).map_err(io(&dir))?;
-        let mut text = String::with_capacity(64 + state.snapshot.len() * 48);
-        text.push_str(HEADER);
-        text.push('\n');
+        let mut head = String::from(HEADER);
+        head.push('\n');
         let meta = serde_json::json!({
             "format": FORMAT_VERSION,
             "sync": key.sync,
@@ -147,16 +146,24 @@ impl LocalStateStore {
             "cursor": state.cursor.as_ref().map(cursor_to_json),
             "committed_at": chrono::Utc::now().to_rfc3339(),
         });
-        text.push_str(&meta.to_string());
-        text.push('\n');
-        for (key, row_hash) in state.snapshot.iter() {
-            push_hex16(&mut text, row_hash);
-            text.push(' ');
-            text.push_str(key);
-            text.push('\n');
-        }
-        text.push_str(&format!("end {}\n", state.snapshot.len()));
-        write_atomically(&path, text.as_bytes()).map_err(io(&path))?;
+        head.push_str(&meta.to_string());
+        head.push('\n');
+        // Streamed a line at a time: the snapshot of a large model is never a second copy in
+        // memory.
+        write_atomically_with(&path, |out| {
+            out.write_all(head.as_bytes())?;
+            let mut line = String::with_capacity(64);
+            for (key, row_hash) in state.snapshot.iter() {
+                line.clear();
+                push_hex16(&mut line, row_hash);
+                line.push(' ');
+                line.push_str(key);
+                line.push('\n');
+                out.write_all(line.as_bytes())?;
+            }
+            writeln!(out, "end {}", state.snapshot.len())
+        })
+        .map_err(io(&path))?;
         let journal = dir.join("journal");
         match std::fs::remove_file(&journal) {
             Ok(()) => Ok(()),
