@@ -178,17 +178,20 @@ def main():
                 wall, rss = statistics.median(walls), max(rsss)
                 line = next((l for l in (out.stdout + out.stderr).splitlines()
                              if " big " in l and "[" in l), "")
-                results.append((kind, state, first, wall, rss, sent, line.strip()))
-                print(f"{kind:8} {state:9} first run {first:7.1f}s  plan {wall:6.2f}s  "
+                results.append((kind, state, first, first_rss, wall, rss, sent, line.strip()))
+                print(f"{kind:8} {state:9} first run {first:7.1f}s {first_rss:6.0f} MiB  "
+                      f"plan {wall:6.2f}s  "
                       f"peak {rss:7.0f} MiB  bytes {sent}  | {line.strip()}", flush=True)
     print()
     print(f"rows: {args.rows:,}, 1% changed; `plan` median of {args.repeat} runs; machine: {platform.node()} "
           f"({os.cpu_count()} cores), {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
-    print("| warehouse | state | first run (s) | diff: `plan` (s) | peak memory (MiB) | bytes from PostgreSQL |")
-    print("|---|---|---:|---:|---:|---:|")
-    for kind, state, first, wall, rss, sent, _ in results:
+    print("| warehouse | state | first run (s) | first run peak (MiB) | diff: `plan` (s) "
+          "| `plan` peak memory (MiB) | bytes from PostgreSQL |")
+    print("|---|---|---:|---:|---:|---:|---:|")
+    for kind, state, first, first_rss, wall, rss, sent, _ in results:
         shown = f"{sent:,}" if sent is not None else "n/a (embedded)"
-        print(f"| {kind} | {state} | {first:.1f} | {wall:.2f} | {rss:.0f} | {shown} |")
+        print(f"| {kind} | {state} | {first:.1f} | {first_rss:.0f} | {wall:.2f} | {rss:.0f} "
+              f"| {shown} |")
 
 
 if __name__ == "__main__":
