@@ -541,6 +541,11 @@ fn copy_text(out: &mut String, value: &Value, ty: &str) {
         (Value::Blob(b), "bytea") => format!("\\x{}", hex::encode(b)),
         (v, _) => v.to_text().unwrap_or_default(),
     };
+    push_copy_escaped(out, &text);
+}
+
+/// Appends text escaped for COPY text format (backslash, newline, carriage return, tab).
+pub(crate) fn push_copy_escaped(out: &mut String, text: &str) {
     for c in text.chars() {
         match c {
             '\\' => out.push_str("\\\\"),

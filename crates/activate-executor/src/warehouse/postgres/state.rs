@@ -147,17 +147,7 @@ fn text_rows(messages: Vec<SimpleQueryMessage>) -> TextRows {
 fn push_copy_field(out: &mut String, value: Option<&str>, end: char) {
     match value {
         None => out.push_str("\\N"),
-        Some(text) => {
-            for c in text.chars() {
-                match c {
-                    '\\' => out.push_str("\\\\"),
-                    '\n' => out.push_str("\\n"),
-                    '\r' => out.push_str("\\r"),
-                    '\t' => out.push_str("\\t"),
-                    c => out.push(c),
-                }
-            }
-        }
+        Some(text) => crate::destination::postgres::push_copy_escaped(out, text),
     }
     out.push(end);
 }
