@@ -325,6 +325,8 @@ impl<'a> PlanBuilder<'a> {
         let def = self.def;
         let state = self.state;
         let in_state = state.snapshot.find(key);
+        // A key new to the state: its hash, computed once for the lookup and the insert.
+        let mut new_key = None;
         let first_time = match in_state {
             Some(slot) => {
                 let at = Snapshot::position(slot);
@@ -335,9 +337,9 @@ impl<'a> PlanBuilder<'a> {
             }
             None => {
                 let keys = &self.plan.upsert_keys;
-                self.new_keys
-                    .find(new_key_hash(key), |&i| keys.get(i) == key)
-                    .is_none()
+                let hash = new_key_hash(key);
+                new_key = Some(hash);
+                self.new_keys.find(hash, |&i| keys.get(i) == key).is_none()
             }
         };
         if !first_time {
@@ -393,12 +395,10 @@ impl<'a> PlanBuilder<'a> {
         self.plan
             .upsert_records
             .push((0..def.field_sources.len()).map(|i| field(def, i, row, rendered)));
-        if kind == ChangeKind::Insert {
+        if let Some(hash) = new_key {
             let keys = &self.plan.upsert_keys;
             self.new_keys
-                .insert_unique(new_key_hash(key), keys.len(), |&i| {
-                    new_key_hash(keys.get(i))
-                });
+                .insert_unique(hash, keys.len(), |&i| new_key_hash(keys.get(i)));
         }
         self.plan.upsert_keys.push(key);
         if let Some(c) = cursor {
