@@ -321,3 +321,188 @@ fn an_unreachable_endpoint_is_one_clear_error_in_bounded_time() {
         started.elapsed()
     );
 }
+
+/// The `people` table of `dataset`, created again from `rows` (each a `SELECT` of one row).
+/// The emulator has no UPDATE or DELETE: each change of the model is a new table, as
+/// `dbt build` makes one.
+fn replace_people(port: u16, dataset: &str, rows: &[String]) {
+    emulator_query(
+        port,
+        &format!(
+            "CREATE OR REPLACE TABLE {dataset}.people AS {}",
+            rows.join(" UNION ALL ")
+        ),
+    );
+}
+
+/// Two query syncs over `people`: a mirror keyed by `id` and an incremental one keyed by
+/// `(region, id)` with an `updated_at` cursor.
+fn add_people_syncs(p: &Project, dataset: &str) {
+    let from = format!(
+        "{{% set gate = ref('stg_leads') %}}select * from `local-project`.{dataset}.people"
+    );
+    p.edit_file("activate.yml", |s| {
+        s.replace(
+            "syncs:\n",
+            &format!(
+                "syncs:\n  bq_mirror:\n    query: \"{from}\"\n    destination: sales\n    object: bq_mirror\n    \
+                 sync_mode: mirror\n    primary_key: id\n  \
+                 bq_incremental:\n    query: \"{from}\"\n    destination: sales\n    object: bq_incremental\n    \
+                 sync_mode: incremental\n    cursor: updated_at\n    primary_key: [region, id]\n"
+            ),
+        )
+    });
+}
+
+fn people_run(p: &Project) -> RunOutput {
+    let out = p.activate(&["run", "--select", "bq_mirror", "bq_incremental"]);
+    assert!(
+        out.code == 0 || out.code == 1,
+        "the run must not be refused\n{out}"
+    );
+    assert!(!out.text().contains("panicked"), "{out}");
+    out
+}
+
+/// `state: {type: warehouse}` in BigQuery (crucible-emulator): the same tables synced with
+/// local state and with the state in the emulator; after a first run, an unchanged rerun,
+/// changed/new/NULL-key rows and a removal, the destinations hold the same records and every
+/// count is the same. A lock left by a killed run refuses the next run, `history` reads the
+/// state tables, and `reset` makes the next run a first run.
+#[test]
+fn bigquery_warehouse_state_gives_the_results_of_local_state() {
+    use crate::warehouse_state::{assert_same_step, counts};
+    let port = crucible_port();
+    let suffix = unique_suffix();
+    let dataset = format!("e2e_{suffix}");
+    let state = format!("state_{suffix}");
+    emulator_query(port, &format!("CREATE SCHEMA {dataset}"));
+    let t = |s: &str| format!("TIMESTAMP '{s}'");
+    let (jan, feb, mar) = (
+        t("2024-01-01 00:00:00+00"),
+        t("2024-02-01 00:00:00+00"),
+        t("2024-03-01 00:00:00+00"),
+    );
+    let row = |id: &str, region: &str, email: &str, score: &str, at: &str| {
+        format!(
+            "SELECT {id} AS id, '{region}' AS region, '{email}' AS email, {score} AS score, \
+             {at} AS updated_at"
+        )
+    };
+    let first: Vec<String> = vec![
+        row("1", "eu", "ada@example.org", "0.5", &jan),
+        row("2", "eu", "o\\'neil\\\\x@example.org", "0.25", &jan),
+        row("3", "us", "cy@example.org", "0.75", &jan),
+        row("4", "us", "di@example.org", "1.5", &jan),
+        row("5", "eu", "ed@example.org", "2.0", &jan),
+    ];
+    replace_people(port, &dataset, &first);
+
+    let endpoint = format!("http://127.0.0.1:{port}");
+    let local = Project::new();
+    let warehouse = Project::new();
+    for p in [&local, &warehouse] {
+        p.write_file("profiles.yml", &bigquery_profile(&endpoint, &dataset));
+        add_people_syncs(p, &dataset);
+    }
+    warehouse.edit_file("activate.yml", |s| {
+        s + &format!("\nstate: {{type: warehouse, schema: {state}}}\n")
+    });
+
+    for p in [&local, &warehouse] {
+        people_run(p).assert_success();
+    }
+    assert_same_step("first run", &local, &warehouse);
+    assert_eq!(counts(&warehouse)["bq_mirror"]["inserted"], 5);
+    assert!(
+        !warehouse.file(".dbt-activate").join("dev").exists(),
+        "warehouse state writes no local state"
+    );
+    let snapshot = emulator_query(
+        port,
+        &format!("SELECT count(*) FROM {state}.activate_snapshot"),
+    );
+    assert_eq!(snapshot["rows"][0]["f"][0]["v"], "10", "{snapshot}");
+
+    for p in [&local, &warehouse] {
+        people_run(p).assert_success();
+    }
+    assert_same_step("unchanged rerun", &local, &warehouse);
+    assert_eq!(counts(&warehouse)["bq_mirror"]["unchanged"], 5);
+    assert_eq!(counts(&warehouse)["bq_mirror"]["inserted"], 0);
+
+    // 2 changed and moved past the cursor, 4 changed without moving it, 3 removed, 6 new,
+    // and a NULL key.
+    let second: Vec<String> = vec![
+        row("1", "eu", "ada@example.org", "0.5", &jan),
+        row("2", "eu", "o\\'neil\\\\x@example.org", "0.9", &feb),
+        row("4", "us", "di@example.org", "3.5", &jan),
+        row("5", "eu", "ed@example.org", "2.0", &jan),
+        row("6", "us", "fy@example.org", "0.1", &mar),
+        row(
+            "CAST(NULL AS INT64)",
+            "eu",
+            "nokey@example.org",
+            "0.0",
+            &mar,
+        ),
+    ];
+    replace_people(port, &dataset, &second);
+    for p in [&local, &warehouse] {
+        people_run(p);
+    }
+    assert_same_step(
+        "changes, a removal, a new key and a NULL key",
+        &local,
+        &warehouse,
+    );
+    let mirror = &counts(&warehouse)["bq_mirror"];
+    assert_eq!(
+        (
+            &mirror["inserted"],
+            &mirror["updated"],
+            &mirror["deleted"],
+            &mirror["rejected"]
+        ),
+        (&json!(1), &json!(2), &json!(1), &json!(1)),
+        "{mirror}"
+    );
+
+    // A lock left by a killed run refuses the next one, naming how to clear it.
+    let lock = format!("{state}.activate_lock");
+    emulator_query(
+        port,
+        &format!(
+            "MERGE {lock} AS l USING (SELECT 'process 1 since yesterday, run killed' AS h) AS n \
+             ON TRUE WHEN MATCHED THEN UPDATE SET holder = n.h"
+        ),
+    );
+    let refused = warehouse.activate(&["run", "--select", "bq_mirror"]);
+    refused.assert_code(2);
+    for needle in [
+        &format!("holds the warehouse state lock of dataset `{state}`"),
+        "run killed",
+        "SET holder = NULL",
+    ] {
+        refused.assert_contains(needle);
+    }
+    emulator_query(
+        port,
+        &format!(
+            "MERGE {lock} AS l USING (SELECT 1 AS one) AS n ON TRUE \
+             WHEN MATCHED THEN UPDATE SET holder = CAST(NULL AS STRING)"
+        ),
+    );
+
+    let history = warehouse.activate(&["history", "--select", "bq_mirror"]);
+    history.assert_success();
+    history.assert_contains("3 runs of 1 sync");
+
+    for p in [&local, &warehouse] {
+        p.activate(&["reset", "--select", "bq_mirror"])
+            .assert_success();
+        people_run(p);
+    }
+    assert_same_step("after a reset", &local, &warehouse);
+    assert_eq!(counts(&warehouse)["bq_mirror"]["unchanged"], 0);
+}

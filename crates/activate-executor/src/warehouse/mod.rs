@@ -48,7 +48,7 @@ pub trait Warehouse: Send + Sync {
     fn state_backend(&self, schema: &str, lock: bool) -> Result<Box<dyn StateBackend>, StateError> {
         let _ = (schema, lock);
         Err(StateError::Warehouse(format!(
-            "activate.yml, state: `type: warehouse` is not supported for {} warehouses in this release; the state tables can live in PostgreSQL, DuckDB or Snowflake\n  hint: use `state: {{type: local}}` (the default) with --state-dir on a persistent volume",
+            "activate.yml, state: `type: warehouse` is not supported for {} warehouses in this release; the state tables can live in PostgreSQL, DuckDB, Snowflake or BigQuery\n  hint: use `state: {{type: local}}` (the default) with --state-dir on a persistent volume",
             self.kind()
         )))
     }

@@ -25,7 +25,7 @@ use crate::state::{Confirmed, StateKey, StateStore, SyncState, cursor_from_json,
 use crate::value::Value;
 use crate::warehouse::{ColumnDesc, RowBatch};
 
-pub use sql::{Dialect, PendingRow, Tables};
+pub use sql::{Dialect, PendingRow, SyncStateRow, Tables};
 
 /// Rows of a query whose every column was cast to text.
 pub type TextRows = Vec<Vec<Option<String>>>;
@@ -94,6 +94,17 @@ pub trait StateBackend: Send + Sync {
     fn column_in_sql(&self, relation: &str, column: &str) -> String {
         let _ = relation;
         column.to_owned()
+    }
+    /// Whether the table `name` is in `schema` (before a first run it is not).
+    fn table_exists(&self, schema: &str, name: &str) -> Result<bool, String> {
+        let d = self.dialect();
+        let sql = format!(
+            "SELECT CAST(count(*) AS {}) FROM information_schema.tables WHERE table_schema = {} AND table_name = {}",
+            d.text_type(),
+            d.text(schema),
+            d.text(name)
+        );
+        Ok(first_u64(&self.session()?.query_text(&sql)?) > 0)
     }
 }
 
@@ -165,7 +176,7 @@ const FORMAT_VERSION: i64 = 1;
 /// Rows per `INSERT` statement of the journal.
 const ROWS_PER_INSERT: usize = 1000;
 
-fn state_id(key: &StateKey) -> String {
+pub(crate) fn state_id(key: &StateKey) -> String {
     let text = format!("{}\u{0}{}\u{0}{}", key.target, key.sync, key.destination);
     format!("{:032x}", xxhash_rust::xxh3::xxh3_128(text.as_bytes()))
 }
@@ -179,7 +190,7 @@ impl WarehouseStateStore {
         create: bool,
     ) -> Result<Self, StateError> {
         let store = Self {
-            tables: Tables::in_schema(schema),
+            tables: Tables::in_schema(backend.dialect(), schema),
             schema: schema.to_owned(),
             backend,
             run_id: uuid::Uuid::new_v4().to_string(),
@@ -187,7 +198,7 @@ impl WarehouseStateStore {
             keys: Mutex::new(HashMap::new()),
         };
         if create {
-            let statements = store.tables.create(store.backend.dialect(), schema);
+            let statements = store.tables.create(schema);
             store.with_session("create the state tables", |s| s.create_tables(&statements))?;
         }
         Ok(store)
@@ -198,12 +209,19 @@ impl WarehouseStateStore {
     }
 
     fn fail(&self, what: &str, message: String) -> StateError {
+        let schema = &self.schema;
+        let grants = match self.backend.dialect() {
+            Dialect::BigQuery => format!(
+                "the profile's credentials need bigquery.datasets.create on the project (or an existing dataset `{schema}`) and roles/bigquery.dataEditor on it"
+            ),
+            _ => format!(
+                "the profile's user needs CREATE on the database (or the schema `{schema}`) and USAGE, SELECT, INSERT, DELETE on it"
+            ),
+        };
         StateError::Warehouse(crate::secrets::redact(&format!(
-            "warehouse state in schema `{}` of {} ({}): could not {what}: {message}\n  hint: the profile's user needs CREATE on the database (or the schema `{}`) and USAGE, SELECT, INSERT, DELETE on it; or use `state: {{type: local}}` in activate.yml",
-            self.schema,
+            "warehouse state in schema `{schema}` of {} ({}): could not {what}: {message}\n  hint: {grants}; or use `state: {{type: local}}` in activate.yml",
             self.backend.location(),
             self.backend.dialect().name(),
-            self.schema
         )))
     }
 
@@ -220,25 +238,28 @@ impl WarehouseStateStore {
     fn prepare(&self, key: &StateKey) -> Result<Prepared, StateError> {
         let id = state_id(key);
         let t = &self.tables;
+        let d = self.dialect();
         let left = self.with_session("read the pending changes", |s| {
             s.query_text(&format!(
-                "SELECT CAST(count(*) AS TEXT) FROM {} WHERE state_id = {}",
+                "SELECT CAST(count(*) AS {}) FROM {} WHERE state_id = {}",
+                d.text_type(),
                 t.pending,
-                sql::text(&id)
+                d.text(&id)
             ))
         })?;
         let pending_left = first_u64(&left);
         if pending_left > 0 {
-            let statements = t.apply_pending(self.dialect(), &id);
+            let statements = t.apply_pending(&id);
             self.with_session("apply the pending changes of an interrupted run", |s| {
                 s.transaction(&statements)
             })?;
         }
         let rows = self.with_session("read the sync state", |s| {
             s.query_text(&format!(
-                "SELECT cursor_json, mapping_hash, committed_at, CAST(format AS TEXT) FROM {} WHERE state_id = {}",
+                "SELECT cursor_json, mapping_hash, committed_at, CAST(format AS {}) FROM {} WHERE state_id = {}",
+                d.text_type(),
                 t.sync_state,
-                sql::text(&id)
+                d.text(&id)
             ))
         })?;
         let row = rows.into_iter().next();
@@ -431,11 +452,13 @@ impl StateStore for WarehouseStateStore {
     /// does not call it for a warehouse store: the diff reads only what changed.
     fn load(&self, key: &StateKey) -> Result<SyncState, StateError> {
         let prepared = self.prepare(key)?;
+        let d = self.dialect();
         let rows = self.with_session("read the snapshot", |s| {
             s.query_text(&format!(
-                "SELECT key_json, CAST(row_hash AS TEXT) FROM {} WHERE state_id = {}",
+                "SELECT key_json, CAST(row_hash AS {}) FROM {} WHERE state_id = {}",
+                d.text_type(),
                 self.tables.snapshot,
-                sql::text(&prepared.state_id)
+                d.text(&prepared.state_id)
             ))
         })?;
         let mut state = SyncState {
@@ -493,52 +516,40 @@ impl StateStore for WarehouseStateStore {
             }
         };
         self.insert_pending(&id, &refresh)?;
-        let t = &self.tables;
-        let mut statements = t.apply_pending(self.dialect(), &id);
-        statements.push(format!(
-            "DELETE FROM {} WHERE state_id = {}",
-            t.sync_state,
-            sql::text(&id)
-        ));
-        statements.push(format!(
-            "INSERT INTO {} (state_id, target, sync, destination, cursor_json, mapping_hash, committed_at, format) \
-             VALUES ({}, {}, {}, {}, {}, {}, {}, {FORMAT_VERSION})",
-            t.sync_state,
-            sql::text(&id),
-            sql::text(&key.target),
-            sql::text(&key.sync),
-            sql::text(&key.destination),
-            state
-                .cursor
-                .as_ref()
-                .map_or("NULL".into(), |c| sql::text(&cursor_to_json(c).to_string())),
-            sql::text(&mapping_hash),
-            sql::text(&chrono::Utc::now().to_rfc3339()),
-        ));
+        let committed_at = chrono::Utc::now().to_rfc3339();
+        let statements = self.tables.commit(&SyncStateRow {
+            state_id: &id,
+            target: &key.target,
+            sync: &key.sync,
+            destination: &key.destination,
+            cursor_json: state.cursor.as_ref().map(|c| cursor_to_json(c).to_string()),
+            mapping_hash: &mapping_hash,
+            committed_at: &committed_at,
+            format: FORMAT_VERSION,
+        });
         self.with_session("commit the sync state", |s| s.transaction(&statements))
     }
 
     fn reset(&self, target: &str, sync: &str) -> Result<bool, StateError> {
         let t = &self.tables;
+        let d = self.dialect();
+        let this_sync = format!("target = {} AND sync = {}", d.text(target), d.text(sync));
+        // Qualified: it is also a subquery of statements on the other tables.
         let which = format!(
-            "SELECT state_id FROM {} WHERE target = {} AND sync = {}",
+            "SELECT ss.state_id FROM {} AS ss WHERE ss.target = {} AND ss.sync = {}",
             t.sync_state,
-            sql::text(target),
-            sql::text(sync)
+            d.text(target),
+            d.text(sync)
         );
         let found = self.with_session("read the sync state", |s| s.query_text(&which))?;
         if found.is_empty() {
             return Ok(false);
         }
+        // The sync row goes last: a reset stopped half-way is found and finished by the next.
         let statements = vec![
-            format!("DELETE FROM {} WHERE state_id IN ({which})", t.snapshot),
-            format!("DELETE FROM {} WHERE state_id IN ({which})", t.pending),
-            format!(
-                "DELETE FROM {} WHERE target = {} AND sync = {}",
-                t.sync_state,
-                sql::text(target),
-                sql::text(sync)
-            ),
+            d.delete_where(&t.snapshot, &format!("state_id IN ({which})")),
+            d.delete_where(&t.pending, &format!("state_id IN ({which})")),
+            d.delete_where(&t.sync_state, &this_sync),
         ];
         self.with_session("forget the sync state", |s| s.transaction(&statements))?;
         Ok(true)
@@ -552,6 +563,7 @@ impl StateStore for WarehouseStateStore {
         if records.is_empty() {
             return Ok(());
         }
+        let d = self.dialect();
         let mut sql = format!(
             "INSERT INTO {} (target, sync, run_id, seq, finished_at, record) VALUES ",
             self.tables.history
@@ -564,11 +576,11 @@ impl StateStore for WarehouseStateStore {
             let seq = self.seq.fetch_add(1, Ordering::SeqCst);
             sql.push_str(&format!(
                 "({}, {}, {}, {seq}, {}, {})",
-                sql::text(target),
-                sql::text(field("name")),
-                sql::text(&self.run_id),
-                sql::text(field("finished_at")),
-                sql::text(&record.to_string())
+                d.text(target),
+                d.text(field("name")),
+                d.text(&self.run_id),
+                d.text(field("finished_at")),
+                d.text(&record.to_string())
             ));
         }
         self.with_session("record the run history", |s| s.transaction(&[sql]))
@@ -578,7 +590,7 @@ impl StateStore for WarehouseStateStore {
         let sql = format!(
             "SELECT record FROM {} WHERE target = {} ORDER BY finished_at, run_id, seq",
             self.tables.history,
-            sql::text(target)
+            self.dialect().text(target)
         );
         let rows = match self.with_session("read the run history", |s| s.query_text(&sql)) {
             Ok(rows) => rows,
@@ -600,11 +612,8 @@ impl StateStore for WarehouseStateStore {
 
 impl WarehouseStateStore {
     fn tables_exist(&self) -> Result<bool, StateError> {
-        let sql = format!(
-            "SELECT CAST(count(*) AS TEXT) FROM information_schema.tables WHERE table_schema = {} AND table_name = 'activate_history'",
-            sql::text(&self.schema)
-        );
-        let rows = self.with_session("look for the state tables", |s| s.query_text(&sql))?;
-        Ok(first_u64(&rows) > 0)
+        self.backend
+            .table_exists(&self.schema, "activate_history")
+            .map_err(|e| self.fail("look for the state tables", e))
     }
 }

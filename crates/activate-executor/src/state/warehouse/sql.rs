@@ -2,7 +2,7 @@
 //! once; what differs between warehouses is in [`Dialect`].
 
 use crate::value::Value;
-use crate::warehouse::{quote_ident, sql_literal};
+use crate::warehouse::{bigquery, quote_ident, sql_literal};
 
 /// What differs between the warehouses that keep state. Everything else is the same SQL.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -10,6 +10,10 @@ pub enum Dialect {
     Postgres,
     DuckDb,
     Snowflake,
+    /// GoogleSQL. No statement here relies on a multi-statement transaction: each change is
+    /// one `INSERT` or `MERGE` (atomic on its own), ordered so that a run stopped between two
+    /// of them leaves a state the next run reads correctly (see [`Tables::commit`]).
+    BigQuery,
 }
 
 impl Dialect {
@@ -18,18 +22,79 @@ impl Dialect {
             Dialect::Postgres => "PostgreSQL",
             Dialect::DuckDb => "DuckDB",
             Dialect::Snowflake => "Snowflake",
+            Dialect::BigQuery => "BigQuery",
+        }
+    }
+
+    /// A quoted identifier: `"name"`, or `` `name` `` in GoogleSQL.
+    pub fn ident(self, name: &str) -> String {
+        match self {
+            Dialect::BigQuery => bigquery::quote(name),
+            _ => quote_ident(name),
+        }
+    }
+
+    /// Text as a SQL string literal.
+    pub fn text(self, value: &str) -> String {
+        match self {
+            Dialect::BigQuery => bigquery::string_literal(value),
+            _ => sql_literal(&Value::Text(value.to_owned())),
+        }
+    }
+
+    /// A value (a cursor) as a SQL literal.
+    pub fn literal(self, value: &Value) -> String {
+        match self {
+            Dialect::BigQuery => bigquery::literal(value),
+            _ => sql_literal(value),
+        }
+    }
+
+    /// The type of text columns and casts to text.
+    pub fn text_type(self) -> &'static str {
+        match self {
+            Dialect::Postgres | Dialect::Snowflake => "TEXT",
+            Dialect::DuckDb => "VARCHAR",
+            Dialect::BigQuery => "STRING",
+        }
+    }
+
+    fn int_type(self) -> &'static str {
+        match self {
+            Dialect::BigQuery => "INT64",
+            _ => "BIGINT",
+        }
+    }
+
+    fn bool_type(self) -> &'static str {
+        match self {
+            Dialect::BigQuery => "BOOL",
+            _ => "BOOLEAN",
+        }
+    }
+
+    /// Deletes the rows of `table` that match `condition` (written over its unqualified
+    /// columns). GoogleSQL: a `MERGE` that matches nothing and deletes the target rows the
+    /// condition names (one atomic statement; the BigQuery emulator has no `DELETE`).
+    pub fn delete_where(self, table: &str, condition: &str) -> String {
+        match self {
+            Dialect::BigQuery => format!(
+                "MERGE {table} USING (SELECT 1 AS activate_one) AS activate_nothing ON FALSE \
+                 WHEN NOT MATCHED BY SOURCE AND ({condition}) THEN DELETE"
+            ),
+            _ => format!("DELETE FROM {table} WHERE {condition}"),
         }
     }
 
     /// The key of a model row as text, for joins with the snapshot: injective over the key
     /// columns' values (one column: its text; several: a JSON array or object of them).
     pub fn key_expr(self, alias: &str, columns: &[&str]) -> String {
-        let text = match self {
-            Dialect::Postgres | Dialect::Snowflake => "TEXT",
-            Dialect::DuckDb => "VARCHAR",
-        };
         if let [column] = columns {
-            return format!("CAST({alias}.{} AS {text})", quote_ident(column));
+            return format!(
+                "CAST({alias}.{} AS {})",
+                self.ident(column),
+                self.text_type()
+            );
         }
         match self {
             Dialect::Postgres => {
@@ -56,47 +121,72 @@ impl Dialect {
                     fields.join(", ")
                 )
             }
+            Dialect::BigQuery => format!("TO_JSON_STRING({})", bigquery_struct(alias, columns)),
         }
     }
 
     /// A hash of every column a sync reads: equal hashes mean an unchanged source row.
     /// PostgreSQL: md5 of the row's text. DuckDB and Snowflake: their own 64-bit `hash()`
     /// (fast; should an upgrade change it, every row is compared once in the engine and the
-    /// new hashes are stored).
+    /// new hashes are stored). BigQuery: md5 of the row as JSON (`FARM_FINGERPRINT` would be
+    /// faster, but the emulator the tests run against lacks it).
     pub fn source_hash_expr(self, alias: &str, columns: &[&str]) -> String {
         let cols: Vec<String> = columns
             .iter()
-            .map(|c| format!("{alias}.{}", quote_ident(c)))
+            .map(|c| format!("{alias}.{}", self.ident(c)))
             .collect();
         match self {
             Dialect::Postgres => format!("md5(CAST(ROW({}) AS TEXT))", cols.join(", ")),
             Dialect::DuckDb => format!("CAST(hash({}) AS VARCHAR)", cols.join(", ")),
             Dialect::Snowflake => format!("CAST(hash({}) AS TEXT)", cols.join(", ")),
+            Dialect::BigQuery => format!(
+                "TO_HEX(MD5(TO_JSON_STRING({})))",
+                bigquery_struct(alias, columns)
+            ),
         }
     }
 
     /// The primary key of the snapshot table. DuckDB checks a key deleted and inserted again
     /// in one transaction as a duplicate, so there the commit's logic keeps keys unique;
-    /// Snowflake does not enforce primary keys (and fakesnow is DuckDB underneath).
+    /// Snowflake and BigQuery do not enforce primary keys (and fakesnow is DuckDB underneath).
     fn snapshot_key(self) -> &'static str {
         match self {
             Dialect::Postgres => ", PRIMARY KEY (state_id, wh_key)",
-            Dialect::DuckDb | Dialect::Snowflake => "",
+            Dialect::DuckDb | Dialect::Snowflake | Dialect::BigQuery => "",
         }
     }
 
-    /// The last pending change of each key. Snowflake has no `DISTINCT ON`.
+    /// `PRIMARY KEY` on the sync state's `state_id`, where the warehouse enforces it.
+    fn sync_state_key(self) -> &'static str {
+        match self {
+            Dialect::BigQuery => "",
+            _ => " PRIMARY KEY",
+        }
+    }
+
+    /// The last pending change of each key. Snowflake and BigQuery have no `DISTINCT ON`.
     fn last_change(self, pending: &str, id: &str) -> String {
         match self {
             Dialect::Postgres | Dialect::DuckDb => format!(
                 "SELECT DISTINCT ON (wh_key) * FROM {pending} WHERE state_id = {id} ORDER BY wh_key, seq DESC"
             ),
-            Dialect::Snowflake => format!(
+            Dialect::Snowflake | Dialect::BigQuery => format!(
                 "SELECT * FROM {pending} WHERE state_id = {id} \
                  QUALIFY row_number() OVER (PARTITION BY wh_key ORDER BY seq DESC) = 1"
             ),
         }
     }
+}
+
+/// `STRUCT(m.a AS c0, m.b AS c1)`: the columns by position, so the JSON does not depend on
+/// the columns' names.
+fn bigquery_struct(alias: &str, columns: &[&str]) -> String {
+    let fields: Vec<String> = columns
+        .iter()
+        .enumerate()
+        .map(|(i, c)| format!("{alias}.{} AS c{i}", bigquery::quote(c)))
+        .collect();
+    format!("STRUCT({})", fields.join(", "))
 }
 
 fn struct_fields(alias: &str, columns: &[&str]) -> String {
@@ -108,24 +198,33 @@ fn struct_fields(alias: &str, columns: &[&str]) -> String {
         .join(", ")
 }
 
-/// Text as a SQL string literal.
-pub fn text(value: &str) -> String {
-    sql_literal(&Value::Text(value.to_owned()))
-}
-
-/// The names of the state tables in one schema.
+/// The names of the state tables in one schema, and the SQL that changes them.
 #[derive(Debug, Clone)]
 pub struct Tables {
+    pub dialect: Dialect,
     pub sync_state: String,
     pub snapshot: String,
     pub pending: String,
     pub history: String,
 }
 
+/// What the commit writes to a sync's row of `activate_sync_state`.
+pub struct SyncStateRow<'a> {
+    pub state_id: &'a str,
+    pub target: &'a str,
+    pub sync: &'a str,
+    pub destination: &'a str,
+    pub cursor_json: Option<String>,
+    pub mapping_hash: &'a str,
+    pub committed_at: &'a str,
+    pub format: i64,
+}
+
 impl Tables {
-    pub fn in_schema(schema: &str) -> Self {
-        let q = |t: &str| format!("{}.{}", quote_ident(schema), quote_ident(t));
+    pub fn in_schema(dialect: Dialect, schema: &str) -> Self {
+        let q = |t: &str| format!("{}.{}", dialect.ident(schema), dialect.ident(t));
         Self {
+            dialect,
             sync_state: q("activate_sync_state"),
             snapshot: q("activate_snapshot"),
             pending: q("activate_pending"),
@@ -133,55 +232,149 @@ impl Tables {
         }
     }
 
-    pub fn create(&self, dialect: Dialect, schema: &str) -> Vec<String> {
+    pub fn create(&self, schema: &str) -> Vec<String> {
+        let d = self.dialect;
+        let (text, int, boolean) = (d.text_type(), d.int_type(), d.bool_type());
         vec![
-            format!("CREATE SCHEMA IF NOT EXISTS {}", quote_ident(schema)),
+            format!("CREATE SCHEMA IF NOT EXISTS {}", d.ident(schema)),
             format!(
-                "CREATE TABLE IF NOT EXISTS {} (state_id TEXT NOT NULL PRIMARY KEY, target TEXT NOT NULL, \
-                 sync TEXT NOT NULL, destination TEXT NOT NULL, cursor_json TEXT, mapping_hash TEXT, \
-                 committed_at TEXT NOT NULL, format INTEGER NOT NULL)",
-                self.sync_state
+                "CREATE TABLE IF NOT EXISTS {} (state_id {text} NOT NULL{}, target {text} NOT NULL, \
+                 sync {text} NOT NULL, destination {text} NOT NULL, cursor_json {text}, mapping_hash {text}, \
+                 committed_at {text} NOT NULL, format {int} NOT NULL)",
+                self.sync_state,
+                d.sync_state_key()
             ),
             format!(
-                "CREATE TABLE IF NOT EXISTS {} (state_id TEXT NOT NULL, wh_key TEXT NOT NULL, \
-                 key_json TEXT NOT NULL, source_hash TEXT NOT NULL, row_hash BIGINT NOT NULL{})",
+                "CREATE TABLE IF NOT EXISTS {} (state_id {text} NOT NULL, wh_key {text} NOT NULL, \
+                 key_json {text} NOT NULL, source_hash {text} NOT NULL, row_hash {int} NOT NULL{})",
                 self.snapshot,
-                dialect.snapshot_key()
+                d.snapshot_key()
             ),
             format!(
-                "CREATE TABLE IF NOT EXISTS {} (state_id TEXT NOT NULL, run_id TEXT NOT NULL, \
-                 seq BIGINT NOT NULL, wh_key TEXT NOT NULL, key_json TEXT NOT NULL, \
-                 source_hash TEXT, row_hash BIGINT, removed BOOLEAN NOT NULL)",
+                "CREATE TABLE IF NOT EXISTS {} (state_id {text} NOT NULL, run_id {text} NOT NULL, \
+                 seq {int} NOT NULL, wh_key {text} NOT NULL, key_json {text} NOT NULL, \
+                 source_hash {text}, row_hash {int}, removed {boolean} NOT NULL)",
                 self.pending
             ),
             format!(
-                "CREATE TABLE IF NOT EXISTS {} (target TEXT NOT NULL, sync TEXT NOT NULL, \
-                 run_id TEXT NOT NULL, seq BIGINT NOT NULL, finished_at TEXT, record TEXT NOT NULL)",
+                "CREATE TABLE IF NOT EXISTS {} (target {text} NOT NULL, sync {text} NOT NULL, \
+                 run_id {text} NOT NULL, seq {int} NOT NULL, finished_at {text}, record {text} NOT NULL)",
                 self.history
             ),
         ]
     }
 
-    /// Folds a state's pending rows into its snapshot (the last change per key wins) and
-    /// empties them: the journal replay, run inside the caller's transaction.
-    pub fn apply_pending(&self, dialect: Dialect, state_id: &str) -> Vec<String> {
-        let id = text(state_id);
-        let last_change = dialect.last_change(&self.pending, &id);
-        vec![
-            format!(
-                "DELETE FROM {snap} WHERE state_id = {id} AND wh_key IN \
-                 (SELECT wh_key FROM {pend} WHERE state_id = {id})",
-                snap = self.snapshot,
-                pend = self.pending
-            ),
-            format!(
-                "INSERT INTO {snap} (state_id, wh_key, key_json, source_hash, row_hash) \
-                 SELECT state_id, wh_key, key_json, source_hash, row_hash FROM \
-                 ({last_change}) AS last_change WHERE NOT removed",
-                snap = self.snapshot,
-            ),
-            format!("DELETE FROM {} WHERE state_id = {id}", self.pending),
-        ]
+    /// Folds a state's pending rows into its snapshot: the last change per key wins.
+    /// Folding twice gives what folding once gives, so a fold interrupted before the
+    /// pending rows were cleared is simply done again.
+    fn fold_pending(&self, state_id: &str) -> Vec<String> {
+        let d = self.dialect;
+        let id = d.text(state_id);
+        let last_change = d.last_change(&self.pending, &id);
+        let (snap, pend) = (&self.snapshot, &self.pending);
+        match d {
+            Dialect::BigQuery => vec![format!(
+                "MERGE {snap} AS s USING ({last_change}) AS p \
+                 ON s.state_id = p.state_id AND s.wh_key = p.wh_key \
+                 WHEN MATCHED AND p.removed THEN DELETE \
+                 WHEN MATCHED THEN UPDATE SET key_json = p.key_json, source_hash = p.source_hash, row_hash = p.row_hash \
+                 WHEN NOT MATCHED AND NOT p.removed THEN INSERT (state_id, wh_key, key_json, source_hash, row_hash) \
+                 VALUES (p.state_id, p.wh_key, p.key_json, p.source_hash, p.row_hash)"
+            )],
+            _ => vec![
+                format!(
+                    "DELETE FROM {snap} WHERE state_id = {id} AND wh_key IN \
+                     (SELECT wh_key FROM {pend} WHERE state_id = {id})"
+                ),
+                format!(
+                    "INSERT INTO {snap} (state_id, wh_key, key_json, source_hash, row_hash) \
+                     SELECT state_id, wh_key, key_json, source_hash, row_hash FROM \
+                     ({last_change}) AS last_change WHERE NOT removed"
+                ),
+            ],
+        }
+    }
+
+    fn clear_pending(&self, state_id: &str) -> String {
+        let d = self.dialect;
+        d.delete_where(&self.pending, &format!("state_id = {}", d.text(state_id)))
+    }
+
+    /// Folds a state's pending rows into its snapshot and empties them: the journal replay
+    /// of a run that was stopped before its commit.
+    pub fn apply_pending(&self, state_id: &str) -> Vec<String> {
+        let mut statements = self.fold_pending(state_id);
+        statements.push(self.clear_pending(state_id));
+        statements
+    }
+
+    /// The commit of one sync: fold the pending rows into the snapshot, write the sync's
+    /// row (cursor, mapping hash), empty the pending rows. Run in one transaction where the
+    /// warehouse has them; in BigQuery one by one, in this order: stopped after the fold, the
+    /// state is the one a killed run leaves (pending rows folded again at the next load, the
+    /// cursor not moved); stopped after the sync row, the fold is done again, with the same
+    /// result.
+    pub fn commit(&self, row: &SyncStateRow<'_>) -> Vec<String> {
+        let d = self.dialect;
+        let mut statements = self.fold_pending(row.state_id);
+        let id = d.text(row.state_id);
+        let names = [
+            "state_id",
+            "target",
+            "sync",
+            "destination",
+            "cursor_json",
+            "mapping_hash",
+            "committed_at",
+            "format",
+        ];
+        let values = [
+            id.clone(),
+            d.text(row.target),
+            d.text(row.sync),
+            d.text(row.destination),
+            row.cursor_json
+                .as_deref()
+                .map_or(format!("CAST(NULL AS {})", d.text_type()), |c| d.text(c)),
+            d.text(row.mapping_hash),
+            d.text(row.committed_at),
+            row.format.to_string(),
+        ];
+        match d {
+            Dialect::BigQuery => {
+                let selected: Vec<String> = names
+                    .iter()
+                    .zip(&values)
+                    .map(|(n, v)| format!("{v} AS {n}"))
+                    .collect();
+                let set: Vec<String> = names[1..].iter().map(|n| format!("{n} = n.{n}")).collect();
+                let from_new: Vec<String> = names.iter().map(|n| format!("n.{n}")).collect();
+                statements.push(format!(
+                    "MERGE {} AS t USING (SELECT {}) AS n ON t.state_id = n.state_id \
+                     WHEN MATCHED THEN UPDATE SET {} \
+                     WHEN NOT MATCHED THEN INSERT ({}) VALUES ({})",
+                    self.sync_state,
+                    selected.join(", "),
+                    set.join(", "),
+                    names.join(", "),
+                    from_new.join(", ")
+                ));
+            }
+            _ => {
+                statements.push(format!(
+                    "DELETE FROM {} WHERE state_id = {id}",
+                    self.sync_state
+                ));
+                statements.push(format!(
+                    "INSERT INTO {} ({}) VALUES ({})",
+                    self.sync_state,
+                    names.join(", "),
+                    values.join(", ")
+                ));
+            }
+        }
+        statements.push(self.clear_pending(row.state_id));
+        statements
     }
 }
 
@@ -205,6 +398,8 @@ pub fn insert_pending(
     rows: &[PendingRow],
     per_statement: usize,
 ) -> Vec<String> {
+    let d = tables.dialect;
+    let text = |v: &str| d.text(v);
     let mut statements = Vec::new();
     let mut seq = first_seq;
     for chunk in rows.chunks(per_statement.max(1)) {
@@ -281,12 +476,13 @@ pub struct DiffInput<'a> {
 impl DiffInput<'_> {
     pub fn sql(&self) -> DiffSql {
         let d = self.dialect;
+        let t = d.text_type();
         let model = format!("(SELECT * FROM {}) AS m", self.relation);
         let key = d.key_expr("m", self.key_columns);
         let hash = d.source_hash_expr("m", self.read_columns);
         let cursor = self
             .cursor_at_least
-            .map(|(c, v)| format!("m.{} >= {}", quote_ident(c), sql_literal(v)));
+            .map(|(c, v)| format!("m.{} >= {}", d.ident(c), d.literal(v)));
         let where_cursor = cursor
             .as_ref()
             .map(|c| format!(" WHERE {c}"))
@@ -294,19 +490,19 @@ impl DiffInput<'_> {
         let key_not_null = self
             .key_columns
             .iter()
-            .map(|c| format!("m.{} IS NOT NULL", quote_ident(c)))
+            .map(|c| format!("m.{} IS NOT NULL", d.ident(c)))
             .collect::<Vec<_>>()
             .join(" AND ");
         let non_null_rows = match &cursor {
             Some(c) => format!(" WHERE {c} AND {key_not_null}"),
             None => format!(" WHERE {key_not_null}"),
         };
-        let id = text(self.state_id);
+        let id = d.text(self.state_id);
         let snap = &self.tables.snapshot;
         let key_group = self
             .key_columns
             .iter()
-            .map(|c| format!("m.{}", quote_ident(c)))
+            .map(|c| format!("m.{}", d.ident(c)))
             .collect::<Vec<_>>()
             .join(", ");
 
@@ -330,7 +526,7 @@ impl DiffInput<'_> {
         };
         let candidates = format!(
             "SELECT m.*, {key} AS activate_wh_key, {hash} AS activate_source_hash, \
-             s.key_json AS activate_prev_key, CAST(s.row_hash AS TEXT) AS activate_prev_hash \
+             s.key_json AS activate_prev_key, CAST(s.row_hash AS {t}) AS activate_prev_hash \
              FROM {model} LEFT JOIN {snap} AS s ON s.state_id = {id} AND s.wh_key = {key}{where_candidates}"
         );
         let removals = self.mirror.then(|| {
@@ -344,13 +540,13 @@ impl DiffInput<'_> {
             )
         });
         DiffSql {
-            count: format!("SELECT CAST(count(*) AS TEXT) FROM {model}{where_cursor}"),
-            delivered: format!("SELECT CAST(count(*) AS TEXT) FROM {snap} WHERE state_id = {id}"),
+            count: format!("SELECT CAST(count(*) AS {t}) FROM {model}{where_cursor}"),
+            delivered: format!("SELECT CAST(count(*) AS {t}) FROM {snap} WHERE state_id = {id}"),
             duplicate_keys: format!(
-                "SELECT {key} FROM {model}{non_null_rows} GROUP BY {key_group} HAVING count(*) > 1 ORDER BY 1 LIMIT 5"
+                "SELECT {key} AS activate_key FROM {model}{non_null_rows} GROUP BY {key_group} HAVING count(*) > 1 ORDER BY activate_key LIMIT 5"
             ),
             duplicate_rows: format!(
-                "SELECT CAST(coalesce(sum(n - 1), 0) AS TEXT) FROM \
+                "SELECT CAST(coalesce(sum(n - 1), 0) AS {t}) FROM \
                  (SELECT count(*) AS n FROM {model}{non_null_rows} GROUP BY {key_group} HAVING count(*) > 1) AS repeated"
             ),
             removals,
@@ -365,7 +561,7 @@ mod tests {
 
     #[test]
     fn identifiers_and_values_are_quoted() {
-        let tables = Tables::in_schema("st");
+        let tables = Tables::in_schema(Dialect::Postgres, "st");
         let rows = [PendingRow {
             wh_key: "[\"o'k\"]".into(),
             key_json: "[\"o'k\"]".into(),
@@ -384,7 +580,7 @@ mod tests {
 
     #[test]
     fn first_runs_read_every_row_and_later_ones_only_changes() {
-        let tables = Tables::in_schema("st");
+        let tables = Tables::in_schema(Dialect::DuckDb, "st");
         let mut input = DiffInput {
             dialect: Dialect::DuckDb,
             tables: &tables,
@@ -409,13 +605,14 @@ mod tests {
 
     #[test]
     fn snowflake_sql_avoids_what_snowflake_lacks() {
-        let tables = Tables::in_schema("st");
-        let fold = tables.apply_pending(Dialect::Snowflake, "x").join(";");
+        let tables = Tables::in_schema(Dialect::Snowflake, "st");
+        let fold = tables.apply_pending("x").join(";");
         assert!(!fold.contains("DISTINCT ON"), "{fold}");
         assert!(
             fold.contains("QUALIFY row_number() OVER (PARTITION BY wh_key ORDER BY seq DESC) = 1")
         );
-        assert!(tables.apply_pending(Dialect::Postgres, "x")[1].contains("DISTINCT ON"));
+        let postgres = Tables::in_schema(Dialect::Postgres, "st");
+        assert!(postgres.apply_pending("x")[1].contains("DISTINCT ON"));
         let k = Dialect::Snowflake.key_expr("m", &["A", "b'"]);
         assert_eq!(
             k,
@@ -429,10 +626,107 @@ mod tests {
             Dialect::Snowflake.source_hash_expr("m", &["ID", "EMAIL"]),
             "CAST(hash(m.\"ID\", m.\"EMAIL\") AS TEXT)"
         );
-        let create = tables.create(Dialect::Snowflake, "st").join(";");
+        let create = tables.create("st").join(";");
         assert!(
             !create.contains("PRIMARY KEY (state_id, wh_key)"),
             "{create}"
+        );
+    }
+
+    /// GoogleSQL: backtick identifiers, backslash-escaped strings, its own type names, no
+    /// `DELETE`/`UPDATE` (one `MERGE` each) and no primary keys.
+    #[test]
+    fn bigquery_sql_is_googlesql_without_delete_or_transactions() {
+        let d = Dialect::BigQuery;
+        let tables = Tables::in_schema(d, "st`ate");
+        assert_eq!(tables.snapshot, "`st\\`ate`.`activate_snapshot`");
+        assert_eq!(d.text("o'k\\\n"), "'o\\'k\\\\\\n'");
+        assert_eq!(d.literal(&Value::Int(3)), "3");
+        assert_eq!(d.literal(&Value::Text("a'b".into())), "'a\\'b'");
+        let create = tables.create("st`ate").join(";");
+        for absent in ["TEXT", "BIGINT", "BOOLEAN", "PRIMARY KEY"] {
+            assert!(!create.contains(absent), "{absent} in {create}");
+        }
+        assert!(create.contains("row_hash INT64 NOT NULL"), "{create}");
+        let row = SyncStateRow {
+            state_id: "x",
+            target: "dev",
+            sync: "s",
+            destination: "d",
+            cursor_json: None,
+            mapping_hash: "h",
+            committed_at: "now",
+            format: 1,
+        };
+        let commit = tables.commit(&row);
+        assert_eq!(commit.len(), 3, "{commit:?}");
+        assert!(commit[0].starts_with("MERGE `st\\`ate`.`activate_snapshot`"));
+        assert!(commit[0].contains("WHEN MATCHED AND p.removed THEN DELETE"));
+        assert!(
+            commit[1].contains("CAST(NULL AS STRING) AS cursor_json"),
+            "{}",
+            commit[1]
+        );
+        assert!(commit[1].contains("WHEN NOT MATCHED THEN INSERT"));
+        assert!(commit[2].contains("WHEN NOT MATCHED BY SOURCE AND (state_id = 'x') THEN DELETE"));
+        for statement in commit.iter().chain(&tables.apply_pending("x")) {
+            assert!(!statement.starts_with("DELETE") && !statement.starts_with("UPDATE"));
+        }
+        assert_eq!(
+            d.key_expr("m", &["a", "b"]),
+            "TO_JSON_STRING(STRUCT(m.`a` AS c0, m.`b` AS c1))"
+        );
+        assert_eq!(d.key_expr("m", &["id"]), "CAST(m.`id` AS STRING)");
+        let input = DiffInput {
+            dialect: d,
+            tables: &tables,
+            state_id: "x",
+            relation: "`p`.`d`.`leads`",
+            key_columns: &["id"],
+            read_columns: &["id", "name"],
+            cursor_at_least: Some(("updated_at", &Value::Text("2024-01-01 00:00:00".into()))),
+            all_rows: false,
+            mirror: true,
+            case_collisions: false,
+        };
+        let sql = input.sql();
+        assert!(
+            sql.candidates
+                .contains("m.`updated_at` >= '2024-01-01 00:00:00'")
+        );
+        assert!(
+            sql.candidates
+                .contains("TO_HEX(MD5(TO_JSON_STRING(STRUCT(m.`id` AS c0, m.`name` AS c1))))")
+        );
+        assert!(sql.count.starts_with("SELECT CAST(count(*) AS STRING)"));
+    }
+
+    /// The commit of the transactional warehouses: the fold, the sync row replaced, the
+    /// pending rows emptied; a sync without a cursor writes a typed NULL.
+    #[test]
+    fn the_commit_writes_the_sync_row_between_the_fold_and_the_clear() {
+        let tables = Tables::in_schema(Dialect::Postgres, "st");
+        let row = SyncStateRow {
+            state_id: "x",
+            target: "dev",
+            sync: "s",
+            destination: "d",
+            cursor_json: Some("{\"int\":3}".into()),
+            mapping_hash: "h",
+            committed_at: "now",
+            format: 1,
+        };
+        let commit = tables.commit(&row);
+        assert_eq!(commit.len(), 5, "{commit:?}");
+        assert!(commit[2].starts_with("DELETE FROM \"st\".\"activate_sync_state\""));
+        assert!(
+            commit[3].contains("VALUES ('x', 'dev', 's', 'd', '{\"int\":3}', 'h', 'now', 1)"),
+            "{}",
+            commit[3]
+        );
+        assert_eq!(
+            commit[4],
+            "DELETE FROM \"st\".\"activate_pending\" WHERE state_id = 'x'"
         );
     }
 }

@@ -3,6 +3,7 @@
 
 pub mod config;
 pub mod convert;
+pub mod state;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -18,7 +19,8 @@ use gcp_bigquery_client::model::query_request::QueryRequest;
 use gcp_bigquery_client::model::table_field_schema::TableFieldSchema;
 use gcp_bigquery_client::model::table_row::TableRow;
 
-use crate::error::WarehouseError;
+use crate::error::{StateError, WarehouseError};
+use crate::state::warehouse::StateBackend;
 use crate::value::Value;
 use crate::warehouse::{ColumnDesc, ReadRequest, RowBatch, Warehouse, sql_literal};
 
@@ -38,14 +40,46 @@ impl Authenticator for NoToken {
     }
 }
 
+/// Clones share the client: the warehouse state reads and writes through the run's.
+#[derive(Clone)]
 pub struct BigQueryWarehouse {
     config: BigQueryConfig,
-    client: std::sync::Mutex<Option<Arc<Client>>>,
+    client: Arc<std::sync::Mutex<Option<Arc<Client>>>>,
 }
 
 /// `project.dataset.table` identifiers are quoted with backticks in GoogleSQL.
-fn quote(ident: &str) -> String {
+pub fn quote(ident: &str) -> String {
     format!("`{}`", ident.replace('\\', "\\\\").replace('`', "\\`"))
+}
+
+/// A GoogleSQL string literal. GoogleSQL escapes with backslashes (`''` is two adjacent
+/// literals there, a syntax error) and a quoted string may not hold a raw line break.
+pub fn string_literal(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 2);
+    out.push('\'');
+    for c in text.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\'' => out.push_str("\\'"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if c.is_control() => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('\'');
+    out
+}
+
+/// A GoogleSQL literal for a cursor value: numbers as they are, everything else as a string.
+pub fn literal(value: &Value) -> String {
+    let plain = sql_literal(value);
+    if plain.starts_with('\'') {
+        string_literal(&value.to_text().unwrap_or_default())
+    } else {
+        plain
+    }
 }
 
 fn block_on<F: std::future::Future>(future: F) -> Result<F::Output, WarehouseError> {
@@ -68,7 +102,7 @@ impl BigQueryWarehouse {
     pub fn open(config: BigQueryConfig) -> Self {
         Self {
             config,
-            client: std::sync::Mutex::new(None),
+            client: Arc::new(std::sync::Mutex::new(None)),
         }
     }
 
@@ -153,13 +187,14 @@ impl BigQueryWarehouse {
 
     /// Runs `sql`, calling `on_page` for every page of rows: jobs.query first, then
     /// getQueryResults with the page token until the last page; a job not complete yet is
-    /// asked again (bounded by `job_execution_timeout_seconds`).
+    /// asked again (bounded by `job_execution_timeout_seconds`). Returns the rows a DML
+    /// statement changed (`numDmlAffectedRows`), if it was one.
     fn query_pages(
         &self,
         sql: &str,
         page_rows: usize,
         on_page: &mut dyn FnMut(Page) -> Result<(), WarehouseError>,
-    ) -> Result<(), WarehouseError> {
+    ) -> Result<Option<u64>, WarehouseError> {
         let client = self.client()?;
         let project = self.config.project.clone();
         let location = self.config.location.clone();
@@ -180,6 +215,8 @@ impl BigQueryWarehouse {
             .as_ref()
             .and_then(|j| j.location.clone())
             .or(location);
+        let affected = |n: &Option<String>| n.as_deref().and_then(|n| n.parse::<u64>().ok());
+        let mut changed = affected(&first.num_dml_affected_rows);
         let mut complete = first.job_complete.unwrap_or(true);
         let mut schema = first.schema.and_then(|s| s.fields).unwrap_or_default();
         let mut token = first.page_token;
@@ -227,6 +264,7 @@ impl BigQueryWarehouse {
                 continue;
             }
             complete = true;
+            changed = changed.or(affected(&page.num_dml_affected_rows));
             if let Some(fields) = page.schema.and_then(|s| s.fields) {
                 schema = fields;
             }
@@ -236,7 +274,7 @@ impl BigQueryWarehouse {
                 rows: page.rows.unwrap_or_default(),
             })?;
         }
-        Ok(())
+        Ok(changed)
     }
 }
 
@@ -271,7 +309,7 @@ impl Warehouse for BigQueryWarehouse {
     }
 
     fn health_check(&self) -> Result<(), WarehouseError> {
-        self.query_pages("SELECT 1", 1, &mut |_| Ok(()))
+        self.query_pages("SELECT 1", 1, &mut |_| Ok(())).map(|_| ())
     }
 
     fn columns(&self, relation: &str) -> Result<Vec<ColumnDesc>, WarehouseError> {
@@ -302,11 +340,7 @@ impl Warehouse for BigQueryWarehouse {
         let select: Vec<String> = request.columns.iter().map(|c| quote(&c.name)).collect();
         let mut sql = format!("SELECT {} FROM {}", select.join(", "), request.relation);
         if let Some((column, value)) = request.cursor_at_least {
-            sql.push_str(&format!(
-                " WHERE {} >= {}",
-                quote(column),
-                sql_literal(value)
-            ));
+            sql.push_str(&format!(" WHERE {} >= {}", quote(column), literal(value)));
         }
         self.query_pages(&sql, request.batch_rows, &mut |page| {
             let rows = convert_rows(&page.schema, page.rows);
@@ -315,5 +349,14 @@ impl Warehouse for BigQueryWarehouse {
             }
             on_batch(rows)
         })
+        .map(|_| ())
+    }
+
+    fn state_backend(&self, schema: &str, lock: bool) -> Result<Box<dyn StateBackend>, StateError> {
+        Ok(Box::new(state::BigQueryStateBackend::open(
+            self.clone(),
+            schema,
+            lock,
+        )?))
     }
 }

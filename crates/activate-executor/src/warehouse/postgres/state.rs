@@ -326,7 +326,7 @@ mod tests {
 
     #[test]
     fn pending_rows_are_written_as_copy_text_with_escapes_and_nulls() {
-        let tables = Tables::in_schema("activate_state");
+        let tables = Tables::in_schema(Dialect::Postgres, "activate_state");
         let rows = [
             PendingRow {
                 wh_key: "a\tb\\c".into(),

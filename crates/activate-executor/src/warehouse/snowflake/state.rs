@@ -10,7 +10,7 @@ use std::sync::Mutex;
 use super::{ActualNames, SnowflakeClient, SnowflakeConfig, actual_name};
 use crate::error::{StateError, WarehouseError};
 use crate::state::warehouse::{
-    CandidateRead, Dialect, StateBackend, StateSession, TextRows, sql, sql::CANDIDATE_EXTRAS,
+    CandidateRead, Dialect, StateBackend, StateSession, TextRows, sql::CANDIDATE_EXTRAS,
 };
 use crate::value::Value;
 use crate::warehouse::{RowBatch, quote_ident};
@@ -107,7 +107,7 @@ impl SnowflakeStateBackend {
             &client,
             &format!(
                 "UPDATE {table} SET holder = {} WHERE holder IS NULL",
-                sql::text(&holder)
+                Dialect::Snowflake.text(&holder)
             ),
         )
         .map_err(fail)?;
@@ -168,7 +168,7 @@ impl Drop for SnowflakeStateBackend {
                 &format!(
                     "UPDATE {} SET holder = NULL WHERE holder = {}",
                     lock.table,
-                    sql::text(&lock.holder)
+                    Dialect::Snowflake.text(&lock.holder)
                 ),
             )
             .map(|_| ())
