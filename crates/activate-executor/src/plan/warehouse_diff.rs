@@ -54,51 +54,73 @@ pub fn plan_in_warehouse(
         case_collisions: checks.refuse_keys_differing_only_in_case,
         batch_rows,
     };
-    let mut candidates: Vec<Candidate> = Vec::new();
-    let answers = store
-        .diff(key, &request, &mut candidates)
+    let diff = store
+        .prepare_diff(key, &request)
         .map_err(|e| e.to_string())?;
-
-    let mut previous = SyncState::default();
     let mut keys = SyncKeys {
         mapping_hash,
         ..SyncKeys::default()
     };
+    let new_builder = |previous| {
+        PlanBuilder::new(def, previous, full_refresh)
+            .refuse_non_finite_floats(checks.refuse_non_finite_floats)
+            .refuse_keys_differing_only_in_case(checks.refuse_keys_differing_only_in_case)
+    };
+    let mut previous = SyncState::default();
+    previous.cursor = diff.cursor.clone();
     // Candidates with an entry: (key, wh_key, new source hash, row hash), for the refresh.
     let mut known: Vec<(Box<str>, String, String, u64)> = Vec::new();
-    let mut rows = Vec::with_capacity(candidates.len());
-    for c in candidates {
-        if let Some((prev_key, prev_hash)) = &c.previous {
-            previous.apply(&Confirmed::Upserted {
-                key: prev_key.clone(),
-                row_hash: *prev_hash,
-            });
-            known.push((
-                prev_key.clone(),
-                c.wh_key.clone(),
-                c.source_hash.clone(),
-                *prev_hash,
-            ));
+    let mut candidates_read = 0u64;
+    let (mut plan, answers) = if diff.delivered == 0 {
+        // Nothing delivered yet (a first run, or after a reset): no candidate has a previous
+        // entry, so the rows go to the plan batch by batch as they arrive, as a local read's.
+        let mut builder = new_builder(&previous);
+        let answers = store
+            .run_diff(diff, &mut |batch| {
+                candidates_read += batch.len() as u64;
+                let rows = batch
+                    .into_iter()
+                    .map(|c| remember_candidate(c, &key_columns, &mut keys))
+                    .collect();
+                builder.add_batch(rows);
+                Ok(())
+            })
+            .map_err(|e| e.to_string())?;
+        (builder.finish(), answers)
+    } else {
+        // The candidates' previous entries come with them: all are gathered before the plan
+        // is built over them (they are the changed rows, unless the mapping changed).
+        let mut candidates: Vec<Candidate> = Vec::new();
+        let answers = store
+            .run_diff(diff, &mut |batch| {
+                candidates.extend(batch);
+                Ok(())
+            })
+            .map_err(|e| e.to_string())?;
+        let mut rows = Vec::with_capacity(candidates.len());
+        for c in candidates {
+            if let Some((prev_key, prev_hash)) = &c.previous {
+                previous.apply(&Confirmed::Upserted {
+                    key: prev_key.clone(),
+                    row_hash: *prev_hash,
+                });
+                known.push((
+                    prev_key.clone(),
+                    c.wh_key.clone(),
+                    c.source_hash.clone(),
+                    *prev_hash,
+                ));
+            }
+            rows.push(remember_candidate(c, &key_columns, &mut keys));
         }
-        keys.by_key.insert(
-            key_json(&c.row, &key_columns).into(),
-            (c.wh_key, Some(c.source_hash)),
-        );
-        rows.push(c.row);
-    }
+        candidates_read = rows.len() as u64;
+        let mut builder = new_builder(&previous);
+        builder.add_batch(rows);
+        (builder.finish(), answers)
+    };
     for (key_json, wh_key) in &answers.removals {
-        keys.by_key
-            .entry(key_json.as_str().into())
-            .or_insert_with(|| (wh_key.clone(), None));
+        keys.by_key.insert_if_absent(key_json, wh_key, None);
     }
-    previous.cursor = answers.cursor.clone();
-
-    let candidates_read = rows.len() as u64;
-    let mut builder = PlanBuilder::new(def, &previous, full_refresh)
-        .refuse_non_finite_floats(checks.refuse_non_finite_floats)
-        .refuse_keys_differing_only_in_case(checks.refuse_keys_differing_only_in_case);
-    builder.add_batch(rows);
-    let mut plan = builder.finish();
     add_warehouse_answers(&mut plan, def, &answers, candidates_read);
 
     // Rows whose source changed but whose record did not: remember the new source hash.
@@ -125,6 +147,17 @@ pub fn plan_in_warehouse(
     }
     store.remember(key, keys);
     Ok((plan, previous, answers.state_version))
+}
+
+/// Remembers a candidate's key in the warehouse's form and its source hash, for the journal;
+/// returns its row.
+fn remember_candidate(c: Candidate, key_columns: &[usize], keys: &mut SyncKeys) -> Vec<Value> {
+    keys.by_key.insert(
+        &key_json(&c.row, key_columns),
+        &c.wh_key,
+        Some(&c.source_hash),
+    );
+    c.row
 }
 
 /// The key columns (in the read row) of each `match_on` field: the warehouse joins on them.

@@ -14,6 +14,7 @@
 //! loaded. The per-warehouse parts (connections, locks, reading rows) are a
 //! [`StateBackend`], implemented next to each warehouse.
 
+pub mod journal_keys;
 pub mod sql;
 
 use std::collections::HashMap;
@@ -121,7 +122,7 @@ struct Prepared {
 /// each key and the source hash of its row.
 #[derive(Default)]
 pub struct SyncKeys {
-    pub by_key: HashMap<Box<str>, (String, Option<String>)>,
+    pub by_key: journal_keys::JournalKeys,
     pub mapping_hash: String,
     /// Candidates whose source changed but whose record did not: their new source hash is
     /// written at commit, so they are not read again.
@@ -148,6 +149,19 @@ pub struct Candidate {
     pub wh_key: String,
     pub source_hash: String,
     pub previous: Option<(Box<str>, u64)>,
+}
+
+/// A sync's diff, prepared: its SQL, and what the state held before it.
+pub struct PreparedDiff {
+    /// How many keys the snapshot holds (`delivered_before`): with none, no candidate has a
+    /// previous entry.
+    pub delivered: u64,
+    /// The committed cursor.
+    pub cursor: Option<Value>,
+    prepared: Prepared,
+    sql: sql::DiffSql,
+    columns: Vec<ColumnDesc>,
+    batch_rows: usize,
 }
 
 /// What one sync's diff needs.
@@ -285,14 +299,14 @@ impl WarehouseStateStore {
         })
     }
 
-    /// Runs one sync's diff in the warehouse; `candidates` receives each row the SQL could not
-    /// rule out (new, changed, NULL key, or every row when the mapping changed).
-    pub fn diff(
+    /// Prepares one sync's diff: folds in what a killed run left pending, reads the sync's
+    /// row, writes the diff's SQL and counts the keys delivered before (this run holds the
+    /// lock, so the snapshot does not change until the commit).
+    pub fn prepare_diff(
         &self,
         key: &StateKey,
         request: &DiffRequest<'_>,
-        candidates: &mut Vec<Candidate>,
-    ) -> Result<DiffAnswers, StateError> {
+    ) -> Result<PreparedDiff, StateError> {
         let prepared = self.prepare(key)?;
         let in_sql = |name: &str| self.backend.column_in_sql(request.relation, name);
         let columns: Vec<ColumnDesc> = request
@@ -324,25 +338,53 @@ impl WarehouseStateStore {
             mirror: request.mirror,
             case_collisions: request.case_collisions,
         };
-        let diff = input.sql();
+        let sql = input.sql();
+        let delivered =
+            self.with_session("count the delivered keys", |s| s.query_text(&sql.delivered))?;
+        Ok(PreparedDiff {
+            delivered: first_u64(&delivered),
+            cursor: prepared.cursor.clone(),
+            prepared,
+            sql,
+            columns,
+            batch_rows: request.batch_rows,
+        })
+    }
+
+    /// Runs a prepared diff in the warehouse; `on_candidates` receives, batch by batch, each
+    /// row the SQL could not rule out (new, changed, NULL key, or every row when the mapping
+    /// changed).
+    pub fn run_diff(
+        &self,
+        diff: PreparedDiff,
+        on_candidates: &mut dyn FnMut(Vec<Candidate>) -> Result<(), String>,
+    ) -> Result<DiffAnswers, StateError> {
+        let PreparedDiff {
+            prepared,
+            sql,
+            columns,
+            batch_rows,
+            delivered,
+            ..
+        } = diff;
         let mut queries = vec![
-            diff.count.as_str(),
-            diff.delivered.as_str(),
-            diff.duplicate_keys.as_str(),
-            diff.duplicate_rows.as_str(),
+            sql.count.as_str(),
+            sql.duplicate_keys.as_str(),
+            sql.duplicate_rows.as_str(),
         ];
-        if let Some(removals) = &diff.removals {
+        if let Some(removals) = &sql.removals {
             queries.push(removals);
         }
         let read = CandidateRead {
-            from: &diff.candidates,
+            from: &sql.candidates,
             columns: &columns,
-            batch_rows: request.batch_rows,
+            batch_rows,
         };
-        let n = request.columns.len();
+        let n = columns.len();
         let mut bad_row = None;
         let answers = self.with_session("compute the diff", |s| {
             s.diff(&queries, &read, &mut |batch| {
+                let mut candidates = Vec::with_capacity(batch.len());
                 for mut row in batch {
                     if row.len() != n + sql::CANDIDATE_EXTRAS.len() {
                         bad_row = Some(row.len());
@@ -361,7 +403,7 @@ impl WarehouseStateStore {
                         previous: prev_key.zip(prev_hash).map(|(k, h)| (k.into(), h as u64)),
                     });
                 }
-                Ok(())
+                on_candidates(candidates)
             })
         })?;
         if let Some(len) = bad_row {
@@ -372,7 +414,6 @@ impl WarehouseStateStore {
         }
         let text_at = |i: usize| answers.get(i).cloned().unwrap_or_default();
         let rows_read = first_u64(&text_at(0));
-        let delivered = first_u64(&text_at(1));
         let state_version = xxhash_rust::xxh3::xxh3_128(
             format!(
                 "{}|{}|{}|{delivered}",
@@ -389,12 +430,12 @@ impl WarehouseStateStore {
         Ok(DiffAnswers {
             rows_read,
             delivered,
-            duplicate_keys: text_at(2)
+            duplicate_keys: text_at(1)
                 .into_iter()
                 .filter_map(|r| r.into_iter().next().flatten())
                 .collect(),
-            duplicate_rows: first_u64(&text_at(3)),
-            removals: text_at(4)
+            duplicate_rows: first_u64(&text_at(2)),
+            removals: text_at(3)
                 .into_iter()
                 .filter_map(|r| {
                     let mut r = r.into_iter();
@@ -495,9 +536,9 @@ impl StateStore for WarehouseStateStore {
                     ));
                 };
                 rows.push(PendingRow {
-                    wh_key: wh_key.clone(),
+                    wh_key: wh_key.to_owned(),
                     key_json: key_json.to_string(),
-                    source_hash: row_hash.map(|_| source_hash.clone().unwrap_or_default()),
+                    source_hash: row_hash.map(|_| source_hash.unwrap_or_default().to_owned()),
                     row_hash,
                 });
             }

@@ -341,8 +341,6 @@ mod tests {
 /// Against crucible-emulator (`ACTIVATE_TEST_BIGQUERY_PORT`, started by scripts/test.sh).
 #[cfg(test)]
 mod tests_against_crucible {
-    use std::collections::HashMap;
-
     use super::*;
     use crate::state::warehouse::{SyncKeys, SyncStateRow, Tables, WarehouseStateStore, state_id};
     use crate::state::{Confirmed, StateKey, StateStore, SyncState, cursor_to_json};
@@ -364,17 +362,15 @@ mod tests_against_crucible {
     }
 
     fn keys(names: &[&str]) -> SyncKeys {
-        SyncKeys {
-            by_key: names
-                .iter()
-                .map(|k| {
-                    let json: Box<str> = format!("[\"{k}\"]").into();
-                    (json, ((*k).to_owned(), Some(format!("source-{k}"))))
-                })
-                .collect::<HashMap<_, _>>(),
+        let mut keys = SyncKeys {
             mapping_hash: "mapping".into(),
-            refresh: Vec::new(),
+            ..SyncKeys::default()
+        };
+        for k in names {
+            keys.by_key
+                .insert(&format!("[\"{k}\"]"), k, Some(&format!("source-{k}")));
         }
+        keys
     }
 
     fn upserted(k: &str, row_hash: u64) -> Confirmed {
