@@ -6,7 +6,8 @@ use std::collections::{HashMap, HashSet};
 use activate_manifest::{OnDelete, Operation, SyncMode};
 use xxhash_rust::xxh3::{xxh3_64, xxh3_128};
 
-use crate::state::{Snapshot, SyncState};
+use crate::state::SyncState;
+use crate::state::snapshot::EntryPos;
 use crate::sync::{FieldSource, SyncDefinition};
 use crate::value::{self, Value};
 use crate::warehouse::RowBatch;
@@ -110,8 +111,10 @@ impl Plan {
 /// Builds a plan batch by batch, so the rows stream through and only changes are kept.
 ///
 /// An unchanged row costs no allocation: its key is written into a reused buffer, its mapped
-/// values are hashed where they lie in the row, and its key is marked seen by one bit per slot
-/// of the state's table; a `Record` is built only for a change. A key not in the state is
+/// values are hashed where they lie in the row, and its key is marked seen by one bit per state
+/// entry; a `Record` is built only for a change. The row's key is first compared with the
+/// state entry after the last one found, so a model read in the order its keys were first
+/// delivered walks the state in order, without a hash or a table probe per row. A key not in the state is
 /// always planned (an insert), so the keys read that are new to the state are found, to catch
 /// a duplicate, through a table of positions in the plan's `upsert_keys` (8 bytes a key, and
 /// compared by their text, so a duplicate is never missed).
@@ -119,8 +122,11 @@ pub struct PlanBuilder<'a> {
     def: &'a SyncDefinition,
     state: &'a SyncState,
     send_all: bool,
-    /// One bit per slot of the state's table: the key of that slot was read.
+    /// One bit per state entry (by [`EntryPos::index`]): that key was read.
     seen_in_state: Vec<u64>,
+    /// The state entry after the last one read: where the next row's key is looked for first
+    /// (a model read in the order its keys were first delivered walks the state in order).
+    expected: Option<EntryPos>,
     /// The keys read that are not in the state, as positions in `plan.upsert_keys`.
     new_keys: hashbrown::HashTable<usize>,
     /// The key of the row being added (reused).
@@ -163,7 +169,8 @@ impl<'a> PlanBuilder<'a> {
             state,
             hash_order,
             send_all: full_refresh || def.spec.sync_mode == SyncMode::FullRefresh,
-            seen_in_state: vec![0; state.snapshot.slot_count().div_ceil(64)],
+            seen_in_state: vec![0; state.snapshot.index_bound().div_ceil(64)],
+            expected: state.snapshot.first_entry(),
             new_keys: hashbrown::HashTable::new(),
             key: String::new(),
             hash_input: Vec::new(),
@@ -324,12 +331,13 @@ impl<'a> PlanBuilder<'a> {
     fn add_keyed_row(&mut self, row: &[Value], rendered: &[Value], key: &str) {
         let def = self.def;
         let state = self.state;
-        let in_state = state.snapshot.find(key);
+        let in_state = state.snapshot.locate(key, self.expected);
         // A key new to the state: its hash, computed once for the lookup and the insert.
         let mut new_key = None;
         let first_time = match in_state {
-            Some(slot) => {
-                let at = Snapshot::position(slot);
+            Some(pos) => {
+                self.expected = state.snapshot.entry_after(pos);
+                let at = pos.index();
                 let bit = 1u64 << (at % 64);
                 let first = self.seen_in_state[at / 64] & bit == 0;
                 self.seen_in_state[at / 64] |= bit;
@@ -380,7 +388,7 @@ impl<'a> PlanBuilder<'a> {
         self.fingerprint(&[key.as_bytes(), &row_hash.to_le_bytes()]);
         let kind = match in_state {
             None => ChangeKind::Insert,
-            Some(slot) if state.snapshot.row_hash_at(slot) != row_hash || self.send_all => {
+            Some(pos) if state.snapshot.row_hash_of(pos) != row_hash || self.send_all => {
                 ChangeKind::Update
             }
             Some(_) => {
@@ -440,9 +448,12 @@ impl<'a> PlanBuilder<'a> {
             let seen = std::mem::take(&mut self.seen_in_state);
             let mut gone: Vec<&str> = state
                 .snapshot
-                .slots()
-                .filter(|(at, _, _)| seen[at / 64] & (1u64 << (at % 64)) == 0)
-                .map(|(_, key, _)| key)
+                .entries()
+                .filter(|(pos, _)| {
+                    let at = pos.index();
+                    seen[at / 64] & (1u64 << (at % 64)) == 0
+                })
+                .map(|(_, key)| key)
                 .collect();
             gone.sort_unstable();
             for key in gone {

@@ -385,3 +385,62 @@ fn keys_differing_only_in_case_are_all_rejected_where_keys_ignore_case() {
     assert_eq!(p.rejected.len(), 2);
     assert_eq!(p.rows_read, 2);
 }
+
+/// The same plan whatever order the model returns its rows in: the order the keys were
+/// delivered (the state walked in order), reversed, or interleaved, with changes, new keys,
+/// a duplicate, keys that left, and a state holding removed entries.
+#[test]
+fn the_plan_does_not_depend_on_the_order_rows_are_read_in() {
+    let d = def(json!({"destination": "d", "object": "Lead", "sync_mode": "mirror"}));
+    let mut state = SyncState::default();
+    let first: Vec<Vec<Value>> = (0..200).map(|i| row(i, &format!("n{i}"), i)).collect();
+    let p = plan(&d, &state, first);
+    confirm(&mut state, &p);
+    // Entries removed from the state stay in its arena, marked removed.
+    for i in (0..200).step_by(7) {
+        state.apply(&Confirmed::Removed {
+            key: format!("[{i}]").into(),
+        });
+    }
+    let summary = |p: &Plan| {
+        let mut upserts: Vec<String> = p
+            .upserts
+            .iter()
+            .zip(p.upsert_keys.iter())
+            .map(|(r, k)| format!("{k} {:?} {:x}", r.kind, r.row_hash))
+            .collect();
+        upserts.sort();
+        let removals: Vec<String> = p.removals.iter().map(str::to_owned).collect();
+        (
+            upserts,
+            removals,
+            p.unchanged,
+            p.duplicate_count,
+            p.rows_read,
+        )
+    };
+    // 1% of 200 changed is 2: change 10 and 11, drop 20..30, add 500 and 501.
+    let second: Vec<Vec<Value>> = (0..200)
+        .filter(|i| !(20..30).contains(i))
+        .map(|i| match i {
+            10 | 11 => row(i, "changed", i),
+            _ => row(i, &format!("n{i}"), i),
+        })
+        .chain([row(500, "new", 1), row(501, "new", 2)])
+        .collect();
+    let in_order = plan(&d, &state, second.clone());
+    // 190 old keys read; 27 of them were removed from the state (29 multiples of 7, less
+    // 21 and 28 that left) and are inserts; 2 changed.
+    assert_eq!(in_order.unchanged, 190 - 27 - 2);
+    let mut reversed = second.clone();
+    reversed.reverse();
+    let mut interleaved: Vec<Vec<Value>> = second.iter().step_by(2).cloned().collect();
+    interleaved.extend(second.iter().skip(1).step_by(2).cloned());
+    for other in [reversed, interleaved] {
+        assert_eq!(summary(&plan(&d, &state, other)), summary(&in_order));
+    }
+    // A key read twice in a row is a duplicate, in order or not.
+    let mut twice = second.clone();
+    twice.insert(40, second[39].clone());
+    assert_eq!(plan(&d, &state, twice).duplicate_count, 1);
+}

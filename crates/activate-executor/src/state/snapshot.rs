@@ -44,6 +44,22 @@ impl PartialEq for Snapshot {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Slot(usize);
 
+/// An entry's place in the arena (its offset), valid until the snapshot changes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EntryPos(usize);
+
+/// The shortest entry: a one-byte header, the row hash and a key of at least one byte.
+const MIN_ENTRY_LEN: usize = 1 + ROW_HASH_LEN + 1;
+
+impl EntryPos {
+    /// A number for the entry, for a bitmap of entries: distinct entries have distinct
+    /// indexes below [`Snapshot::index_bound`] (entries start at least `MIN_ENTRY_LEN`
+    /// bytes apart).
+    pub fn index(self) -> usize {
+        self.0 / MIN_ENTRY_LEN
+    }
+}
+
 fn tag_of(hash: u64) -> u64 {
     hash >> OFFSET_BITS
 }
@@ -177,35 +193,63 @@ impl Snapshot {
         (e.key, e.row_hash)
     }
 
-    /// The row hash at a slot found by [`Snapshot::find`] (without decoding the key).
-    pub fn row_hash_at(&self, slot: Slot) -> u64 {
-        let offset = Self::offset_of(self.slots[slot.0]);
-        let (_, n) = read_varint(&self.arena[offset..]);
+    /// Every entry's [`EntryPos::index`] is below this.
+    pub fn index_bound(&self) -> usize {
+        self.arena.len().div_ceil(MIN_ENTRY_LEN)
+    }
+
+    /// The first live entry at or after arena offset `offset`.
+    fn live_from(&self, mut offset: usize) -> Option<EntryPos> {
+        while offset < self.arena.len() {
+            let (header, n) = read_varint(&self.arena[offset..]);
+            if header & 1 == 0 {
+                return Some(EntryPos(offset));
+            }
+            offset += n + ROW_HASH_LEN + (header >> 1) as usize;
+        }
+        None
+    }
+
+    /// The first live entry, in insertion order.
+    pub fn first_entry(&self) -> Option<EntryPos> {
+        self.live_from(0)
+    }
+
+    /// The live entry after `pos`, in insertion order.
+    pub fn entry_after(&self, pos: EntryPos) -> Option<EntryPos> {
+        let (header, n) = read_varint(&self.arena[pos.0..]);
+        self.live_from(pos.0 + n + ROW_HASH_LEN + (header >> 1) as usize)
+    }
+
+    /// Where `key`'s entry is. When the entry at `expected` holds `key`, that is the answer
+    /// without a hash or a table probe: reading the model in the order its keys were first
+    /// delivered walks the arena in order (no cache miss a row); otherwise the table is asked.
+    pub fn locate(&self, key: &str, expected: Option<EntryPos>) -> Option<EntryPos> {
+        if let Some(pos) = expected
+            && self.key_bytes_at(pos.0) == key.as_bytes()
+        {
+            return Some(pos);
+        }
+        self.find(key)
+            .map(|slot| EntryPos(Self::offset_of(self.slots[slot.0])))
+    }
+
+    /// The row hash of the entry at `pos`.
+    pub fn row_hash_of(&self, pos: EntryPos) -> u64 {
+        let (_, n) = read_varint(&self.arena[pos.0..]);
         let mut row_hash = [0u8; ROW_HASH_LEN];
-        row_hash.copy_from_slice(&self.arena[offset + n..offset + n + ROW_HASH_LEN]);
+        row_hash.copy_from_slice(&self.arena[pos.0 + n..pos.0 + n + ROW_HASH_LEN]);
         u64::from_le_bytes(row_hash)
     }
 
-    /// The table's size: slot positions run from 0 to this, exclusive.
-    pub fn slot_count(&self) -> usize {
-        self.slots.len()
-    }
-
-    /// The position of a slot (for a bitmap of seen keys over [`Snapshot::slot_count`]).
-    pub fn position(slot: Slot) -> usize {
-        slot.0
-    }
-
-    /// Every occupied slot with its position.
-    pub fn slots(&self) -> impl Iterator<Item = (usize, &str, u64)> + '_ {
-        self.slots
-            .iter()
-            .enumerate()
-            .filter(|(_, s)| **s != 0)
-            .map(|(i, s)| {
-                let e = self.entry_at(Self::offset_of(*s));
-                (i, e.key, e.row_hash)
-            })
+    /// Every live entry's position and key, in insertion order.
+    pub fn entries(&self) -> impl Iterator<Item = (EntryPos, &str)> + '_ {
+        let mut next = self.first_entry();
+        std::iter::from_fn(move || {
+            let pos = next?;
+            next = self.entry_after(pos);
+            Some((pos, self.entry_at(pos.0).key))
+        })
     }
 
     pub fn get(&self, key: &str) -> Option<u64> {
@@ -349,7 +393,7 @@ mod tests {
             assert_eq!(s.get(&format!("[{i}]")), want, "{i}");
         }
         assert_eq!(s.iter().count(), s.len());
-        assert_eq!(s.slots().count(), s.len());
+        assert_eq!(s.entries().count(), s.len());
         // Removing most keys compacts the arena; every remaining key is still found.
         for i in 0..990 {
             s.remove(&format!("[{i}]"));
@@ -430,5 +474,39 @@ mod tests {
         assert_eq!(a, b);
         b.insert("[1]", 3);
         assert_ne!(a, b);
+    }
+
+    /// `locate` finds a key at the expected position or through the table; `entries` and
+    /// `entry_after` walk the live entries in insertion order; indexes are distinct.
+    #[test]
+    fn entries_are_located_in_order_or_through_the_table() {
+        let mut s = Snapshot::default();
+        for i in 0..1000 {
+            s.insert(&format!("[{i}]"), i);
+        }
+        for i in (0..1000).step_by(3) {
+            s.remove(&format!("[{i}]"));
+        }
+        let walked: Vec<&str> = s.entries().map(|(_, k)| k).collect();
+        let iterated: Vec<&str> = s.iter().map(|(k, _)| k).collect();
+        assert_eq!(walked, iterated);
+        let mut expected = s.first_entry();
+        let mut indexes = std::collections::HashSet::new();
+        for (key, row_hash) in s.iter().map(|(k, h)| (k.to_owned(), h)).collect::<Vec<_>>() {
+            let at = s.locate(&key, expected).expect("present");
+            assert_eq!(Some(at), expected, "in order: found where expected");
+            assert_eq!(s.row_hash_of(at), row_hash);
+            assert!(at.index() < s.index_bound());
+            assert!(indexes.insert(at.index()));
+            expected = s.entry_after(at);
+        }
+        assert_eq!(expected, None);
+        let somewhere = s.first_entry();
+        assert_eq!(
+            s.locate("[998]", somewhere).map(|p| s.row_hash_of(p)),
+            Some(998)
+        );
+        assert_eq!(s.locate("[3]", somewhere), None, "removed");
+        assert_eq!(s.locate("[5000]", None), None);
     }
 }
