@@ -138,6 +138,8 @@ pub struct PlanBuilder<'a> {
     hash_order: Vec<usize>,
     /// Reject rows holding NaN or ±Infinity (destinations without a form for them).
     refuse_non_finite: bool,
+    /// Compute [`Plan::data_fingerprint`] (for `plan --out` and `run --plan`).
+    fingerprint_rows: bool,
     /// For destinations that match keys without case: every key seen, by its lower-cased form.
     keys_by_folded_case: Option<HashMap<String, Vec<String>>>,
     plan: Plan,
@@ -176,6 +178,7 @@ impl<'a> PlanBuilder<'a> {
             hash_input: Vec::new(),
             templates,
             refuse_non_finite: false,
+            fingerprint_rows: true,
             keys_by_folded_case: None,
             plan: Plan {
                 delivered_before: state.len() as u64,
@@ -259,7 +262,17 @@ impl<'a> PlanBuilder<'a> {
             .map_err(|e| failed(e.to_string()))
     }
 
+    /// Whether to compute [`Plan::data_fingerprint`] (one more hash a row), which only a
+    /// recorded plan or a check against one needs. On by default.
+    pub fn fingerprint_rows(mut self, fingerprint: bool) -> Self {
+        self.fingerprint_rows = fingerprint;
+        self
+    }
+
     fn fingerprint(&mut self, parts: &[&[u8]]) {
+        if !self.fingerprint_rows {
+            return;
+        }
         self.plan.data_fingerprint = self
             .plan
             .data_fingerprint

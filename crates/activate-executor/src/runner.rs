@@ -236,7 +236,8 @@ async fn sync_inner(
             };
             let mut builder = PlanBuilder::new(&plan_def, &state, full_refresh)
                 .refuse_non_finite_floats(refuse_non_finite)
-                .refuse_keys_differing_only_in_case(refuse_case_collisions);
+                .refuse_keys_differing_only_in_case(refuse_case_collisions)
+                .fingerprint_rows(record_plan);
             // Warehouse time: the read, less the time our callback spends diffing its batches.
             let read_started = Instant::now();
             let mut in_engine = std::time::Duration::ZERO;

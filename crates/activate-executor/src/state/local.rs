@@ -305,12 +305,16 @@ fn read_snapshot(path: &Path, mut file: File, state: &mut SyncState) -> Result<(
             state.snapshot.shrink_to_fit();
             return Ok(());
         }
-        let (hash, key) = line
-            .split_once(' ')
-            .ok_or_else(|| corrupt(path, format!("entry {} is malformed", count + 1)))?;
+        // 16 hex digits, a space, the key (the hash is written with all 16 digits).
+        let (hash, key) = match (line.get(..16), line.get(16..)) {
+            (Some(hash), Some(rest)) if rest.starts_with(' ') => (hash, &rest[1..]),
+            _ => line
+                .split_once(' ')
+                .ok_or_else(|| corrupt(path, format!("entry {} is malformed", count + 1)))?,
+        };
         let row_hash = u64::from_str_radix(hash, 16)
             .map_err(|_| corrupt(path, format!("entry {} has a bad hash", count + 1)))?;
-        state.snapshot.insert(key, row_hash);
+        state.snapshot.push_loaded(key, row_hash);
     }
     Err(corrupt(path, "it is truncated (no end marker)"))
 }

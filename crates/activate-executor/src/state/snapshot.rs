@@ -11,6 +11,8 @@
 //! place; removing a key marks its entry removed and empties its slot (backward-shift
 //! deletion); the arena is compacted once removed entries take more than half of it.
 
+use std::sync::OnceLock;
+
 use xxhash_rust::xxh3::xxh3_64;
 
 /// Where an entry starts in the arena: at most 2^40 - 2 bytes (1 TiB) of keys.
@@ -21,7 +23,9 @@ const ROW_HASH_LEN: usize = 8;
 
 #[derive(Clone, Default)]
 pub struct Snapshot {
-    slots: Vec<u64>,
+    /// The table, built on first use: a snapshot loaded from a file and then read in the
+    /// order its keys were delivered is walked through the arena and never needs it.
+    table: OnceLock<Vec<u64>>,
     arena: Vec<u8>,
     len: usize,
     /// Bytes of removed entries still in the arena.
@@ -112,13 +116,13 @@ impl Snapshot {
 
     /// Bytes of memory held (table and arena), for the benchmark's bytes per key.
     pub fn heap_bytes(&self) -> usize {
-        self.slots.capacity() * 8 + self.arena.capacity()
+        self.table.get().map_or(0, Vec::capacity) * 8 + self.arena.capacity()
     }
 
     /// Makes room for `more` keys of about `key_bytes` bytes each.
     pub fn reserve(&mut self, more: usize, key_bytes: usize) {
         let wanted = self.len + more;
-        if wanted * 4 > self.slots.len() * 3 {
+        if self.table.get().is_some_and(|t| wanted * 4 > t.len() * 3) {
             self.rebuild_table(wanted);
         }
         self.arena.reserve(more * (key_bytes + ROW_HASH_LEN + 1));
@@ -158,7 +162,7 @@ impl Snapshot {
     }
 
     fn mask(&self) -> usize {
-        self.slots.len().wrapping_sub(1)
+        self.slots().len().wrapping_sub(1)
     }
 
     /// The slot holding `key`, if present.
@@ -167,14 +171,15 @@ impl Snapshot {
     }
 
     fn find_hashed(&self, key: &str, hash: u64) -> Option<Slot> {
-        if self.slots.is_empty() {
+        let slots = self.slots();
+        if slots.is_empty() {
             return None;
         }
         let mask = self.mask();
         let tag = tag_of(hash);
         let mut i = hash as usize & mask;
         loop {
-            let slot = self.slots[i];
+            let slot = slots[i];
             if slot == 0 {
                 return None;
             }
@@ -189,7 +194,7 @@ impl Snapshot {
 
     /// The key and row hash at a slot found by [`Snapshot::find`].
     pub fn at(&self, slot: Slot) -> (&str, u64) {
-        let e = self.entry_at(Self::offset_of(self.slots[slot.0]));
+        let e = self.entry_at(Self::offset_of(self.slots()[slot.0]));
         (e.key, e.row_hash)
     }
 
@@ -231,7 +236,7 @@ impl Snapshot {
             return Some(pos);
         }
         self.find(key)
-            .map(|slot| EntryPos(Self::offset_of(self.slots[slot.0])))
+            .map(|slot| EntryPos(Self::offset_of(self.slots()[slot.0])))
     }
 
     /// The row hash of the entry at `pos`.
@@ -278,18 +283,18 @@ impl Snapshot {
     pub fn insert(&mut self, key: &str, row_hash: u64) {
         let hash = xxh3_64(key.as_bytes());
         if let Some(Slot(i)) = self.find_hashed(key, hash) {
-            let at = self.entry_at(Self::offset_of(self.slots[i])).row_hash_at;
+            let at = self.entry_at(Self::offset_of(self.slots()[i])).row_hash_at;
             self.arena[at..at + ROW_HASH_LEN].copy_from_slice(&row_hash.to_le_bytes());
             return;
         }
-        if (self.len + 1) * 4 > self.slots.len() * 3 {
+        if (self.len + 1) * 4 > self.slots().len() * 3 {
             self.rebuild_table(self.len + 1);
         }
         let offset = self.arena.len();
         write_varint(&mut self.arena, (key.len() as u64) << 1);
         self.arena.extend_from_slice(&row_hash.to_le_bytes());
         self.arena.extend_from_slice(key.as_bytes());
-        self.place(hash, offset);
+        place(self.slots_mut(), hash, offset);
         self.len += 1;
     }
 
@@ -297,7 +302,7 @@ impl Snapshot {
         let Some(Slot(mut hole)) = self.find(key) else {
             return false;
         };
-        let offset = Self::offset_of(self.slots[hole]);
+        let offset = Self::offset_of(self.slots()[hole]);
         let e = self.entry_at(offset);
         let entry_len = e.len;
         // Mark the entry removed: the header's low bit is the first byte's low bit.
@@ -307,17 +312,21 @@ impl Snapshot {
         // Backward-shift deletion: move later entries of the run into the hole when their
         // home position allows it, so lookups never stop at a false empty slot.
         let mask = self.mask();
-        self.slots[hole] = 0;
+        let arena = &self.arena;
+        let slots = self.table.get_mut().expect("built by the find above");
+        slots[hole] = 0;
         let mut i = (hole + 1) & mask;
-        while self.slots[i] != 0 {
-            let slot = self.slots[i];
-            let home = xxh3_64(self.entry_at(Self::offset_of(slot)).key.as_bytes()) as usize & mask;
+        while slots[i] != 0 {
+            let slot = slots[i];
+            let (header, n) = read_varint(&arena[Self::offset_of(slot)..]);
+            let key_at = Self::offset_of(slot) + n + ROW_HASH_LEN;
+            let home = xxh3_64(&arena[key_at..key_at + (header >> 1) as usize]) as usize & mask;
             // Moves when `home` is not cyclically in (hole, i].
             let distance_to_i = i.wrapping_sub(home) & mask;
             let distance_to_hole = hole.wrapping_sub(home) & mask;
             if distance_to_hole < distance_to_i {
-                self.slots[hole] = slot;
-                self.slots[i] = 0;
+                slots[hole] = slot;
+                slots[i] = 0;
                 hole = i;
             }
             i = (i + 1) & mask;
@@ -328,29 +337,33 @@ impl Snapshot {
         true
     }
 
-    /// Puts an entry's slot at the first free position from its home.
-    fn place(&mut self, hash: u64, offset: usize) {
-        let mask = self.mask();
-        let mut i = hash as usize & mask;
-        while self.slots[i] != 0 {
-            i = (i + 1) & mask;
-        }
-        self.slots[i] = (tag_of(hash) << OFFSET_BITS) | (offset as u64 + 1);
+    /// The table, built from the arena if it was not yet.
+    fn slots(&self) -> &[u64] {
+        self.table
+            .get_or_init(|| build_table(&self.arena, self.len))
+    }
+
+    fn slots_mut(&mut self) -> &mut Vec<u64> {
+        self.slots();
+        self.table.get_mut().expect("built just above")
     }
 
     /// A new table for at least `keys` keys, at most 3/4 full, from the arena's live entries.
     fn rebuild_table(&mut self, keys: usize) {
-        let size = (keys * 4 / 3 + 1).next_power_of_two().max(16);
-        self.slots = vec![0; size];
-        let mut offset = 0;
-        while offset < self.arena.len() {
-            let e = self.entry_at(offset);
-            let (hash, len, removed) = (xxh3_64(e.key.as_bytes()), e.len, e.removed);
-            if !removed {
-                self.place(hash, offset);
-            }
-            offset += len;
+        self.table = OnceLock::from(build_table(&self.arena, keys));
+    }
+
+    /// Appends an entry read from a snapshot file, whose keys are distinct (it was written
+    /// from a snapshot): no lookup, and the table is left to be built when first needed.
+    /// Once the table exists this is [`Snapshot::insert`].
+    pub fn push_loaded(&mut self, key: &str, row_hash: u64) {
+        if self.table.get().is_some() {
+            return self.insert(key, row_hash);
         }
+        write_varint(&mut self.arena, (key.len() as u64) << 1);
+        self.arena.extend_from_slice(&row_hash.to_le_bytes());
+        self.arena.extend_from_slice(key.as_bytes());
+        self.len += 1;
     }
 
     /// Drops removed entries from the arena.
@@ -368,6 +381,37 @@ impl Snapshot {
         self.dead_bytes = 0;
         self.rebuild_table(self.len);
     }
+}
+
+/// Puts an entry's slot at the first free position from its home.
+fn place(slots: &mut [u64], hash: u64, offset: usize) {
+    let mask = slots.len() - 1;
+    let mut i = hash as usize & mask;
+    while slots[i] != 0 {
+        i = (i + 1) & mask;
+    }
+    slots[i] = (tag_of(hash) << OFFSET_BITS) | (offset as u64 + 1);
+}
+
+/// A table for at least `keys` keys, at most 3/4 full, over the arena's live entries.
+fn build_table(arena: &[u8], keys: usize) -> Vec<u64> {
+    let size = (keys * 4 / 3 + 1).next_power_of_two().max(16);
+    let mut slots = vec![0; size];
+    let mut offset = 0;
+    while offset < arena.len() {
+        let (header, n) = read_varint(&arena[offset..]);
+        let key_at = offset + n + ROW_HASH_LEN;
+        let key_len = (header >> 1) as usize;
+        if header & 1 == 0 {
+            place(
+                &mut slots,
+                xxh3_64(&arena[key_at..key_at + key_len]),
+                offset,
+            );
+        }
+        offset = key_at + key_len;
+    }
+    slots
 }
 
 #[cfg(test)]
@@ -455,7 +499,7 @@ mod tests {
             write_varint(&mut s.arena, (key.len() as u64) << 1);
             s.arena.extend_from_slice(&row_hash.to_le_bytes());
             s.arena.extend_from_slice(key.as_bytes());
-            s.place(42, offset);
+            place(s.slots_mut(), 42, offset);
             s.len += 1;
         }
         assert_eq!(s.find_hashed("[\"a\"]", 42).map(|x| s.at(x).1), Some(1));
@@ -508,5 +552,33 @@ mod tests {
         );
         assert_eq!(s.locate("[3]", somewhere), None, "removed");
         assert_eq!(s.locate("[5000]", None), None);
+    }
+
+    /// Entries pushed as loaded are found in order without a table; the first lookup
+    /// elsewhere builds it, and later changes keep it right.
+    #[test]
+    fn a_loaded_snapshot_builds_its_table_only_when_asked() {
+        let mut s = Snapshot::default();
+        for i in 0..500 {
+            s.push_loaded(&format!("[{i}]"), i);
+        }
+        assert_eq!(s.len(), 500);
+        let mut expected = s.first_entry();
+        for i in 0..500u64 {
+            let at = s.locate(&format!("[{i}]"), expected).expect("in order");
+            assert_eq!(s.row_hash_of(at), i);
+            expected = s.entry_after(at);
+        }
+        assert!(s.table.get().is_none(), "walked in order: no table built");
+        assert_eq!(s.get("[250]"), Some(250));
+        assert!(s.table.get().is_some());
+        s.push_loaded("[1000]", 7);
+        s.insert("[250]", 9);
+        assert!(s.remove("[3]"));
+        assert_eq!(
+            (s.get("[1000]"), s.get("[250]"), s.get("[3]")),
+            (Some(7), Some(9), None)
+        );
+        assert_eq!(s.len(), 500);
     }
 }
