@@ -128,7 +128,7 @@ pub struct PlanBuilder<'a> {
     /// (a model read in the order its keys were first delivered walks the state in order).
     expected: Option<EntryPos>,
     /// The keys read that are not in the state, as positions in `plan.upsert_keys`.
-    new_keys: hashbrown::HashTable<usize>,
+    new_keys: hashbrown::HashTable<NewKey>,
     /// The key of the row being added (reused).
     key: String,
     /// The bytes a row's hash or fingerprint is computed over (reused).
@@ -360,7 +360,11 @@ impl<'a> PlanBuilder<'a> {
                 let keys = &self.plan.upsert_keys;
                 let hash = new_key_hash(key);
                 new_key = Some(hash);
-                self.new_keys.find(hash, |&i| keys.get(i) == key).is_none()
+                self.new_keys
+                    .find(table_hash(hash), |k| {
+                        k.hash == hash && keys.get(k.position as usize) == key
+                    })
+                    .is_none()
             }
         };
         if !first_time {
@@ -418,8 +422,11 @@ impl<'a> PlanBuilder<'a> {
             .push((0..def.field_sources.len()).map(|i| field(def, i, row, rendered)));
         if let Some(hash) = new_key {
             let keys = &self.plan.upsert_keys;
+            let position = u32::try_from(keys.len()).expect("fewer than 4 billion upserts");
             self.new_keys
-                .insert_unique(hash, keys.len(), |&i| new_key_hash(keys.get(i)));
+                .insert_unique(table_hash(hash), NewKey { hash, position }, |k| {
+                    table_hash(k.hash)
+                });
         }
         self.plan.upsert_keys.push(key);
         if let Some(c) = cursor {
@@ -477,8 +484,22 @@ impl<'a> PlanBuilder<'a> {
     }
 }
 
-fn new_key_hash(key: &str) -> u64 {
-    xxh3_64(key.as_bytes())
+/// A key read that is not in the state: 32 bits of its hash (kept, so growing the table
+/// rehashes no key text) and its position in the plan's `upsert_keys`.
+#[derive(Clone, Copy)]
+struct NewKey {
+    hash: u32,
+    position: u32,
+}
+
+fn new_key_hash(key: &str) -> u32 {
+    xxh3_64(key.as_bytes()) as u32
+}
+
+/// The table's hash of a [`NewKey`]: its 32 bits spread over 64 (the table takes its bucket
+/// from the low bits and a tag from the high ones).
+fn table_hash(hash: u32) -> u64 {
+    u64::from(hash).wrapping_mul(0x9E37_79B9_7F4A_7C15)
 }
 
 /// A field's value for a row: its column, its literal, or its rendered template.

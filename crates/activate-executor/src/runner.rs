@@ -340,13 +340,16 @@ async fn sync_inner(
                 rejected_cursors.extend(plan.upsert_cursor(i));
                 return None;
             }
-            match row.kind {
-                ChangeKind::Insert => result.inserted += 1,
-                ChangeKind::Update => result.updated += 1,
-            }
-            Some(Confirmed::Upserted {
-                key: plan.upsert_keys.get(i).into(),
-                row_hash: row.row_hash,
+            let (key, row_hash) = (plan.upsert_keys.get(i).into(), row.row_hash);
+            Some(match row.kind {
+                ChangeKind::Insert => {
+                    result.inserted += 1;
+                    Confirmed::Inserted { key, row_hash }
+                }
+                ChangeKind::Update => {
+                    result.updated += 1;
+                    Confirmed::Upserted { key, row_hash }
+                }
             })
         },
     )

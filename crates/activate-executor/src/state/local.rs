@@ -112,8 +112,12 @@ impl LocalStateStore {
         let mut text = String::with_capacity(changes.len() * 48);
         for change in changes {
             match change {
-                Confirmed::Upserted { key, row_hash } => {
-                    text.push_str(&format!("+{row_hash:016x} {key}\n"));
+                Confirmed::Upserted { key, row_hash } | Confirmed::Inserted { key, row_hash } => {
+                    text.push('+');
+                    push_hex16(&mut text, *row_hash);
+                    text.push(' ');
+                    text.push_str(key);
+                    text.push('\n');
                 }
                 Confirmed::Removed { key } => {
                     text.push('-');
@@ -314,7 +318,8 @@ fn read_snapshot(path: &Path, mut file: File, state: &mut SyncState) -> Result<(
         };
         let row_hash = u64::from_str_radix(hash, 16)
             .map_err(|_| corrupt(path, format!("entry {} has a bad hash", count + 1)))?;
-        state.snapshot.push_loaded(key, row_hash);
+        // The file was written from a snapshot: its keys are distinct.
+        state.snapshot.push_new(key, row_hash);
     }
     Err(corrupt(path, "it is truncated (no end marker)"))
 }

@@ -43,8 +43,19 @@ pub fn key_hash(key_json: &str) -> u128 {
 /// A confirmed change, as journaled.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Confirmed {
-    Upserted { key: Box<str>, row_hash: u64 },
-    Removed { key: Box<str> },
+    Upserted {
+        key: Box<str>,
+        row_hash: u64,
+    },
+    /// An upsert of a key the plan found new to the state: applied without a lookup
+    /// (journaled as an upsert).
+    Inserted {
+        key: Box<str>,
+        row_hash: u64,
+    },
+    Removed {
+        key: Box<str>,
+    },
 }
 
 impl SyncState {
@@ -70,6 +81,7 @@ impl SyncState {
         self.changed = true;
         match change {
             Confirmed::Upserted { key, row_hash } => self.snapshot.insert(key, *row_hash),
+            Confirmed::Inserted { key, row_hash } => self.snapshot.push_new(key, *row_hash),
             Confirmed::Removed { key } => {
                 self.snapshot.remove(key);
             }

@@ -353,13 +353,18 @@ impl Snapshot {
         self.table = OnceLock::from(build_table(&self.arena, keys));
     }
 
-    /// Appends an entry read from a snapshot file, whose keys are distinct (it was written
-    /// from a snapshot): no lookup, and the table is left to be built when first needed.
-    /// Once the table exists this is [`Snapshot::insert`].
-    pub fn push_loaded(&mut self, key: &str, row_hash: u64) {
+    /// Adds an entry whose key is known not to be present (a snapshot file's entry, written
+    /// from a snapshot; a key the plan found new to the state): no lookup, and the table is
+    /// left to be built when first needed. Once the table exists this is
+    /// [`Snapshot::insert`].
+    pub fn push_new(&mut self, key: &str, row_hash: u64) {
         if self.table.get().is_some() {
             return self.insert(key, row_hash);
         }
+        debug_assert!(
+            self.len > 2_000 || self.iter().all(|(k, _)| k != key),
+            "push_new of a key already present: {key}"
+        );
         write_varint(&mut self.arena, (key.len() as u64) << 1);
         self.arena.extend_from_slice(&row_hash.to_le_bytes());
         self.arena.extend_from_slice(key.as_bytes());
@@ -560,7 +565,7 @@ mod tests {
     fn a_loaded_snapshot_builds_its_table_only_when_asked() {
         let mut s = Snapshot::default();
         for i in 0..500 {
-            s.push_loaded(&format!("[{i}]"), i);
+            s.push_new(&format!("[{i}]"), i);
         }
         assert_eq!(s.len(), 500);
         let mut expected = s.first_entry();
@@ -572,7 +577,7 @@ mod tests {
         assert!(s.table.get().is_none(), "walked in order: no table built");
         assert_eq!(s.get("[250]"), Some(250));
         assert!(s.table.get().is_some());
-        s.push_loaded("[1000]", 7);
+        s.push_new("[1000]", 7);
         s.insert("[250]", 9);
         assert!(s.remove("[3]"));
         assert_eq!(

@@ -526,7 +526,8 @@ impl StateStore for WarehouseStateStore {
             let mut rows = Vec::with_capacity(changes.len());
             for change in changes {
                 let (key_json, row_hash) = match change {
-                    Confirmed::Upserted { key, row_hash } => (key, Some(*row_hash)),
+                    Confirmed::Upserted { key, row_hash }
+                    | Confirmed::Inserted { key, row_hash } => (key, Some(*row_hash)),
                     Confirmed::Removed { key } => (key, None),
                 };
                 let Some((wh_key, source_hash)) = known.and_then(|k| k.by_key.get(key_json)) else {
