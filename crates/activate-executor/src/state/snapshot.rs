@@ -171,6 +171,10 @@ impl Snapshot {
     }
 
     fn find_hashed(&self, key: &str, hash: u64) -> Option<Slot> {
+        if self.len == 0 {
+            // Nothing to find: no table is built for it.
+            return None;
+        }
         let slots = self.slots();
         if slots.is_empty() {
             return None;
@@ -564,6 +568,11 @@ mod tests {
     #[test]
     fn a_loaded_snapshot_builds_its_table_only_when_asked() {
         let mut s = Snapshot::default();
+        assert_eq!(s.get("[1]"), None);
+        assert!(
+            s.table.get().is_none(),
+            "an empty snapshot builds no table to answer"
+        );
         for i in 0..500 {
             s.push_new(&format!("[{i}]"), i);
         }
@@ -575,6 +584,7 @@ mod tests {
             expected = s.entry_after(at);
         }
         assert!(s.table.get().is_none(), "walked in order: no table built");
+        assert_eq!(Snapshot::default().locate("[1]", None), None);
         assert_eq!(s.get("[250]"), Some(250));
         assert!(s.table.get().is_some());
         s.push_new("[1000]", 7);
