@@ -161,7 +161,7 @@ impl Value {
 
 /// Appends an integer in decimal (as `{i}` formats it, without the formatting machinery: keys
 /// are written for every row read).
-fn push_int(out: &mut String, i: i64) {
+pub(crate) fn push_int(out: &mut String, i: i64) {
     let mut digits = [0u8; 20];
     let mut at = digits.len();
     let mut n = i.unsigned_abs();

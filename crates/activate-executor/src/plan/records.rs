@@ -162,7 +162,12 @@ impl Reader<'_> {
 
     fn text(&mut self) -> String {
         let n = self.varint();
-        String::from_utf8_lossy(self.take(n)).into_owned()
+        let bytes = self.take(n);
+        // Written from a `str`: valid UTF-8 (checked, not trusted).
+        match std::str::from_utf8(bytes) {
+            Ok(text) => text.to_owned(),
+            Err(_) => String::from_utf8_lossy(bytes).into_owned(),
+        }
     }
 
     fn value(&mut self) -> Value {
