@@ -8,6 +8,7 @@
 //!
 //!   cargo bench -p activate-executor --bench diff_engine            # 10,000,000 rows
 //!   BENCH_DIFF_ROWS=1000000 cargo bench -p activate-executor --bench diff_engine
+//!   BENCH_DIFF_REVERSED=1 cargo bench ...   # the model read in the reverse order (worst case)
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -89,6 +90,10 @@ fn thread_cpu() -> Duration {
         .unwrap_or_default()
 }
 
+fn reversed() -> bool {
+    std::env::var("BENCH_DIFF_REVERSED").is_ok_and(|v| v == "1")
+}
+
 /// Runs the diff over a snapshot in which every 100th row changed (when `changes`); returns
 /// the plan and the time spent in the engine only.
 fn diff(
@@ -97,13 +102,23 @@ fn diff(
     rows: u64,
     changes: bool,
 ) -> (activate_executor::plan::Plan, Duration, Duration) {
-    let mut builder = PlanBuilder::new(def, state, false);
+    // As `run` diffs: no plan is recorded, so no data fingerprint is computed.
+    let mut builder = PlanBuilder::new(def, state, false).fingerprint_rows(false);
     let mut engine = Duration::ZERO;
     let mut cpu = Duration::ZERO;
     let mut first = 1;
     while first <= rows {
         let last = (first + BATCH - 1).min(rows);
-        let batch: Vec<Vec<Value>> = (first..=last)
+        // With BENCH_DIFF_REVERSED=1 the diff reads the model in the reverse of the order
+        // the keys were delivered in: the state entry after the last one found is never the
+        // next key, so every row is looked up in the table (the worst case).
+        let ids: Vec<u64> = if changes && reversed() {
+            (rows + 1 - last..=rows + 1 - first).rev().collect()
+        } else {
+            (first..=last).collect()
+        };
+        let batch: Vec<Vec<Value>> = ids
+            .into_iter()
             .map(|id| {
                 let row = customer(id, changes && id % 100 == 1);
                 def.read_columns
@@ -161,8 +176,9 @@ fn main() {
     let (plan, time, cpu) = diff(&def, &state, rows, true);
     let found = plan.upserts.len() + plan.removals.len();
     println!(
-        "diff_engine rows={rows} changed_found={found} expected={}",
-        rows.div_ceil(100)
+        "diff_engine rows={rows} changed_found={found} expected={} order={}",
+        rows.div_ceil(100),
+        if reversed() { "reversed" } else { "delivered" }
     );
     println!(
         "diff_engine first_snapshot_s={:.3} diff_s={:.3} diff_cpu_s={:.3} rows_per_s={:.0} state_bytes_per_row={:.1}",
