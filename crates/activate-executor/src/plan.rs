@@ -466,16 +466,30 @@ impl<'a> PlanBuilder<'a> {
         if self.def.spec.sync_mode == SyncMode::Mirror && self.plan.duplicate_count == 0 {
             let state = self.state;
             let seen = std::mem::take(&mut self.seen_in_state);
+            let was_seen = |pos: EntryPos| {
+                let at = pos.index();
+                seen[at / 64] & (1u64 << (at % 64)) != 0
+            };
             let mut gone: Vec<&str> = state
                 .snapshot
                 .entries()
-                .filter(|(pos, _)| {
-                    let at = pos.index();
-                    seen[at / 64] & (1u64 << (at % 64)) == 0
-                })
+                .filter(|(pos, _)| !was_seen(*pos))
                 .map(|(_, key)| key)
                 .collect();
+            if !gone.is_empty() {
+                // A key written twice in a hand-edited snapshot file has two entries, and a
+                // read marks one of them: a key seen at any entry has not left the model.
+                let unseen: HashSet<&str> = gone.iter().copied().collect();
+                let still_there: HashSet<&str> = state
+                    .snapshot
+                    .entries()
+                    .filter(|(pos, key)| was_seen(*pos) && unseen.contains(key))
+                    .map(|(_, key)| key)
+                    .collect();
+                gone.retain(|key| !still_there.contains(key));
+            }
             gone.sort_unstable();
+            gone.dedup();
             for key in gone {
                 self.push_removal(key.into());
             }

@@ -444,3 +444,24 @@ fn the_plan_does_not_depend_on_the_order_rows_are_read_in() {
     twice.insert(40, second[39].clone());
     assert_eq!(plan(&d, &state, twice).duplicate_count, 1);
 }
+
+/// A key written twice in a (hand-edited) snapshot file is two entries; a read marks one of
+/// them, and the key, still in the model, is not removed. A key gone from the model is
+/// removed once.
+#[test]
+fn a_key_twice_in_the_state_file_is_not_removed_while_in_the_model() {
+    let d = def(json!({"destination": "d", "object": "Lead", "sync_mode": "mirror"}));
+    let mut state = SyncState::default();
+    let first = plan(
+        &d,
+        &state,
+        vec![row(1, "a", 1), row(2, "b", 2), row(3, "c", 3)],
+    );
+    let hashes: Vec<u64> = first.upserts.iter().map(|r| r.row_hash).collect();
+    for (key, hash) in [("[1]", 0), ("[2]", 1), ("[1]", 0), ("[3]", 2), ("[3]", 2)] {
+        state.snapshot.push_new(key, hashes[hash]);
+    }
+    let p = plan(&d, &state, vec![row(1, "a", 1), row(2, "b", 2)]);
+    assert_eq!(p.removals.iter().collect::<Vec<_>>(), vec!["[3]"]);
+    assert_eq!(p.unchanged, 2);
+}

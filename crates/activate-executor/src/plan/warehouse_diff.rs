@@ -78,6 +78,12 @@ pub fn plan_in_warehouse(
         let answers = store
             .run_diff(diff, &mut |batch| {
                 candidates_read += batch.len() as u64;
+                if let Some(c) = batch.iter().find(|c| c.previous.is_some()) {
+                    return Err(format!(
+                        "internal error: the snapshot held no key, yet key {} has a previous entry",
+                        c.wh_key
+                    ));
+                }
                 let rows = batch
                     .into_iter()
                     .map(|c| remember_candidate(c, &key_columns, &mut keys))

@@ -81,7 +81,13 @@ impl SyncState {
         self.changed = true;
         match change {
             Confirmed::Upserted { key, row_hash } => self.snapshot.insert(key, *row_hash),
-            Confirmed::Inserted { key, row_hash } => self.snapshot.push_new(key, *row_hash),
+            Confirmed::Inserted { key, row_hash } => {
+                debug_assert!(
+                    self.snapshot.len() > 2_000 || self.snapshot.iter().all(|(k, _)| k != &**key),
+                    "an insert of a key the state holds: {key}"
+                );
+                self.snapshot.push_new(key, *row_hash)
+            }
             Confirmed::Removed { key } => {
                 self.snapshot.remove(key);
             }

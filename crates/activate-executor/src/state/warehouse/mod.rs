@@ -587,8 +587,18 @@ impl StateStore for WarehouseStateStore {
         if found.is_empty() {
             return Ok(false);
         }
-        // The sync row goes last: a reset stopped half-way is found and finished by the next.
+        // First the sync row forgets its cursor and mapping (a run after a reset stopped
+        // half-way then reads and compares every row, as after a finished one); the row goes
+        // last, so a reset stopped half-way is found and finished by the next.
         let statements = vec![
+            d.update_where(
+                &t.sync_state,
+                &format!(
+                    "cursor_json = CAST(NULL AS {text}), mapping_hash = CAST(NULL AS {text})",
+                    text = d.text_type()
+                ),
+                &this_sync,
+            ),
             d.delete_where(&t.snapshot, &format!("state_id IN ({which})")),
             d.delete_where(&t.pending, &format!("state_id IN ({which})")),
             d.delete_where(&t.sync_state, &this_sync),

@@ -2,7 +2,7 @@
 //! once; what differs between warehouses is in [`Dialect`].
 
 use crate::value::Value;
-use crate::warehouse::{bigquery, quote_ident, sql_literal};
+use crate::warehouse::{bigquery, quote_ident, snowflake, sql_literal};
 
 /// What differs between the warehouses that keep state. Everything else is the same SQL.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,6 +38,7 @@ impl Dialect {
     pub fn text(self, value: &str) -> String {
         match self {
             Dialect::BigQuery => bigquery::string_literal(value),
+            Dialect::Snowflake => snowflake::string_literal(value),
             _ => sql_literal(&Value::Text(value.to_owned())),
         }
     }
@@ -46,6 +47,7 @@ impl Dialect {
     pub fn literal(self, value: &Value) -> String {
         match self {
             Dialect::BigQuery => bigquery::literal(value),
+            Dialect::Snowflake => snowflake::literal(value),
             _ => sql_literal(value),
         }
     }
@@ -83,6 +85,19 @@ impl Dialect {
                  WHEN NOT MATCHED BY SOURCE AND ({condition}) THEN DELETE"
             ),
             _ => format!("DELETE FROM {table} WHERE {condition}"),
+        }
+    }
+
+    /// Sets columns of the rows of `table` that match `condition` (both written over its
+    /// unqualified columns). GoogleSQL: a `MERGE` that matches nothing and updates the target
+    /// rows the condition names.
+    pub fn update_where(self, table: &str, set: &str, condition: &str) -> String {
+        match self {
+            Dialect::BigQuery => format!(
+                "MERGE {table} USING (SELECT 1 AS activate_one) AS activate_nothing ON FALSE \
+                 WHEN NOT MATCHED BY SOURCE AND ({condition}) THEN UPDATE SET {set}"
+            ),
+            _ => format!("UPDATE {table} SET {set} WHERE {condition}"),
         }
     }
 
@@ -727,6 +742,27 @@ mod tests {
         assert_eq!(
             commit[4],
             "DELETE FROM \"st\".\"activate_pending\" WHERE state_id = 'x'"
+        );
+    }
+
+    /// Snowflake reads a backslash in a string literal as an escape: it is doubled. A reset
+    /// first forgets the sync row's cursor and mapping (GoogleSQL: one `MERGE`).
+    #[test]
+    fn snowflake_doubles_backslashes_and_updates_have_a_bigquery_form() {
+        assert_eq!(Dialect::Snowflake.text("a\\b'c"), "'a\\\\b''c'");
+        assert_eq!(
+            Dialect::Snowflake.literal(&Value::Text("x\\".into())),
+            "'x\\\\'"
+        );
+        assert_eq!(Dialect::Postgres.text("a\\b'c"), "'a\\b''c'");
+        assert_eq!(
+            Dialect::Postgres.update_where("t", "a = NULL", "b = 1"),
+            "UPDATE t SET a = NULL WHERE b = 1"
+        );
+        assert!(
+            Dialect::BigQuery
+                .update_where("t", "a = NULL", "b = 1")
+                .ends_with("WHEN NOT MATCHED BY SOURCE AND (b = 1) THEN UPDATE SET a = NULL")
         );
     }
 }

@@ -5,9 +5,11 @@
 //! ordered so that a run stopped between two of them leaves a state the next run reads
 //! correctly ([`crate::state::warehouse::Tables::commit`]). BigQuery has no advisory locks and
 //! does not enforce unique keys, so one run at a time comes from a lock row in
-//! `<dataset>.activate_lock`, taken by a `MERGE ... WHEN MATCHED THEN UPDATE` of the row whose
-//! holder is NULL (BigQuery runs mutating statements on one table one at a time, or fails
-//! the later of two conflicting ones) and given back when the run ends.
+//! `<dataset>.activate_lock`, taken by a `MERGE ... WHEN MATCHED THEN UPDATE` of the rows whose
+//! holder is NULL, only when no row is held (two runs starting together on a new dataset may
+//! each insert a row; the `NOT EXISTS` keeps a second holder out; BigQuery runs mutating
+//! statements on one table one at a time, or fails the later of two conflicting ones), and
+//! given back when the run ends.
 
 use super::{BigQueryWarehouse, convert_rows, quote, string_literal};
 use crate::error::{StateError, WarehouseError};
@@ -26,12 +28,14 @@ const TEXT_PAGE_ROWS: usize = 10_000;
 const MAX_INSERT_CHARS: usize = 900_000;
 
 /// How many journal rows one `INSERT` takes: as many as fit in [`MAX_INSERT_CHARS`] at the
-/// widest row's length (every character escaped, plus the ids, hashes and separators).
+/// widest row's length (every character escaped as `\uXXXX`, plus the ids, hashes and
+/// separators).
 fn pending_rows_per_insert(rows: &[sql::PendingRow]) -> usize {
+    // An escaped character takes at most 6 (`\u0001`).
     let widest = rows
         .iter()
         .map(|r| {
-            2 * (r.wh_key.len() + r.key_json.len() + r.source_hash.as_ref().map_or(0, String::len))
+            6 * (r.wh_key.len() + r.key_json.len() + r.source_hash.as_ref().map_or(0, String::len))
                 + 160
         })
         .max()
@@ -120,8 +124,9 @@ impl BigQueryStateBackend {
         }
         let (_, taken) = wh
             .query_text(&format!(
-                "MERGE {table} AS l USING (SELECT {} AS holder) AS n ON l.holder IS NULL \
-                 WHEN MATCHED THEN UPDATE SET holder = n.holder",
+                "MERGE {table} AS l USING (SELECT {} AS holder FROM (SELECT 1) \
+                 WHERE NOT EXISTS (SELECT 1 FROM {table} WHERE holder IS NOT NULL)) AS n \
+                 ON l.holder IS NULL WHEN MATCHED THEN UPDATE SET holder = n.holder",
                 string_literal(&holder)
             ))
             .map_err(fail)?;

@@ -15,6 +15,22 @@ use crate::error::{StateError, WarehouseError};
 use crate::state::warehouse::StateBackend;
 use crate::warehouse::{ColumnDesc, ReadRequest, RowBatch, Warehouse, quote_ident, sql_literal};
 
+/// A Snowflake string literal: in single-quoted strings a backslash starts an escape
+/// sequence, so backslashes are doubled as well as quotes.
+pub fn string_literal(text: &str) -> String {
+    format!("'{}'", text.replace('\\', "\\\\").replace('\'', "''"))
+}
+
+/// A Snowflake literal for a cursor value: numbers as they are, everything else as a string.
+pub fn literal(value: &crate::value::Value) -> String {
+    let plain = sql_literal(value);
+    if plain.starts_with('\'') {
+        string_literal(&value.to_text().unwrap_or_default())
+    } else {
+        plain
+    }
+}
+
 pub use client::SnowflakeClient;
 pub use config::SnowflakeConfig;
 
@@ -161,7 +177,7 @@ impl Warehouse for SnowflakeWarehouse {
             sql.push_str(&format!(
                 " WHERE {} >= {}",
                 quote_ident(actual_name(&names, column)),
-                sql_literal(value)
+                literal(value)
             ));
         }
         let result = self.client.query(&sql)?;
