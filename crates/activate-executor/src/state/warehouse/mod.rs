@@ -39,6 +39,48 @@ pub struct CandidateRead<'a> {
     pub batch_rows: usize,
 }
 
+impl CandidateRead<'_> {
+    /// `SELECT <the model's columns, quoted by quote>, <the extras> FROM (<from>)`: the
+    /// extras unquoted, as the subquery named them.
+    pub fn select_sql(&self, quote: fn(&str) -> String) -> String {
+        let select: Vec<String> = self
+            .columns
+            .iter()
+            .map(|c| quote(&c.name))
+            .chain(sql::CANDIDATE_EXTRAS.iter().map(|e| (*e).to_owned()))
+            .collect();
+        format!(
+            "SELECT {} FROM ({}) AS activate_c",
+            select.join(", "),
+            self.from
+        )
+    }
+}
+
+/// Who holds a lock row: this process, since when, and a run id of its own.
+pub fn lock_holder() -> String {
+    format!(
+        "process {} since {}, run {}",
+        std::process::id(),
+        chrono::Utc::now().to_rfc3339(),
+        uuid::Uuid::new_v4()
+    )
+}
+
+/// The refusal of a run whose lock row another run holds: who holds it, and the statement
+/// that clears a lock left by a killed run. `container` is `schema` or `dataset`.
+pub fn lock_row_held(
+    container: &str,
+    schema: &str,
+    location: &str,
+    held_by: &str,
+    clear: &str,
+) -> StateError {
+    StateError::Locked(format!(
+        "another dbt-activate run holds the warehouse state lock of {container} `{schema}` in {location} (held by {held_by}); wait for it to finish, or give this run another `state.schema` in activate.yml\n  hint: if no run is going on (a run killed before it could give the lock back), clear it with `{clear}`"
+    ))
+}
+
 /// Pending rows to insert, with what they share.
 pub struct PendingInsert<'a> {
     pub tables: &'a Tables,
@@ -59,9 +101,14 @@ pub trait StateSession: Send {
             insert.run_id,
             insert.first_seq,
             insert.rows,
-            ROWS_PER_INSERT,
+            self.rows_per_insert(insert.rows),
         );
         self.transaction(&statements)
+    }
+    /// How many of `rows` one `INSERT ... VALUES` of the journal takes.
+    fn rows_per_insert(&self, rows: &[PendingRow]) -> usize {
+        let _ = rows;
+        ROWS_PER_INSERT
     }
     /// Runs the statements in one transaction: all or nothing.
     fn transaction(&mut self, statements: &[String]) -> Result<(), String>;

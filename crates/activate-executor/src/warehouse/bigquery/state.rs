@@ -14,8 +14,7 @@
 use super::{BigQueryWarehouse, convert_rows, quote, string_literal};
 use crate::error::{StateError, WarehouseError};
 use crate::state::warehouse::{
-    CandidateRead, Dialect, PendingInsert, StateBackend, StateSession, TextRows, sql,
-    sql::CANDIDATE_EXTRAS,
+    CandidateRead, Dialect, StateBackend, StateSession, TextRows, lock_holder, lock_row_held, sql,
 };
 use crate::value::Value;
 use crate::warehouse::RowBatch;
@@ -98,12 +97,7 @@ impl BigQueryStateBackend {
 
     fn take_lock(&self, schema: &str) -> Result<LockRow, StateError> {
         let table = format!("{}.{}", quote(schema), quote("activate_lock"));
-        let holder = format!(
-            "process {} since {}, run {}",
-            std::process::id(),
-            chrono::Utc::now().to_rfc3339(),
-            uuid::Uuid::new_v4()
-        );
+        let holder = lock_holder();
         let fail = |e: WarehouseError| {
             StateError::Warehouse(format!(
                 "warehouse state in dataset `{schema}` of {}: could not take the state lock: {}\n  hint: the profile's credentials need bigquery.datasets.create on the project (or an existing dataset `{schema}`) and bigquery.tables.create, getData and updateData on it (roles/bigquery.dataEditor)",
@@ -139,10 +133,13 @@ impl BigQueryStateBackend {
                 .and_then(|(rows, _)| rows.into_iter().next())
                 .and_then(|row| row.into_iter().next().flatten())
                 .unwrap_or_else(|| "holder unknown".to_owned());
-            return Err(StateError::Locked(format!(
-                "another dbt-activate run holds the warehouse state lock of dataset `{schema}` in {} (held by {held_by}); wait for it to finish, or give this run another `state.schema` in activate.yml\n  hint: if no run is going on (a run killed before it could give the lock back), clear it with `UPDATE {table} SET holder = NULL WHERE TRUE`",
-                self.location()
-            )));
+            return Err(lock_row_held(
+                "dataset",
+                schema,
+                &self.location(),
+                &held_by,
+                &format!("UPDATE {table} SET holder = NULL WHERE TRUE"),
+            ));
         }
         Ok(LockRow { table, holder })
     }
@@ -227,19 +224,11 @@ struct BigQueryStateSession<'a> {
 }
 
 impl StateSession for BigQueryStateSession<'_> {
-    /// As few `INSERT ... VALUES` statements as fit, one after the other: a run stopped
+    /// As few `INSERT ... VALUES` statements as fit, run one after the other: a run stopped
     /// between two has journaled part of a confirmed batch, which is still true (the rest
     /// is sent again and found unchanged).
-    fn insert_pending(&mut self, insert: &PendingInsert<'_>) -> Result<(), String> {
-        let statements = sql::insert_pending(
-            insert.tables,
-            insert.state_id,
-            insert.run_id,
-            insert.first_seq,
-            insert.rows,
-            pending_rows_per_insert(insert.rows),
-        );
-        self.transaction(&statements)
+    fn rows_per_insert(&self, rows: &[sql::PendingRow]) -> usize {
+        pending_rows_per_insert(rows)
     }
 
     /// One statement after the other: the state's statements for BigQuery are each atomic
@@ -278,17 +267,7 @@ impl StateSession for BigQueryStateSession<'_> {
         for query in queries {
             answers.push(self.query_text(query)?);
         }
-        let select: Vec<String> = candidates
-            .columns
-            .iter()
-            .map(|c| quote(&c.name))
-            .chain(CANDIDATE_EXTRAS.iter().map(|e| (*e).to_owned()))
-            .collect();
-        let sql = format!(
-            "SELECT {} FROM ({}) AS activate_c",
-            select.join(", "),
-            candidates.from
-        );
+        let sql = candidates.select_sql(quote);
         let mut stopped = None;
         let read = self
             .warehouse

@@ -10,7 +10,7 @@ use std::sync::Mutex;
 use super::{ActualNames, SnowflakeClient, SnowflakeConfig, actual_name};
 use crate::error::{StateError, WarehouseError};
 use crate::state::warehouse::{
-    CandidateRead, Dialect, StateBackend, StateSession, TextRows, sql::CANDIDATE_EXTRAS,
+    CandidateRead, Dialect, StateBackend, StateSession, TextRows, lock_holder, lock_row_held,
 };
 use crate::value::Value;
 use crate::warehouse::{RowBatch, quote_ident};
@@ -80,12 +80,7 @@ impl SnowflakeStateBackend {
 
     fn take_lock(&self, schema: &str) -> Result<LockRow, StateError> {
         let table = format!("{}.{}", quote_ident(schema), quote_ident("activate_lock"));
-        let holder = format!(
-            "process {} since {}, run {}",
-            std::process::id(),
-            chrono::Utc::now().to_rfc3339(),
-            uuid::Uuid::new_v4()
-        );
+        let holder = lock_holder();
         let fail = |e: WarehouseError| {
             StateError::Warehouse(format!(
                 "warehouse state in schema `{schema}` of {}: could not take the state lock: {}\n  hint: the profile's user needs CREATE SCHEMA on the database (or CREATE TABLE on the schema `{schema}`) and SELECT, INSERT, UPDATE, DELETE on it",
@@ -121,10 +116,13 @@ impl SnowflakeStateBackend {
             .and_then(|row| row.into_iter().next().flatten())
             .unwrap_or_else(|| "holder unknown".to_owned());
             self.give_back(client);
-            return Err(StateError::Locked(format!(
-                "another dbt-activate run holds the warehouse state lock of schema `{schema}` in {} (held by {held_by}); wait for it to finish, or give this run another `state.schema` in activate.yml\n  hint: if no run is going on (a run killed before it could give the lock back), clear it with `UPDATE {table} SET holder = NULL`",
-                self.location()
-            )));
+            return Err(lock_row_held(
+                "schema",
+                schema,
+                &self.location(),
+                &held_by,
+                &format!("UPDATE {table} SET holder = NULL"),
+            ));
         }
         self.give_back(client);
         Ok(LockRow { table, holder })
@@ -288,17 +286,7 @@ impl StateSession for SnowflakeStateSession<'_> {
             }
             // The model's columns by their Snowflake names, the extras unquoted (they were
             // named unquoted in the subquery).
-            let select: Vec<String> = candidates
-                .columns
-                .iter()
-                .map(|c| quote_ident(&c.name))
-                .chain(CANDIDATE_EXTRAS.iter().map(|e| (*e).to_owned()))
-                .collect();
-            let sql = format!(
-                "SELECT {} FROM ({}) AS activate_c",
-                select.join(", "),
-                candidates.from
-            );
+            let sql = candidates.select_sql(quote_ident);
             let result = client.query(&sql).map_err(|e| e.message)?;
             let batch_rows = candidates.batch_rows.max(1);
             let mut batch: RowBatch = Vec::with_capacity(batch_rows);
