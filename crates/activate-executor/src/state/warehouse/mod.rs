@@ -67,6 +67,29 @@ pub fn lock_holder() -> String {
     )
 }
 
+/// Gives a lock row back with `release`, on a thread of its own with a runtime of its own
+/// (a backend is dropped on any thread, inside or outside the async runtime); a failure is a
+/// warning naming `clear`, the statement that clears the lock by hand.
+pub fn give_back_lock_row(
+    clear: String,
+    release: impl FnOnce() -> Result<(), String> + Send + 'static,
+) {
+    let released = std::thread::spawn(move || -> Result<(), String> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .map_err(|e| e.to_string())?;
+        let _entered = runtime.enter();
+        release()
+    });
+    if let Ok(Err(message)) = released.join() {
+        eprintln!(
+            "warning: could not give back the warehouse state lock: {message}\n  hint: clear it with `{clear}` once no run is going on"
+        );
+    }
+}
+
 /// The refusal of a run whose lock row another run holds: who holds it, and the statement
 /// that clears a lock left by a killed run. `container` is `schema` or `dataset`.
 pub fn lock_row_held(

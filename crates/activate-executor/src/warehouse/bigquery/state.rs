@@ -14,7 +14,8 @@
 use super::{BigQueryWarehouse, convert_rows, quote, string_literal};
 use crate::error::{StateError, WarehouseError};
 use crate::state::warehouse::{
-    CandidateRead, Dialect, StateBackend, StateSession, TextRows, lock_holder, lock_row_held, sql,
+    CandidateRead, Dialect, StateBackend, StateSession, TextRows, give_back_lock_row, lock_holder,
+    lock_row_held, sql,
 };
 use crate::value::Value;
 use crate::warehouse::RowBatch;
@@ -154,14 +155,8 @@ impl Drop for BigQueryStateBackend {
             return;
         };
         let config = self.warehouse.config.clone();
-        let table = lock.table.clone();
-        let release = std::thread::spawn(move || -> Result<(), String> {
-            let runtime = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(1)
-                .enable_all()
-                .build()
-                .map_err(|e| e.to_string())?;
-            let _entered = runtime.enter();
+        let clear = format!("UPDATE {} SET holder = NULL WHERE TRUE", lock.table);
+        give_back_lock_row(clear, move || {
             BigQueryWarehouse::open(config)
                 .query_text(&format!(
                     "MERGE {} AS l USING (SELECT {} AS holder) AS n ON l.holder = n.holder \
@@ -172,11 +167,6 @@ impl Drop for BigQueryStateBackend {
                 .map(|_| ())
                 .map_err(|e| e.message)
         });
-        if let Ok(Err(message)) = release.join() {
-            eprintln!(
-                "warning: could not give back the warehouse state lock: {message}\n  hint: clear it with `UPDATE {table} SET holder = NULL WHERE TRUE` once no run is going on"
-            );
-        }
     }
 }
 

@@ -10,7 +10,8 @@ use std::sync::Mutex;
 use super::{ActualNames, SnowflakeClient, SnowflakeConfig, actual_name};
 use crate::error::{StateError, WarehouseError};
 use crate::state::warehouse::{
-    CandidateRead, Dialect, StateBackend, StateSession, TextRows, lock_holder, lock_row_held,
+    CandidateRead, Dialect, StateBackend, StateSession, TextRows, give_back_lock_row, lock_holder,
+    lock_row_held,
 };
 use crate::value::Value;
 use crate::warehouse::{RowBatch, quote_ident};
@@ -152,14 +153,8 @@ impl Drop for SnowflakeStateBackend {
             return;
         };
         let config = self.config.clone();
-        let table = lock.table.clone();
-        let release = std::thread::spawn(move || -> Result<(), String> {
-            let runtime = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(1)
-                .enable_all()
-                .build()
-                .map_err(|e| e.to_string())?;
-            let _entered = runtime.enter();
+        let clear = format!("UPDATE {} SET holder = NULL", lock.table);
+        give_back_lock_row(clear, move || {
             let client = SnowflakeClient::new(config).map_err(|e| e.message)?;
             query_text(
                 &client,
@@ -172,11 +167,6 @@ impl Drop for SnowflakeStateBackend {
             .map(|_| ())
             .map_err(|e| e.message)
         });
-        if let Ok(Err(message)) = release.join() {
-            eprintln!(
-                "warning: could not give back the warehouse state lock: {message}\n  hint: clear it with `UPDATE {table} SET holder = NULL` once no run is going on"
-            );
-        }
     }
 }
 
