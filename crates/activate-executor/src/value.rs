@@ -71,6 +71,14 @@ impl Value {
     }
 
     /// Text form for CSV cells and PostgreSQL COPY; `None` is NULL.
+    /// The value as text, taking it (a text value is not copied); `None` for NULL.
+    pub fn into_text(self) -> Option<String> {
+        match self {
+            Value::Text(t) => Some(t),
+            other => other.to_text(),
+        }
+    }
+
     pub fn to_text(&self) -> Option<String> {
         match self {
             Value::Null => None,

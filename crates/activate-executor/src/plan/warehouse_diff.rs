@@ -67,7 +67,7 @@ pub fn plan_in_warehouse(
             .refuse_keys_differing_only_in_case(checks.refuse_keys_differing_only_in_case)
     };
     let mut previous = SyncState::default();
-    previous.cursor = diff.cursor.clone();
+    previous.cursor = diff.cursor().cloned();
     // Candidates with an entry: (key, wh_key, new source hash, row hash), for the refresh.
     let mut known: Vec<(Box<str>, String, String, u64)> = Vec::new();
     let mut candidates_read = 0u64;

@@ -176,9 +176,6 @@ impl Snapshot {
             return None;
         }
         let slots = self.slots();
-        if slots.is_empty() {
-            return None;
-        }
         let mask = self.mask();
         let tag = tag_of(hash);
         let mut i = hash as usize & mask;

@@ -92,8 +92,15 @@ pub fn quote_ident(ident: &str) -> String {
     format!("\"{}\"", ident.replace('"', "\"\""))
 }
 
-/// A SQL literal for a cursor value; strings are quoted, never interpolated raw.
+/// A SQL literal for a cursor value; strings are quoted (`'...'` with `''`), never
+/// interpolated raw.
 pub fn sql_literal(value: &Value) -> String {
+    literal_with(value, |text| format!("'{}'", text.replace('\'', "''")))
+}
+
+/// A SQL literal for a cursor value: numbers as they are, everything else as text quoted by
+/// `string` (the warehouse's own string literal).
+pub fn literal_with(value: &Value, string: fn(&str) -> String) -> String {
     match value {
         Value::Null => "NULL".into(),
         Value::Bool(b) => b.to_string(),
@@ -105,10 +112,7 @@ pub fn sql_literal(value: &Value) -> String {
             d.clone()
         }
         Value::Float(f) if f.is_finite() => format!("{f:?}"),
-        other => {
-            let text = other.to_text().unwrap_or_default();
-            format!("'{}'", text.replace('\'', "''"))
-        }
+        other => string(&other.to_text().unwrap_or_default()),
     }
 }
 

@@ -538,8 +538,14 @@ fn copy_text(out: &mut String, value: &Value, ty: &str) {
             return;
         }
         // Text as it is (no copy); integers need no escaping.
-        (Value::Text(s) | Value::Number(s) | Value::Date(s), _)
-        | (Value::Timestamp(s) | Value::TimestampTz(s), _) => {
+        (
+            Value::Text(s)
+            | Value::Number(s)
+            | Value::Date(s)
+            | Value::Timestamp(s)
+            | Value::TimestampTz(s),
+            _,
+        ) => {
             push_copy_escaped(out, s);
             return;
         }

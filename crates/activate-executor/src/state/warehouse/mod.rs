@@ -226,12 +226,17 @@ pub struct PreparedDiff {
     /// How many keys the snapshot holds (`delivered_before`): with none, no candidate has a
     /// previous entry.
     pub delivered: u64,
-    /// The committed cursor.
-    pub cursor: Option<Value>,
     prepared: Prepared,
     sql: sql::DiffSql,
     columns: Vec<ColumnDesc>,
     batch_rows: usize,
+}
+
+impl PreparedDiff {
+    /// The committed cursor.
+    pub fn cursor(&self) -> Option<&Value> {
+        self.prepared.cursor.as_ref()
+    }
 }
 
 /// What one sync's diff needs.
@@ -413,7 +418,6 @@ impl WarehouseStateStore {
             self.with_session("count the delivered keys", |s| s.query_text(&sql.delivered))?;
         Ok(PreparedDiff {
             delivered: first_u64(&delivered),
-            cursor: prepared.cursor.clone(),
             prepared,
             sql,
             columns,
@@ -435,7 +439,6 @@ impl WarehouseStateStore {
             columns,
             batch_rows,
             delivered,
-            ..
         } = diff;
         let mut queries = vec![
             sql.count.as_str(),
@@ -460,7 +463,8 @@ impl WarehouseStateStore {
                         bad_row = Some(row.len());
                         continue;
                     }
-                    let extras: Vec<Option<String>> = row.drain(n..).map(text_of).collect();
+                    let extras: Vec<Option<String>> =
+                        row.drain(n..).map(Value::into_text).collect();
                     let mut extras = extras.into_iter();
                     let wh_key = extras.next().flatten().unwrap_or_default();
                     let source_hash = extras.next().flatten().unwrap_or_default();
@@ -540,14 +544,6 @@ impl WarehouseStateStore {
             rows,
         };
         self.with_session("record the confirmed rows", |s| s.insert_pending(&insert))
-    }
-}
-
-fn text_of(value: Value) -> Option<String> {
-    match value {
-        Value::Null => None,
-        Value::Text(t) => Some(t),
-        other => other.to_text(),
     }
 }
 

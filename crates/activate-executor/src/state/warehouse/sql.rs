@@ -80,10 +80,7 @@ impl Dialect {
     /// condition names (one atomic statement; the BigQuery emulator has no `DELETE`).
     pub fn delete_where(self, table: &str, condition: &str) -> String {
         match self {
-            Dialect::BigQuery => format!(
-                "MERGE {table} USING (SELECT 1 AS activate_one) AS activate_nothing ON FALSE \
-                 WHEN NOT MATCHED BY SOURCE AND ({condition}) THEN DELETE"
-            ),
+            Dialect::BigQuery => merge_where(table, condition, "DELETE"),
             _ => format!("DELETE FROM {table} WHERE {condition}"),
         }
     }
@@ -93,10 +90,7 @@ impl Dialect {
     /// rows the condition names.
     pub fn update_where(self, table: &str, set: &str, condition: &str) -> String {
         match self {
-            Dialect::BigQuery => format!(
-                "MERGE {table} USING (SELECT 1 AS activate_one) AS activate_nothing ON FALSE \
-                 WHEN NOT MATCHED BY SOURCE AND ({condition}) THEN UPDATE SET {set}"
-            ),
+            Dialect::BigQuery => merge_where(table, condition, &format!("UPDATE SET {set}")),
             _ => format!("UPDATE {table} SET {set} WHERE {condition}"),
         }
     }
@@ -191,6 +185,15 @@ impl Dialect {
             ),
         }
     }
+}
+
+/// GoogleSQL's `DELETE`/`UPDATE ... WHERE` as one `MERGE`: its source matches nothing, so
+/// `action` applies to every target row `condition` names.
+fn merge_where(table: &str, condition: &str, action: &str) -> String {
+    format!(
+        "MERGE {table} USING (SELECT 1 AS activate_one) AS activate_nothing ON FALSE \
+         WHEN NOT MATCHED BY SOURCE AND ({condition}) THEN {action}"
+    )
 }
 
 /// `STRUCT(m.a AS c0, m.b AS c1)`: the columns by position, so the JSON does not depend on

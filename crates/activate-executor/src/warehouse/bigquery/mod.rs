@@ -22,7 +22,7 @@ use gcp_bigquery_client::model::table_row::TableRow;
 use crate::error::{StateError, WarehouseError};
 use crate::state::warehouse::StateBackend;
 use crate::value::Value;
-use crate::warehouse::{ColumnDesc, ReadRequest, RowBatch, Warehouse, sql_literal};
+use crate::warehouse::{ColumnDesc, ReadRequest, RowBatch, Warehouse, literal_with};
 
 pub use config::{BigQueryAuth, BigQueryConfig};
 
@@ -74,12 +74,7 @@ pub fn string_literal(text: &str) -> String {
 
 /// A GoogleSQL literal for a cursor value: numbers as they are, everything else as a string.
 pub fn literal(value: &Value) -> String {
-    let plain = sql_literal(value);
-    if plain.starts_with('\'') {
-        string_literal(&value.to_text().unwrap_or_default())
-    } else {
-        plain
-    }
+    literal_with(value, string_literal)
 }
 
 fn block_on<F: std::future::Future>(future: F) -> Result<F::Output, WarehouseError> {

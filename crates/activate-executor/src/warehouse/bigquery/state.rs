@@ -54,14 +54,6 @@ struct LockRow {
     holder: String,
 }
 
-fn text_of(value: Value) -> Option<String> {
-    match value {
-        Value::Null => None,
-        Value::Text(t) => Some(t),
-        other => other.to_text(),
-    }
-}
-
 impl BigQueryWarehouse {
     /// Runs a statement or query whose answer is read as text; also the rows a DML changed.
     fn query_text(&self, sql: &str) -> Result<(TextRows, Option<u64>), WarehouseError> {
@@ -70,7 +62,7 @@ impl BigQueryWarehouse {
             rows.extend(
                 convert_rows(&page.schema, page.rows)
                     .into_iter()
-                    .map(|row| row.into_iter().map(text_of).collect::<Vec<_>>()),
+                    .map(|row| row.into_iter().map(Value::into_text).collect::<Vec<_>>()),
             );
             Ok(())
         })?;

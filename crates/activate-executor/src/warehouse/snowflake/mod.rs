@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 
 use crate::error::{StateError, WarehouseError};
 use crate::state::warehouse::StateBackend;
-use crate::warehouse::{ColumnDesc, ReadRequest, RowBatch, Warehouse, quote_ident, sql_literal};
+use crate::warehouse::{ColumnDesc, ReadRequest, RowBatch, Warehouse, literal_with, quote_ident};
 
 /// A Snowflake string literal: in single-quoted strings a backslash starts an escape
 /// sequence, so backslashes are doubled as well as quotes.
@@ -23,12 +23,7 @@ pub fn string_literal(text: &str) -> String {
 
 /// A Snowflake literal for a cursor value: numbers as they are, everything else as a string.
 pub fn literal(value: &crate::value::Value) -> String {
-    let plain = sql_literal(value);
-    if plain.starts_with('\'') {
-        string_literal(&value.to_text().unwrap_or_default())
-    } else {
-        plain
-    }
+    literal_with(value, string_literal)
 }
 
 pub use client::SnowflakeClient;

@@ -30,21 +30,13 @@ struct LockRow {
     holder: String,
 }
 
-fn text_of(value: Value) -> Option<String> {
-    match value {
-        Value::Null => None,
-        Value::Text(t) => Some(t),
-        other => other.to_text(),
-    }
-}
-
 fn query_text(client: &SnowflakeClient, sql: &str) -> Result<TextRows, WarehouseError> {
     let result = client.query(sql)?;
     let mut out = Vec::new();
     client.for_each_chunk(result, &mut |rows| {
         out.extend(
             rows.into_iter()
-                .map(|row| row.into_iter().map(text_of).collect::<Vec<_>>()),
+                .map(|row| row.into_iter().map(Value::into_text).collect::<Vec<_>>()),
         );
         Ok(())
     })?;
