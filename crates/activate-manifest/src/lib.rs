@@ -2,6 +2,7 @@
 //! `config.meta.activate` declares on models.
 
 pub mod error;
+mod load;
 pub mod manifest;
 pub mod run_results;
 pub mod schedule;

@@ -16,7 +16,7 @@ use crate::error::ManifestError;
 /// Manifest schema versions this release understands.
 pub const SUPPORTED_MANIFEST_VERSIONS: &[u32] = &[10, 11, 12];
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 pub struct Manifest {
     pub metadata: ManifestMetadata,
     #[serde(default)]
@@ -25,7 +25,7 @@ pub struct Manifest {
     pub sources: BTreeMap<String, Source>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 pub struct ManifestMetadata {
     #[serde(default)]
     pub dbt_schema_version: String,
@@ -235,7 +235,7 @@ pub struct Source {
 impl Manifest {
     /// Reads and checks `manifest.json`.
     pub fn from_path(path: &Path) -> Result<Self, ManifestError> {
-        let bytes = std::fs::read(path).map_err(|source| ManifestError::Read {
+        let bytes = crate::load::read_file(path).map_err(|source| ManifestError::Read {
             path: path.to_path_buf(),
             source,
         })?;
@@ -243,8 +243,8 @@ impl Manifest {
     }
 
     pub fn from_slice(bytes: &[u8], path: &Path) -> Result<Self, ManifestError> {
-        let manifest: Manifest =
-            serde_json::from_slice(bytes).map_err(|source| ManifestError::Json {
+        let manifest =
+            crate::load::parse_manifest(bytes).map_err(|source| ManifestError::Json {
                 path: path.to_path_buf(),
                 source,
             })?;

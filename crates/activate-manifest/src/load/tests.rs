@@ -1,0 +1,149 @@
+use super::*;
+
+/// A manifest as dbt writes it (`", "` and `": "` separators), `models` models with a long
+/// description and `columns`, two tests each, a source, macros and the parent and child maps
+/// after the nodes; `extra_meta` goes into the meta of the model in the middle.
+fn manifest_json(models: usize, extra_meta: &str) -> String {
+    let description = "A documented column: what it holds and who owns it. ".repeat(8);
+    let mut nodes = Vec::new();
+    let mut parent_map = Vec::new();
+    for i in 0..models {
+        let id = format!("model.p.m{i:05}");
+        let meta = if i == models / 2 {
+            extra_meta.to_owned()
+        } else if i % 10 == 0 {
+            r#"{"activate": {"destination": "crm", "object": "Lead", "primary_key": "id"}}"#
+                .to_owned()
+        } else {
+            "{}".to_owned()
+        };
+        let columns: Vec<String> = (0..5)
+            .map(|c| format!(r#""c{c}": {{"name": "c{c}", "description": "{description}", "meta": {{}}, "constraints": []}}"#))
+            .collect();
+        let pk = if i % 7 == 0 {
+            r#", "id": {"name": "id", "constraints": [{"type": "primary_key"}]}"#
+        } else {
+            ""
+        };
+        nodes.push(format!(
+            r#""{id}": {{"database": "db", "schema": "main", "name": "m{i:05}", "resource_type": "model", "package_name": "p", "path": "m{i:05}.sql", "original_file_path": "models/m{i:05}.sql", "unique_id": "{id}", "fqn": ["p", "m{i:05}"], "alias": "m{i:05}", "checksum": {{"name": "sha256", "checksum": "{i:x}"}}, "config": {{"enabled": true, "materialized": "table", "meta": {meta}, "tags": ["t{}"], "unique_key": null}}, "tags": ["t{}"], "description": "{description}", "columns": {{{}{pk}}}, "meta": {meta}, "raw_code": "select 1 as id -- \"quoted\" }}, \"model.x\": {{", "depends_on": {{"macros": [], "nodes": [{}]}}, "primary_key": ["id"]}}"#,
+            i % 3,
+            i % 3,
+            columns.join(", "),
+            if i > 0 { format!(r#""model.p.m{:05}""#, i - 1) } else { String::new() },
+        ));
+        for test in ["unique", "not_null"] {
+            let tid = format!("test.p.{test}_m{i:05}_id.{i:08x}");
+            nodes.push(format!(
+                r#""{tid}": {{"name": "{test}_m{i:05}_id", "resource_type": "test", "unique_id": "{tid}", "config": {{"enabled": true, "severity": "ERROR", "meta": {{}}, "tags": []}}, "attached_node": "{id}", "test_metadata": {{"name": "{test}", "kwargs": {{"column_name": "id"}}}}, "depends_on": {{"macros": [], "nodes": ["{id}"]}}}}"#
+            ));
+            parent_map.push(format!(r#""{tid}": ["{id}"]"#));
+        }
+    }
+    format!(
+        r#"{{"metadata": {{"dbt_schema_version": "https://schemas.getdbt.com/dbt/manifest/v12.json", "project_name": "p"}}, "nodes": {{{}}}, "sources": {{"source.p.raw.t": {{"unique_id": "source.p.raw.t", "name": "t", "source_name": "raw", "relation_name": "\"db\".\"raw\".\"t\""}}}}, "macros": {{"macro.p.m": {{"macro_sql": "{{% macro m() %}}}}, \"model.y\": {{{{% endmacro %}}"}}}}, "parent_map": {{{}}}, "child_map": {{}}}}"#,
+        nodes.join(", "),
+        parent_map.join(", ")
+    )
+}
+
+/// The manifest as one plain parse reads it, in a form to compare (`Node` has no `PartialEq`).
+fn plain(json: &str) -> String {
+    let manifest: Manifest = serde_json::from_slice(json.as_bytes()).expect("a manifest");
+    format!("{manifest:?}")
+}
+
+#[test]
+fn two_threads_read_what_one_plain_parse_reads() {
+    let json = manifest_json(1000, "{}");
+    assert!(json.len() >= TWO_THREADS_FROM, "{} bytes", json.len());
+    let bytes = json.as_bytes();
+    // The guess is an entry boundary of the `nodes` map, so the split is taken.
+    let start = json.find(r#""nodes": {"#).expect("nodes") + r#""nodes": {"#.len();
+    let guess = split_guess(bytes, start).expect("a guess");
+    assert!(guess > bytes.len() / 3, "{guess}");
+    assert!(json[..guess].trim_end().ends_with("},"), "{guess}");
+    let split = parse_top_level(bytes, &split_guess).expect("the two-thread parse");
+    assert_eq!(split.nodes.len(), 3000);
+    assert_eq!(format!("{split:?}"), plain(&json));
+    let manifest = parse_manifest(bytes).expect("a manifest");
+    assert_eq!(format!("{manifest:?}"), plain(&json));
+    // Columns with a primary key constraint were read, others skipped, on both threads.
+    assert_eq!(manifest.nodes["model.p.m00994"].key_candidates(), ["id"]);
+    assert!(manifest.nodes["model.p.m00995"].columns.is_empty());
+}
+
+/// A guess that looks like an entry boundary but is inside a node (a meta key shaped like a
+/// node id) is never reached as a boundary: the first thread parses every entry itself.
+#[test]
+fn a_guess_inside_a_node_is_not_taken() {
+    let meta = r#"{"owner": {}, "model.p.fake": {"unique_id": "model.p.fake", "resource_type": "model", "name": "fake"}}"#;
+    let json = manifest_json(40, meta);
+    let fake = json
+        .find(r#""model.p.fake": {"unique_id""#)
+        .expect("the fake key");
+    let manifest = parse_top_level(json.as_bytes(), &|_, _| Some(fake)).expect("a manifest");
+    assert!(!manifest.nodes.contains_key("model.p.fake"));
+    assert_eq!(format!("{manifest:?}"), plain(&json));
+}
+
+/// Whatever byte the second thread is told to start at, the result is the plain parse's.
+#[test]
+fn a_guess_at_any_quote_gives_the_plain_result() {
+    let json = manifest_json(6, r#"{"x": {}, "model.p.m00004": {"name": "not a node"}}"#);
+    let expected = plain(&json);
+    let quotes = json.match_indices('"').map(|(i, _)| i).step_by(7);
+    for guess in quotes {
+        let manifest = parse_top_level(json.as_bytes(), &|_, _| Some(guess)).expect("a manifest");
+        assert_eq!(format!("{manifest:?}"), expected, "guess at byte {guess}");
+    }
+}
+
+#[test]
+fn errors_and_duplicate_keys_read_as_the_plain_parse_says() {
+    let json = manifest_json(1000, "{}");
+    // A stray byte between two entries in the second half of the nodes map.
+    let at = json.len() / 2
+        + json[json.len() / 2..]
+            .find(r#", "test."#)
+            .expect("an entry");
+    let broken = format!("{}@{}", &json[..at], &json[at..]);
+    let twice = json.replacen(r#""sources": {"#, r#""nodes": {}, "sources": {"#, 1);
+    for bad in [broken, twice] {
+        let plain = serde_json::from_slice::<Manifest>(bad.as_bytes()).expect_err("invalid");
+        let ours = parse_manifest(bad.as_bytes()).expect_err("invalid");
+        assert_eq!(ours.to_string(), plain.to_string());
+    }
+}
+
+#[test]
+fn an_empty_nodes_map_and_no_nodes_key_parse() {
+    let padding = format!(
+        r#""macros": {{"macro.p.m": {{"macro_sql": "{}"}}}}"#,
+        "x".repeat(TWO_THREADS_FROM)
+    );
+    for nodes in [r#""nodes": {}, "#, ""] {
+        let json = format!(
+            r#"{{"metadata": {{"dbt_schema_version": "https://schemas.getdbt.com/dbt/manifest/v12.json"}}, {nodes}{padding}}}"#
+        );
+        let manifest = parse_manifest(json.as_bytes()).expect("a manifest");
+        assert!(manifest.nodes.is_empty());
+        assert_eq!(format!("{manifest:?}"), plain(&json));
+    }
+}
+
+#[test]
+fn a_large_file_is_read_whole_on_two_threads() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    for len in [10, TWO_THREADS_FROM + 12_345] {
+        let path = dir.path().join(format!("{len}.json"));
+        let content: Vec<u8> = (0..len).map(|i| (i * 31 % 251) as u8).collect();
+        std::fs::write(&path, &content).expect("written");
+        let read = read_file(&path).expect("read");
+        assert!(matches!(
+            (&read, len >= TWO_THREADS_FROM),
+            (FileBytes::Large(_), true) | (FileBytes::Small(_), false)
+        ));
+        assert!(*read == *content, "{len} bytes read back differently");
+    }
+}
