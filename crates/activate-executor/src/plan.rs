@@ -134,8 +134,11 @@ pub struct PlanBuilder<'a> {
     /// The bytes a row's hash or fingerprint is computed over (reused).
     hash_input: Vec<u8>,
     templates: Option<minijinja::Environment<'static>>,
-    /// Field positions sorted by field name: the row hash does not depend on mapping order.
-    hash_order: Vec<usize>,
+    /// Field positions sorted by field name, each with the row hash's bytes for its name (the
+    /// name and a zero byte): the row hash does not depend on mapping order.
+    hash_fields: Vec<(FieldAt, Box<[u8]>)>,
+    /// The key's fields, in key order.
+    key_fields: Vec<FieldAt>,
     /// Reject rows holding NaN or ±Infinity (destinations without a form for them).
     refuse_non_finite: bool,
     /// Compute [`Plan::data_fingerprint`] (for `plan --out` and `run --plan`).
@@ -164,12 +167,26 @@ impl<'a> PlanBuilder<'a> {
                 }
                 env
             });
-        let mut hash_order: Vec<usize> = (0..def.fields.len()).collect();
-        hash_order.sort_by(|a, b| def.fields[*a].cmp(&def.fields[*b]));
+        let mut order: Vec<usize> = (0..def.fields.len()).collect();
+        order.sort_by(|a, b| def.fields[*a].cmp(&def.fields[*b]));
+        let hash_fields = order
+            .into_iter()
+            .map(|i| {
+                (
+                    FieldAt::of(def, i),
+                    [def.fields[i].as_bytes(), &[0]].concat().into(),
+                )
+            })
+            .collect();
         Self {
             def,
             state,
-            hash_order,
+            hash_fields,
+            key_fields: def
+                .key_positions
+                .iter()
+                .map(|&p| FieldAt::of(def, p))
+                .collect(),
             send_all: full_refresh || def.spec.sync_mode == SyncMode::FullRefresh,
             seen_in_state: vec![0; state.snapshot.index_bound().div_ceil(64)],
             expected: state.snapshot.first_entry(),
@@ -206,6 +223,9 @@ impl<'a> PlanBuilder<'a> {
     /// or a NaN/±Infinity the destination cannot carry, rejects the row.
     fn check_fields(&self, row: &[Value]) -> Result<Vec<Value>, String> {
         let mut rendered = Vec::new();
+        if self.templates.is_none() && !self.refuse_non_finite {
+            return Ok(rendered);
+        }
         if self.templates.is_some() {
             rendered = vec![Value::Null; self.def.field_sources.len()];
         }
@@ -315,11 +335,11 @@ impl<'a> PlanBuilder<'a> {
         key.clear();
         key.push('[');
         let mut null_key = false;
-        for (n, &p) in self.def.key_positions.iter().enumerate() {
+        for (n, at) in self.key_fields.iter().enumerate() {
             if n > 0 {
                 key.push(',');
             }
-            let v = field(self.def, p, row, &rendered);
+            let v = at.value(self.def, row, &rendered);
             null_key |= v.is_null();
             v.write_json(&mut key);
         }
@@ -396,10 +416,10 @@ impl<'a> PlanBuilder<'a> {
         // The row hash: each field's name, a zero byte and its value's hash encoding, in field
         // name order.
         self.hash_input.clear();
-        for &p in &self.hash_order {
-            self.hash_input.extend_from_slice(def.fields[p].as_bytes());
-            self.hash_input.push(0);
-            field(def, p, row, rendered).write_hash_bytes(&mut self.hash_input);
+        for (at, name) in &self.hash_fields {
+            value::append_short(&mut self.hash_input, name);
+            at.value(def, row, rendered)
+                .write_hash_bytes(&mut self.hash_input);
         }
         let row_hash = xxh3_64(&self.hash_input);
         self.fingerprint(&[key.as_bytes(), &row_hash.to_le_bytes()]);
@@ -472,9 +492,9 @@ impl<'a> PlanBuilder<'a> {
             };
             let mut gone: Vec<&str> = state
                 .snapshot
-                .entries()
-                .filter(|(pos, _)| !was_seen(*pos))
-                .map(|(_, key)| key)
+                .positions()
+                .filter(|pos| !was_seen(*pos))
+                .map(|pos| state.snapshot.key_at(pos))
                 .collect();
             if !gone.is_empty() {
                 // A key written twice in a hand-edited snapshot file has two entries, and a
@@ -495,6 +515,36 @@ impl<'a> PlanBuilder<'a> {
             }
         }
         self.plan
+    }
+}
+
+/// Where a field's value is for a row, resolved once per sync: the column read (most fields,
+/// without matching the field's source per row), or the field itself (a literal or a
+/// rendered template, through [`field`]).
+#[derive(Clone, Copy)]
+enum FieldAt {
+    Column(usize),
+    Field(usize),
+}
+
+impl FieldAt {
+    fn of(def: &SyncDefinition, field: usize) -> Self {
+        match def.field_sources[field] {
+            FieldSource::Column(c) => FieldAt::Column(c),
+            _ => FieldAt::Field(field),
+        }
+    }
+
+    fn value<'r>(
+        self,
+        def: &'r SyncDefinition,
+        row: &'r [Value],
+        rendered: &'r [Value],
+    ) -> &'r Value {
+        match self {
+            FieldAt::Column(c) => &row[c],
+            FieldAt::Field(i) => field(def, i, row, rendered),
+        }
     }
 }
 

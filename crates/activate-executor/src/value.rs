@@ -108,37 +108,31 @@ impl Value {
     /// Appends the type-tagged, unambiguous encoding that row hashes are computed over (the
     /// bytes fed by [`Value::hash_into`]): a tag byte, then the payload (numbers as 8 bytes
     /// little-endian, text as its length in 8 bytes then its bytes).
+    #[inline]
     pub fn write_hash_bytes(&self, out: &mut Vec<u8>) {
-        let tag: u8 = match self {
-            Value::Null => 0,
-            Value::Bool(_) => 1,
-            Value::Int(_) => 2,
-            Value::Number(_) => 3,
-            Value::Float(_) => 4,
-            Value::Text(_) => 5,
-            Value::Date(_) => 6,
-            Value::Timestamp(_) => 7,
-            Value::TimestampTz(_) => 8,
-            Value::Json(_) => 9,
-            Value::Blob(_) => 10,
-        };
-        out.push(tag);
-        fn bytes(out: &mut Vec<u8>, b: &[u8]) {
-            out.extend_from_slice(&(b.len() as u64).to_le_bytes());
-            out.extend_from_slice(b);
+        /// The tag and 8 bytes (a fixed-size copy).
+        fn tagged(out: &mut Vec<u8>, tag: u8, eight: [u8; 8]) {
+            let mut head = [tag; 9];
+            head[1..].copy_from_slice(&eight);
+            out.extend_from_slice(&head);
+        }
+        /// The tag, the length as 8 bytes, and the bytes.
+        fn bytes(out: &mut Vec<u8>, tag: u8, b: &[u8]) {
+            tagged(out, tag, (b.len() as u64).to_le_bytes());
+            append_short(out, b);
         }
         match self {
-            Value::Null => {}
-            Value::Bool(b) => out.push(*b as u8),
-            Value::Int(i) => out.extend_from_slice(&i.to_le_bytes()),
-            Value::Float(f) => out.extend_from_slice(&f.to_bits().to_le_bytes()),
-            Value::Number(s)
-            | Value::Text(s)
-            | Value::Date(s)
-            | Value::Timestamp(s)
-            | Value::TimestampTz(s) => bytes(out, s.as_bytes()),
-            Value::Json(v) => bytes(out, v.to_string().as_bytes()),
-            Value::Blob(b) => bytes(out, b),
+            Value::Null => out.push(0),
+            Value::Bool(b) => out.extend_from_slice(&[1, u8::from(*b)]),
+            Value::Int(i) => tagged(out, 2, i.to_le_bytes()),
+            Value::Number(s) => bytes(out, 3, s.as_bytes()),
+            Value::Float(f) => tagged(out, 4, f.to_bits().to_le_bytes()),
+            Value::Text(s) => bytes(out, 5, s.as_bytes()),
+            Value::Date(s) => bytes(out, 6, s.as_bytes()),
+            Value::Timestamp(s) => bytes(out, 7, s.as_bytes()),
+            Value::TimestampTz(s) => bytes(out, 8, s.as_bytes()),
+            Value::Json(v) => bytes(out, 9, v.to_string().as_bytes()),
+            Value::Blob(b) => bytes(out, 10, b),
         }
     }
 
@@ -167,26 +161,38 @@ impl Value {
     }
 }
 
+/// Appends `bytes` as `extend_from_slice` does, without a call to `memcpy` for up to 32 bytes:
+/// two 8- or 16-byte copies that overlap in the middle (a row hash appends a dozen short names
+/// and values a row, where the call cost more than the copy; issue #6, docs/performance.md).
+#[inline]
+pub(crate) fn append_short(out: &mut Vec<u8>, bytes: &[u8]) {
+    /// For `N <= bytes.len() <= 2 * N`: room for `2 * N` bytes, the first `N` and the last `N`
+    /// written (fixed-size copies), then cut to the length.
+    fn copy_ends<const N: usize>(out: &mut Vec<u8>, bytes: &[u8]) {
+        if let (Some(first), Some(last)) = (bytes.first_chunk::<N>(), bytes.last_chunk::<N>()) {
+            let (at, end) = (out.len(), out.len() + bytes.len());
+            out.extend_from_slice(&[0; 32][..2 * N]);
+            out[at..at + N].copy_from_slice(first);
+            out[end - N..end].copy_from_slice(last);
+            out.truncate(end);
+        }
+    }
+    match bytes.len() {
+        0..8 => {
+            for &b in bytes {
+                out.push(b);
+            }
+        }
+        8..=16 => copy_ends::<8>(out, bytes),
+        17..=32 => copy_ends::<16>(out, bytes),
+        _ => out.extend_from_slice(bytes),
+    }
+}
+
 /// Appends an integer in decimal (as `{i}` formats it, without the formatting machinery: keys
 /// are written for every row read).
 pub(crate) fn push_int(out: &mut String, i: i64) {
-    let mut digits = [0u8; 20];
-    let mut at = digits.len();
-    let mut n = i.unsigned_abs();
-    loop {
-        at -= 1;
-        digits[at] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    if i < 0 {
-        out.push('-');
-    }
-    for &d in &digits[at..] {
-        out.push(char::from(d));
-    }
+    out.push_str(itoa::Buffer::new().format(i));
 }
 
 pub fn write_json_string(out: &mut String, s: &str) {
@@ -310,6 +316,20 @@ fn push_digits(out: &mut String, value: i64, width: u32) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn append_short_appends_what_extend_from_slice_appends() {
+        let source: Vec<u8> = (1..=80).collect();
+        for len in 0..=source.len() {
+            for prefix in [0, 3] {
+                let mut ours = vec![9; prefix];
+                let mut plain = ours.clone();
+                append_short(&mut ours, &source[..len]);
+                plain.extend_from_slice(&source[..len]);
+                assert_eq!(ours, plain, "{len} bytes after {prefix}");
+            }
+        }
+    }
 
     #[test]
     fn json_encoding() {

@@ -465,3 +465,27 @@ fn a_key_twice_in_the_state_file_is_not_removed_while_in_the_model() {
     assert_eq!(p.removals.iter().collect::<Vec<_>>(), vec!["[3]"]);
     assert_eq!(p.unchanged, 2);
 }
+
+/// Row hashes are stored in state: their bytes must never change (a changed encoding would
+/// resend every row once). The bytes: per field in name order, its name, a zero byte and its
+/// value's tagged encoding. Covers a name longer than 31 bytes and a literal field.
+#[test]
+fn the_row_hash_is_the_hash_of_the_documented_bytes() {
+    let long = "a_destination_field_name_longer_than_31_bytes";
+    let d = def(json!({"destination": "d", "object": "o",
+        "mapping": {"id": "Id", "name": long, "'web'": "Source"}}));
+    let p = plan(&d, &SyncState::default(), vec![row(7, "Ann", 1)]);
+    let mut expected = Vec::new();
+    for (name, value) in [
+        ("Id", Value::Int(7)),
+        ("Source", Value::Text("web".into())),
+        (long, Value::Text("Ann".into())),
+    ] {
+        expected.extend_from_slice(name.as_bytes());
+        expected.push(0);
+        value.write_hash_bytes(&mut expected);
+    }
+    assert_eq!(expected[..3], *b"Id\0");
+    assert_eq!(expected[3..12], [2, 7, 0, 0, 0, 0, 0, 0, 0]);
+    assert_eq!(p.upserts[0].row_hash, xxh3_64(&expected));
+}

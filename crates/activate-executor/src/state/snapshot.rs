@@ -250,12 +250,23 @@ impl Snapshot {
 
     /// Every live entry's position and key, in insertion order.
     pub fn entries(&self) -> impl Iterator<Item = (EntryPos, &str)> + '_ {
+        self.positions().map(|pos| (pos, self.key_at(pos)))
+    }
+
+    /// Every live entry's position, in insertion order (no key decoded: a mirror's diff
+    /// asks for the keys of the entries not read only).
+    pub fn positions(&self) -> impl Iterator<Item = EntryPos> + '_ {
         let mut next = self.first_entry();
         std::iter::from_fn(move || {
             let pos = next?;
             next = self.entry_after(pos);
-            Some((pos, self.entry_at(pos.0).key))
+            Some(pos)
         })
+    }
+
+    /// The key of the live entry at `pos`.
+    pub fn key_at(&self, pos: EntryPos) -> &str {
+        self.entry_at(pos.0).key
     }
 
     pub fn get(&self, key: &str) -> Option<u64> {
