@@ -42,8 +42,8 @@ if [ ! -f "$drt_venv/.complete-1.2.1-$duckdb_version" ]; then
 fi
 py="$drt_venv/bin/python"
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
-cargo build --release -p dbt-activate
-activate="$root/target/release/dbt-activate"
+[ -n "${BENCH_ACTIVATE:-}" ] || cargo build --release -p dbt-activate   # BENCH_ACTIVATE: measure another build
+activate="${BENCH_ACTIVATE:-$root/target/release/dbt-activate}"
 
 # shellcheck source=scripts/postgres.sh
 source "$root/scripts/postgres.sh"

@@ -13,14 +13,15 @@
 //!   merely looks like a node id inside a node) is never reached, and the first thread goes
 //!   on alone: the result is always what one sequential parse gives.
 //!
-//! Anything unusual (a syntax error, a duplicate top-level key, a bad split) falls back to one
-//! plain `serde_json::from_slice` of the whole file, so errors read exactly as before.
+//! Anything unusual (a syntax error, a duplicate top-level key, a bad split, no second thread)
+//! falls back to one plain `serde_json::from_slice` of the whole file, so errors read exactly
+//! as before. One difference is kept: serde_json's nesting limit (128) counts from each value
+//! parsed here, so a node nested 126 or 127 levels deep, refused by one plain parse, is read.
 
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io;
 use std::ops::Deref;
-use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -32,6 +33,9 @@ use crate::manifest::{Manifest, ManifestMetadata, Node, Source};
 /// Below this size a manifest is read and parsed on one thread (a thread and a mapping cost
 /// more than they save).
 const TWO_THREADS_FROM: usize = 4 << 20;
+
+/// How far past the middle a split of the `nodes` map is looked for (a node is a few KiB).
+const SPLIT_SEARCH_BYTES: usize = 1 << 20;
 
 /// A file's bytes: a `Vec` for a small file, an anonymous mapping for a large one.
 pub(crate) enum FileBytes {
@@ -57,25 +61,36 @@ pub(crate) fn read_file(path: &Path) -> io::Result<FileBytes> {
     if len < TWO_THREADS_FROM {
         return std::fs::read(path).map(FileBytes::Small);
     }
-    let mut memory = memmap2::MmapMut::map_anon(len)?;
+    match read_in_two_halves(&file, len) {
+        Some(memory) if file.metadata()?.len() == len as u64 => Ok(FileBytes::Large(memory)),
+        // No second thread to be had, a read error, or the file changed size while it was
+        // read (dbt rewriting it): read it (and report its error) as before, on one thread.
+        _ => std::fs::read(path).map(FileBytes::Small),
+    }
+}
+
+#[cfg(unix)]
+fn read_in_two_halves(file: &File, len: usize) -> Option<memmap2::MmapMut> {
+    use std::os::unix::fs::FileExt;
+    let mut memory = memmap2::MmapMut::map_anon(len).ok()?;
     // Advice only: without transparent huge pages the read works the same, with 4 KiB pages.
+    #[cfg(target_os = "linux")]
     let _ = memory.advise(memmap2::Advice::HugePage);
     let (head, tail) = memory.split_at_mut(len / 2);
-    let tail_read = std::thread::scope(|scope| {
-        let tail_thread = scope.spawn(|| file.read_exact_at(tail, (len / 2) as u64));
-        file.read_exact_at(head, 0)?;
-        tail_thread
-            .join()
-            .unwrap_or_else(|_| Err(io::Error::other("the reading thread panicked")))
+    let read_whole = std::thread::scope(|scope| {
+        let tail_thread = std::thread::Builder::new()
+            .spawn_scoped(scope, || file.read_exact_at(tail, (len / 2) as u64))
+            .ok()?;
+        let head_read = file.read_exact_at(head, 0);
+        let tail_read = tail_thread.join().ok()?;
+        Some(head_read.is_ok() && tail_read.is_ok())
     });
-    match tail_read {
-        Ok(()) => Ok(FileBytes::Large(memory)),
-        // The file shrank while read (dbt rewriting it): read it again as it is now.
-        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
-            std::fs::read(path).map(FileBytes::Small)
-        }
-        Err(e) => Err(e),
-    }
+    read_whole.filter(|whole| *whole).map(|_| memory)
+}
+
+#[cfg(not(unix))]
+fn read_in_two_halves(_file: &File, _len: usize) -> Option<memmap2::MmapMut> {
+    None
 }
 
 /// Parses manifest bytes; the `nodes` map of a large one on two threads.
@@ -139,32 +154,35 @@ fn parse_nodes(at: &mut Cursor<'_>, guess: SplitGuess<'_>) -> Option<BTreeMap<St
         at.pos += 1;
         return Some(nodes);
     }
-    let guess = guess(at.bytes, at.pos);
     let stop = AtomicBool::new(false);
     std::thread::scope(|scope| {
-        let second = guess.map(|guess| {
+        // The second thread, from the guess; without a guess or a thread, this one reads all.
+        let second = guess(at.bytes, at.pos).and_then(|guess| {
             let (bytes, stop) = (at.bytes, &stop);
-            scope.spawn(move || {
+            let thread = std::thread::Builder::new().spawn_scoped(scope, move || {
                 let mut from_guess = Cursor { bytes, pos: guess };
                 let mut nodes = BTreeMap::new();
                 match parse_entries(&mut from_guess, &mut nodes, None, stop)? {
                     EntriesEnd::MapClosed => Some((nodes, from_guess.pos)),
                     EntriesEnd::AtGuess => None,
                 }
-            })
+            });
+            Some((guess, thread.ok()?))
         });
-        let end = parse_entries(at, &mut nodes, guess, &stop);
+        let end = parse_entries(at, &mut nodes, second.as_ref().map(|(g, _)| *g), &stop);
         // The second thread's work is used only when this one reached its start.
-        if !matches!(end, Some(EntriesEnd::AtGuess)) {
+        let reached_guess = matches!(end, Some(EntriesEnd::AtGuess));
+        if !reached_guess {
             stop.store(true, Ordering::Relaxed);
         }
-        match end? {
-            EntriesEnd::MapClosed => {}
-            EntriesEnd::AtGuess => {
-                let (mut rest, end) = second?.join().ok()??;
+        let rest = second.and_then(|(_, thread)| thread.join().ok().flatten());
+        match (end?, rest) {
+            (EntriesEnd::MapClosed, _) => {}
+            (EntriesEnd::AtGuess, Some((mut rest, end))) => {
                 nodes.append(&mut rest);
                 at.pos = end;
             }
+            (EntriesEnd::AtGuess, None) => return None,
         }
         Some(nodes)
     })
@@ -218,13 +236,20 @@ fn split_guess(bytes: &[u8], start: usize) -> Option<usize> {
         b"sql_operation.",
     ];
     let mut from = start + (bytes.len().checked_sub(start)?) / 2;
+    // Past this without a boundary, the middle is not in the map (a project whose macros or
+    // lineage maps outweigh its nodes): no guess, rather than a scan of the rest.
+    let search_end = bytes.len().min(from + SPLIT_SEARCH_BYTES);
     loop {
-        let quote = from + bytes.get(from..)?.iter().position(|&b| b == b'"')?;
+        let quote = from
+            + bytes
+                .get(from..search_end)?
+                .iter()
+                .position(|&b| b == b'"')?;
         from = quote + 1;
         let mut before = bytes[start..quote]
             .iter()
             .rev()
-            .filter(|b| !b.is_ascii_whitespace());
+            .filter(|b| !is_json_whitespace(b));
         let after_an_entry = before.next() == Some(&b',') && before.next() == Some(&b'}');
         if after_an_entry
             && NODE_ID_PREFIXES
@@ -236,6 +261,11 @@ fn split_guess(bytes: &[u8], start: usize) -> Option<usize> {
     }
 }
 
+/// JSON's whitespace (not form feed, which `is_ascii_whitespace` also takes).
+fn is_json_whitespace(b: &u8) -> bool {
+    matches!(b, b' ' | b'\t' | b'\n' | b'\r')
+}
+
 /// A position in the manifest's bytes, read a JSON value at a time.
 struct Cursor<'a> {
     bytes: &'a [u8],
@@ -244,11 +274,7 @@ struct Cursor<'a> {
 
 impl<'a> Cursor<'a> {
     fn skip_whitespace(&mut self) {
-        while self
-            .bytes
-            .get(self.pos)
-            .is_some_and(|b| b.is_ascii_whitespace())
-        {
+        while self.bytes.get(self.pos).is_some_and(is_json_whitespace) {
             self.pos += 1;
         }
     }

@@ -109,7 +109,10 @@ fn errors_and_duplicate_keys_read_as_the_plain_parse_says() {
             .expect("an entry");
     let broken = format!("{}@{}", &json[..at], &json[at..]);
     let twice = json.replacen(r#""sources": {"#, r#""nodes": {}, "sources": {"#, 1);
-    for bad in [broken, twice] {
+    // Form feed is not JSON whitespace.
+    let form_feed = format!("{json}\u{c}");
+    let form_feed_inside = json.replacen(r#""nodes": {"#, "\"nodes\"\u{c}: {", 1);
+    for bad in [broken, twice, form_feed, form_feed_inside] {
         let plain = serde_json::from_slice::<Manifest>(bad.as_bytes()).expect_err("invalid");
         let ours = parse_manifest(bad.as_bytes()).expect_err("invalid");
         assert_eq!(ours.to_string(), plain.to_string());
