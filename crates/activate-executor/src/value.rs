@@ -195,21 +195,32 @@ pub(crate) fn push_int(out: &mut String, i: i64) {
     out.push_str(itoa::Buffer::new().format(i));
 }
 
+/// Appends `s` as a JSON string: `"` and `\\` escaped, `\n`, `\r` and `\t` as such, other
+/// control characters as `\u00XX`. The runs between escapes are copied whole (this encodes
+/// every text value of every record sent as JSON, and every text key).
 pub fn write_json_string(out: &mut String, s: &str) {
     out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if (c as u32) < 0x20 => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
-            }
-            c => out.push(c),
+    let mut run_start = 0;
+    for (at, byte) in s.bytes().enumerate() {
+        let escape = match byte {
+            b'"' => "\\\"",
+            b'\\' => "\\\\",
+            b'\n' => "\\n",
+            b'\r' => "\\r",
+            b'\t' => "\\t",
+            0..0x20 => "",
+            _ => continue,
+        };
+        // `at` is an ASCII byte, so both slices end on character boundaries.
+        out.push_str(&s[run_start..at]);
+        if escape.is_empty() {
+            let _ = write!(out, "\\u{byte:04x}");
+        } else {
+            out.push_str(escape);
         }
+        run_start = at + 1;
     }
+    out.push_str(&s[run_start..]);
     out.push('"');
 }
 
@@ -316,6 +327,37 @@ fn push_digits(out: &mut String, value: i64, width: u32) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The escaping as it was written before runs were copied whole: a character at a time.
+    fn json_string_a_char_at_a_time(s: &str) -> String {
+        let mut out = String::from('"');
+        for c in s.chars() {
+            match c {
+                '"' => out.push_str("\\\""),
+                '\\' => out.push_str("\\\\"),
+                '\n' => out.push_str("\\n"),
+                '\r' => out.push_str("\\r"),
+                '\t' => out.push_str("\\t"),
+                c if (c as u32) < 0x20 => {
+                    let _ = write!(out, "\\u{:04x}", c as u32);
+                }
+                c => out.push(c),
+            }
+        }
+        out.push('"');
+        out
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn json_strings_are_escaped_as_a_char_at_a_time(s in "(\\PC|[\"\\\\\u{0}-\u{1f}\u{7f}é€😀])*") {
+            let mut ours = String::new();
+            write_json_string(&mut ours, &s);
+            proptest::prop_assert_eq!(&ours, &json_string_a_char_at_a_time(&s));
+            let back: String = serde_json::from_str(&ours).expect("valid JSON");
+            proptest::prop_assert_eq!(back, s);
+        }
+    }
 
     #[test]
     fn append_short_appends_what_extend_from_slice_appends() {

@@ -267,15 +267,20 @@ pub(crate) fn setting_u64(
 /// JSON object of a record, fields in order.
 pub fn record_json(fields: &[String], record: &Record) -> String {
     let mut out = String::with_capacity(64 * fields.len());
+    write_record_json(&mut out, fields, record);
+    out
+}
+
+/// Appends the JSON object of a record, fields in order (into a request body as it is built).
+pub fn write_record_json(out: &mut String, fields: &[String], record: &Record) {
     out.push('{');
     for (i, (field, value)) in fields.iter().zip(&record.values).enumerate() {
         if i > 0 {
             out.push(',');
         }
-        crate::value::write_json_string(&mut out, field);
+        crate::value::write_json_string(out, field);
         out.push(':');
-        value.write_json(&mut out);
+        value.write_json(out);
     }
     out.push('}');
-    out
 }

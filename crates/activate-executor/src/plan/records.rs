@@ -62,7 +62,7 @@ impl Records {
     fn push_bytes(&mut self, tag: u8, b: &[u8]) {
         self.bytes.push(tag);
         self.push_varint(b.len());
-        self.bytes.extend_from_slice(b);
+        crate::value::append_short(&mut self.bytes, b);
     }
 
     fn push_value(&mut self, value: &Value) {

@@ -15,7 +15,7 @@ use crate::connections::DestinationConfig;
 use crate::destination::http::{self, RetryPolicy};
 use crate::destination::{
     AlertMessage, BatchOutcome, Capabilities, Destination, ObjectSchema, WriteBatch, WriteOp,
-    check_keys, record_json, setting_str, setting_u64,
+    check_keys, setting_str, setting_u64, write_record_json,
 };
 use crate::error::{ConfigError, DestinationError};
 use crate::value::write_json_string;
@@ -119,7 +119,7 @@ impl WebhookDestination {
             if i > 0 {
                 body.push(',');
             }
-            body.push_str(&record_json(fields, record));
+            write_record_json(&mut body, fields, record);
         }
         body.push_str("]}");
         body
