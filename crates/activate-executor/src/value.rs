@@ -196,32 +196,48 @@ pub(crate) fn push_int(out: &mut String, i: i64) {
 }
 
 /// Appends `s` as a JSON string: `"` and `\\` escaped, `\n`, `\r` and `\t` as such, other
-/// control characters as `\u00XX`. The runs between escapes are copied whole (this encodes
-/// every text value of every record sent as JSON, and every text key).
+/// control characters as `\u00XX` (this encodes every text value of every record sent as
+/// JSON, and every text key).
 pub fn write_json_string(out: &mut String, s: &str) {
     out.push('"');
+    push_escaped(out, s, |byte| match byte {
+        b'"' => Some("\\\""),
+        b'\\' => Some("\\\\"),
+        b'\n' => Some("\\n"),
+        b'\r' => Some("\\r"),
+        b'\t' => Some("\\t"),
+        0..0x20 => Some(JSON_CONTROL_ESCAPES[usize::from(byte)]),
+        _ => None,
+    });
+    out.push('"');
+}
+
+/// `\u00XX` for each control character.
+const JSON_CONTROL_ESCAPES: [&str; 32] = [
+    "\\u0000", "\\u0001", "\\u0002", "\\u0003", "\\u0004", "\\u0005", "\\u0006", "\\u0007",
+    "\\u0008", "\\u0009", "\\u000a", "\\u000b", "\\u000c", "\\u000d", "\\u000e", "\\u000f",
+    "\\u0010", "\\u0011", "\\u0012", "\\u0013", "\\u0014", "\\u0015", "\\u0016", "\\u0017",
+    "\\u0018", "\\u0019", "\\u001a", "\\u001b", "\\u001c", "\\u001d", "\\u001e", "\\u001f",
+];
+
+/// Appends `text` with the ASCII bytes that `escape` names replaced by what it gives; the
+/// runs between them are copied whole (for JSON strings and PostgreSQL's COPY text).
+pub(crate) fn push_escaped(
+    out: &mut String,
+    text: &str,
+    escape: impl Fn(u8) -> Option<&'static str>,
+) {
     let mut run_start = 0;
-    for (at, byte) in s.bytes().enumerate() {
-        let escape = match byte {
-            b'"' => "\\\"",
-            b'\\' => "\\\\",
-            b'\n' => "\\n",
-            b'\r' => "\\r",
-            b'\t' => "\\t",
-            0..0x20 => "",
-            _ => continue,
+    for (at, byte) in text.bytes().enumerate() {
+        // Only ASCII bytes are replaced, so both slices end on character boundaries.
+        let Some(replacement) = escape(byte).filter(|_| byte.is_ascii()) else {
+            continue;
         };
-        // `at` is an ASCII byte, so both slices end on character boundaries.
-        out.push_str(&s[run_start..at]);
-        if escape.is_empty() {
-            let _ = write!(out, "\\u{byte:04x}");
-        } else {
-            out.push_str(escape);
-        }
+        out.push_str(&text[run_start..at]);
+        out.push_str(replacement);
         run_start = at + 1;
     }
-    out.push_str(&s[run_start..]);
-    out.push('"');
+    out.push_str(&text[run_start..]);
 }
 
 /// Parses a JSON value (as stored in state for keys) back into a `Value`.

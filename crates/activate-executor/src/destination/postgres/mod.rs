@@ -560,23 +560,15 @@ fn copy_text(out: &mut String, value: &Value, ty: &str) {
     push_copy_escaped(out, &text);
 }
 
-/// Appends text escaped for COPY text format (backslash, newline, carriage return, tab):
-/// the runs between those bytes are copied whole.
+/// Appends text escaped for COPY text format (backslash, newline, carriage return, tab).
 pub(crate) fn push_copy_escaped(out: &mut String, text: &str) {
-    let mut start = 0;
-    for (at, byte) in text.bytes().enumerate() {
-        let escaped = match byte {
-            b'\\' => "\\\\",
-            b'\n' => "\\n",
-            b'\r' => "\\r",
-            b'\t' => "\\t",
-            _ => continue,
-        };
-        out.push_str(&text[start..at]);
-        out.push_str(escaped);
-        start = at + 1;
-    }
-    out.push_str(&text[start..]);
+    crate::value::push_escaped(out, text, |byte| match byte {
+        b'\\' => Some("\\\\"),
+        b'\n' => Some("\\n"),
+        b'\r' => Some("\\r"),
+        b'\t' => Some("\\t"),
+        _ => None,
+    });
 }
 
 /// A PostgreSQL array literal (`{"a","b"}`) from a JSON array.
