@@ -162,29 +162,37 @@ impl Value {
 }
 
 /// Appends `bytes` as `extend_from_slice` does, without a call to `memcpy` for up to 32 bytes:
-/// two 8- or 16-byte copies that overlap in the middle (a row hash appends a dozen short names
-/// and values a row, where the call cost more than the copy; issue #6, docs/performance.md).
-#[inline]
+/// the first and the last `N` bytes (4, 8 or 16) as two fixed-size copies that overlap in the
+/// middle (a row hash appends a dozen short names and values a row, where the call cost more
+/// than the copy; issue #6, docs/performance.md). Inlined at its few call sites: a call's
+/// own cost was most of it.
+#[inline(always)]
 pub(crate) fn append_short(out: &mut Vec<u8>, bytes: &[u8]) {
-    /// For `N <= bytes.len() <= 2 * N`: room for `2 * N` bytes, the first `N` and the last `N`
-    /// written (fixed-size copies), then cut to the length.
-    fn copy_ends<const N: usize>(out: &mut Vec<u8>, bytes: &[u8]) {
+    /// For `N <= bytes.len() <= 2 * N`.
+    #[inline(always)]
+    fn ends<const N: usize>(out: &mut Vec<u8>, bytes: &[u8]) {
         if let (Some(first), Some(last)) = (bytes.first_chunk::<N>(), bytes.last_chunk::<N>()) {
-            let (at, end) = (out.len(), out.len() + bytes.len());
-            out.extend_from_slice(&[0; 32][..2 * N]);
-            out[at..at + N].copy_from_slice(first);
-            out[end - N..end].copy_from_slice(last);
+            let end = out.len() + bytes.len();
+            out.extend_from_slice(first);
+            out.extend_from_slice(last);
+            // The last `N` bytes belong at the end of the slice, over the first ones' tail.
+            if let Some(at_end) = out.get_mut(end - N..end) {
+                at_end.copy_from_slice(last);
+            }
             out.truncate(end);
         }
     }
     match bytes.len() {
-        0..8 => {
-            for &b in bytes {
-                out.push(b);
-            }
+        0 => {}
+        // The first, middle and last bytes are the 1 to 3 bytes, some of them twice.
+        len @ 1..4 => {
+            let end = out.len() + len;
+            out.extend_from_slice(&[bytes[0], bytes[len / 2], bytes[len - 1]]);
+            out.truncate(end);
         }
-        8..=16 => copy_ends::<8>(out, bytes),
-        17..=32 => copy_ends::<16>(out, bytes),
+        4..8 => ends::<4>(out, bytes),
+        8..16 => ends::<8>(out, bytes),
+        16..=32 => ends::<16>(out, bytes),
         _ => out.extend_from_slice(bytes),
     }
 }
