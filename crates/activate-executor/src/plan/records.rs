@@ -1,4 +1,4 @@
-//! The records of a plan, encoded one after another in one byte arena and decoded a batch at
+//! The records of a plan, encoded one after another in chunks of bytes and decoded a batch at
 //! a time as they are sent. The plan stays whole (the breakers `max_changes`/`max_deletes` and
 //! reviewed plans need its counts before anything is sent), but a record costs its encoded
 //! bytes (about 110 for the benchmark's 7-column customer row) instead of a `Vec<Value>` with
@@ -16,11 +16,21 @@ use crate::value::Value;
 
 #[derive(Debug, Default, Clone)]
 pub struct Records {
-    bytes: Vec<u8>,
-    /// Where each record ends in `bytes`.
-    ends: Vec<usize>,
+    /// The encoded records, one after another, in chunks of about [`CHUNK_BYTES`]; a record
+    /// never spans two chunks. Chunks rather than one growing buffer: a buffer of a million
+    /// records is reallocated (copied) as it doubles, and each copy leaves the old buffer to
+    /// the allocator, which keeps freed memory a while before it returns it (peak memory).
+    chunks: Vec<Vec<u8>>,
+    /// Where each chunk starts, counting the bytes of all chunks before it.
+    chunk_starts: Vec<u64>,
+    /// Where each record ends, counted the same way (a record starts where the one before
+    /// it ends).
+    ends: Vec<u64>,
     json: Vec<serde_json::Value>,
 }
+
+/// A new chunk is started for a record once the current one holds this many bytes.
+const CHUNK_BYTES: usize = 1 << 20;
 
 const NULL: u8 = 0;
 const BOOL: u8 = 1;
@@ -45,57 +55,33 @@ impl Records {
 
     /// Appends a record of these values.
     pub fn push<'v>(&mut self, values: impl IntoIterator<Item = &'v Value>) {
+        let end_before = self.ends.last().copied().unwrap_or(0);
+        if self.chunks.last().is_none_or(|c| c.len() >= CHUNK_BYTES) {
+            self.chunk_starts.push(end_before);
+            // A record that outgrows the slack reallocates this chunk only.
+            self.chunks
+                .push(Vec::with_capacity(CHUNK_BYTES + CHUNK_BYTES / 8));
+        }
+        let Some(out) = self.chunks.last_mut() else {
+            unreachable!("a chunk was just made sure of")
+        };
+        let before = out.len();
         for value in values {
-            self.push_value(value);
+            push_value(out, &mut self.json, value);
         }
-        self.ends.push(self.bytes.len());
-    }
-
-    fn push_varint(&mut self, mut v: usize) {
-        while v >= 0x80 {
-            self.bytes.push((v as u8) | 0x80);
-            v >>= 7;
-        }
-        self.bytes.push(v as u8);
-    }
-
-    fn push_bytes(&mut self, tag: u8, b: &[u8]) {
-        self.bytes.push(tag);
-        self.push_varint(b.len());
-        crate::value::append_short(&mut self.bytes, b);
-    }
-
-    fn push_value(&mut self, value: &Value) {
-        match value {
-            Value::Null => self.bytes.push(NULL),
-            Value::Bool(b) => self.bytes.extend_from_slice(&[BOOL, u8::from(*b)]),
-            Value::Int(i) => {
-                self.bytes.push(INT);
-                self.bytes.extend_from_slice(&i.to_le_bytes());
-            }
-            Value::Float(f) => {
-                self.bytes.push(FLOAT);
-                self.bytes.extend_from_slice(&f.to_bits().to_le_bytes());
-            }
-            Value::Number(s) => self.push_bytes(NUMBER, s.as_bytes()),
-            Value::Text(s) => self.push_bytes(TEXT, s.as_bytes()),
-            Value::Date(s) => self.push_bytes(DATE, s.as_bytes()),
-            Value::Timestamp(s) => self.push_bytes(TIMESTAMP, s.as_bytes()),
-            Value::TimestampTz(s) => self.push_bytes(TIMESTAMP_TZ, s.as_bytes()),
-            Value::Blob(b) => self.push_bytes(BLOB, b),
-            Value::Json(v) => {
-                self.bytes.push(JSON);
-                self.push_varint(self.json.len());
-                self.json.push(v.clone());
-            }
-        }
+        self.ends.push(end_before + (out.len() - before) as u64);
     }
 
     /// The record at `index`.
     pub fn get(&self, index: usize) -> Record {
         let start = if index == 0 { 0 } else { self.ends[index - 1] };
+        let end = self.ends[index];
+        // The last chunk starting at or before the record (an empty record at a chunk's end
+        // is found in the next chunk, as an empty range).
+        let chunk = self.chunk_starts.partition_point(|&s| s <= start) - 1;
+        let in_chunk = |at: u64| (at - self.chunk_starts[chunk]) as usize;
         let mut reader = Reader {
-            bytes: &self.bytes[start..self.ends[index]],
+            bytes: &self.chunks[chunk][in_chunk(start)..in_chunk(end)],
             json: &self.json,
         };
         let mut values = Vec::new();
@@ -122,6 +108,47 @@ impl Records {
             if keep(i) {
                 self.push(&old.get(i).values);
             }
+        }
+    }
+}
+
+fn push_varint(out: &mut Vec<u8>, mut v: usize) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+fn push_bytes(out: &mut Vec<u8>, tag: u8, b: &[u8]) {
+    out.push(tag);
+    push_varint(out, b.len());
+    crate::value::append_short(out, b);
+}
+
+/// Encodes one value at the end of `out`; a JSON value goes to `json`, its index to `out`.
+fn push_value(out: &mut Vec<u8>, json: &mut Vec<serde_json::Value>, value: &Value) {
+    match value {
+        Value::Null => out.push(NULL),
+        Value::Bool(b) => out.extend_from_slice(&[BOOL, u8::from(*b)]),
+        Value::Int(i) => {
+            out.push(INT);
+            out.extend_from_slice(&i.to_le_bytes());
+        }
+        Value::Float(f) => {
+            out.push(FLOAT);
+            out.extend_from_slice(&f.to_bits().to_le_bytes());
+        }
+        Value::Number(s) => push_bytes(out, NUMBER, s.as_bytes()),
+        Value::Text(s) => push_bytes(out, TEXT, s.as_bytes()),
+        Value::Date(s) => push_bytes(out, DATE, s.as_bytes()),
+        Value::Timestamp(s) => push_bytes(out, TIMESTAMP, s.as_bytes()),
+        Value::TimestampTz(s) => push_bytes(out, TIMESTAMP_TZ, s.as_bytes()),
+        Value::Blob(b) => push_bytes(out, BLOB, b),
+        Value::Json(v) => {
+            out.push(JSON);
+            push_varint(out, json.len());
+            json.push(v.clone());
         }
     }
 }
@@ -241,5 +268,34 @@ mod tests {
         records.retain_indices(|i| i != 1);
         assert_eq!(records.len(), 2);
         assert_eq!(records.get(1).values.len(), 7);
+    }
+
+    #[test]
+    fn records_come_back_across_chunks_of_every_size() {
+        // Rows of 0 to 300 bytes of text, empty rows, and one row larger than a chunk: many
+        // chunks, records ending exactly at a chunk's end, and empty records between chunks.
+        let rows: Vec<Vec<Value>> = (0..30_000usize)
+            .map(|i| match i % 7 {
+                0 => vec![],
+                _ if i == 12_345 => vec![Value::Text("x".repeat(3 * CHUNK_BYTES))],
+                _ => vec![Value::Int(i as i64), Value::Text("é".repeat(i % 150))],
+            })
+            .collect();
+        let mut records = Records::default();
+        for row in &rows {
+            records.push(row);
+        }
+        assert!(records.chunks.len() > 4, "{} chunks", records.chunks.len());
+        assert!(records.chunks.iter().all(|c| c.len() < 5 * CHUNK_BYTES));
+        assert_eq!(records.len(), rows.len());
+        for (i, row) in rows.iter().enumerate() {
+            assert_eq!(&records.get(i).values, row, "record {i}");
+        }
+        let odd: Vec<usize> = (0..rows.len()).filter(|i| i % 2 == 1).collect();
+        records.retain_indices(|i| i % 2 == 1);
+        assert_eq!(records.len(), odd.len());
+        for (n, i) in odd.iter().enumerate() {
+            assert_eq!(&records.get(n).values, &rows[*i], "kept record {n}");
+        }
     }
 }
