@@ -16,6 +16,12 @@ use clap::Parser;
 
 use crate::cli::{Cli, Command};
 
+/// mimalloc rather than the system allocator: a first sync allocates a few strings a cell on
+/// its way from the warehouse to the destination, and glibc's malloc and free were about a
+/// third of its time (docs/performance.md, "The allocator").
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// 0: all good (skips included); 1: a sync failed or a breaker tripped; 2: configuration or
 /// fatal error, nothing sent; 3: `plan --detailed-exitcode` found pending changes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
