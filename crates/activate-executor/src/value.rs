@@ -230,22 +230,47 @@ const JSON_CONTROL_ESCAPES: [&str; 32] = [
 
 /// Appends `text` with the ASCII bytes that `escape` names replaced by what it gives; the
 /// runs between them are copied whole (for JSON strings and PostgreSQL's COPY text).
+///
+/// `escape` may name only bytes below 0x20, `"` and `\\`: eight bytes at a time with none of
+/// those are skipped without asking it (most text has none).
 pub(crate) fn push_escaped(
     out: &mut String,
     text: &str,
     escape: impl Fn(u8) -> Option<&'static str>,
 ) {
+    let bytes = text.as_bytes();
     let mut run_start = 0;
-    for (at, byte) in text.bytes().enumerate() {
-        // Only ASCII bytes are replaced, so both slices end on character boundaries.
-        let Some(replacement) = escape(byte).filter(|_| byte.is_ascii()) else {
+    let mut at = 0;
+    while at < bytes.len() {
+        if let Some(eight) = bytes[at..].first_chunk::<8>()
+            && !may_be_escaped(u64::from_le_bytes(*eight))
+        {
+            at += 8;
             continue;
-        };
-        out.push_str(&text[run_start..at]);
-        out.push_str(replacement);
-        run_start = at + 1;
+        }
+        let byte = bytes[at];
+        // Only ASCII bytes are replaced, so both slices end on character boundaries.
+        if let Some(replacement) = escape(byte).filter(|_| byte.is_ascii()) {
+            out.push_str(&text[run_start..at]);
+            out.push_str(replacement);
+            run_start = at + 1;
+        }
+        at += 1;
     }
     out.push_str(&text[run_start..]);
+}
+
+/// Whether any of eight bytes is below 0x20, `"` or `\\` (the bytes [`push_escaped`] may
+/// replace). Exact: a byte's borrow can only reach the bytes above one that matched.
+#[inline(always)]
+fn may_be_escaped(word: u64) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let zero_byte = |w: u64| w.wrapping_sub(ONES) & !w & HIGH != 0;
+    let below_0x20 = word.wrapping_sub(ONES * 0x20) & !word & HIGH != 0;
+    below_0x20
+        || zero_byte(word ^ (ONES * u64::from(b'"')))
+        || zero_byte(word ^ (ONES * u64::from(b'\\')))
 }
 
 /// Parses a JSON value (as stored in state for keys) back into a `Value`.
@@ -380,6 +405,30 @@ mod tests {
             proptest::prop_assert_eq!(&ours, &json_string_a_char_at_a_time(&s));
             let back: String = serde_json::from_str(&ours).expect("valid JSON");
             proptest::prop_assert_eq!(back, s);
+        }
+
+        #[test]
+        fn eight_bytes_are_flagged_exactly_when_one_may_be_escaped(word in proptest::prelude::any::<u64>()) {
+            let one_by_one = word.to_le_bytes().iter().any(|&b| b < 0x20 || b == b'"' || b == b'\\');
+            proptest::prop_assert_eq!(may_be_escaped(word), one_by_one);
+        }
+    }
+
+    #[test]
+    fn each_byte_value_at_each_of_eight_places_is_flagged_as_it_should() {
+        for filler in [b'a', 0x20, 0x21, 0x7f, 0x80, 0xff] {
+            for place in 0..8 {
+                for byte in 0..=255u8 {
+                    let mut eight = [filler; 8];
+                    eight[place] = byte;
+                    let expected = byte < 0x20 || byte == b'"' || byte == b'\\';
+                    assert_eq!(
+                        may_be_escaped(u64::from_le_bytes(eight)),
+                        expected,
+                        "{byte:#x} at {place} among {filler:#x}"
+                    );
+                }
+            }
         }
     }
 

@@ -267,20 +267,70 @@ pub(crate) fn setting_u64(
 /// JSON object of a record, fields in order.
 pub fn record_json(fields: &[String], record: &Record) -> String {
     let mut out = String::with_capacity(64 * fields.len());
-    write_record_json(&mut out, fields, record);
+    write_record_json(&mut out, &JsonKeys::new(fields), record);
     out
 }
 
+/// The fields' names as the keys of a JSON object, each written once for many records: the
+/// first as `{"name":`, the others as `,"name":`.
+pub struct JsonKeys(Vec<String>);
+
+impl JsonKeys {
+    pub fn new(fields: &[String]) -> Self {
+        let keys = fields
+            .iter()
+            .enumerate()
+            .map(|(i, field)| {
+                let mut key = String::from(if i == 0 { "{" } else { "," });
+                crate::value::write_json_string(&mut key, field);
+                key.push(':');
+                key
+            })
+            .collect();
+        Self(keys)
+    }
+}
+
 /// Appends the JSON object of a record, fields in order (into a request body as it is built).
-pub fn write_record_json(out: &mut String, fields: &[String], record: &Record) {
-    out.push('{');
-    for (i, (field, value)) in fields.iter().zip(&record.values).enumerate() {
-        if i > 0 {
-            out.push(',');
-        }
-        crate::value::write_json_string(out, field);
-        out.push(':');
+pub fn write_record_json(out: &mut String, keys: &JsonKeys, record: &Record) {
+    let mut written = 0;
+    for (key, value) in keys.0.iter().zip(&record.values) {
+        out.push_str(key);
         value.write_json(out);
+        written += 1;
+    }
+    if written == 0 {
+        out.push('{');
     }
     out.push('}');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_record_is_a_json_object_of_its_fields_in_order() {
+        let fields = ["id".to_owned(), "say \"hi\"\n".to_owned(), "é".to_owned()];
+        let record = Record {
+            values: vec![Value::Int(7), Value::Text("a\tb".into()), Value::Null],
+        };
+        let json = record_json(&fields, &record);
+        assert_eq!(json, r#"{"id":7,"say \"hi\"\n":"a\tb","é":null}"#);
+        let back: serde_json::Map<String, serde_json::Value> =
+            serde_json::from_str(&json).expect("valid JSON");
+        assert_eq!(back.keys().collect::<Vec<_>>(), ["id", "say \"hi\"\n", "é"]);
+        assert_eq!(record_json(&[], &Record { values: vec![] }), "{}");
+        let mut two = String::new();
+        let keys = JsonKeys::new(&fields[..1]);
+        write_record_json(&mut two, &keys, &record);
+        write_record_json(
+            &mut two,
+            &keys,
+            &Record {
+                values: vec![Value::Bool(true)],
+            },
+        );
+        assert_eq!(two, r#"{"id":7}{"id":true}"#);
+    }
 }

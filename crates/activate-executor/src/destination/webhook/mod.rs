@@ -14,8 +14,8 @@ use sha2::Sha256;
 use crate::connections::DestinationConfig;
 use crate::destination::http::{self, RetryPolicy};
 use crate::destination::{
-    AlertMessage, BatchOutcome, Capabilities, Destination, ObjectSchema, WriteBatch, WriteOp,
-    check_keys, setting_str, setting_u64, write_record_json,
+    AlertMessage, BatchOutcome, Capabilities, Destination, JsonKeys, ObjectSchema, WriteBatch,
+    WriteOp, check_keys, setting_str, setting_u64, write_record_json,
 };
 use crate::error::{ConfigError, DestinationError};
 use crate::value::write_json_string;
@@ -115,11 +115,12 @@ impl WebhookDestination {
         body.push_str(",\"operation\":");
         write_json_string(&mut body, operation);
         body.push_str(",\"records\":[");
+        let keys = JsonKeys::new(fields);
         for (i, record) in batch.records.iter().enumerate() {
             if i > 0 {
                 body.push(',');
             }
-            write_record_json(&mut body, fields, record);
+            write_record_json(&mut body, &keys, record);
         }
         body.push_str("]}");
         body
