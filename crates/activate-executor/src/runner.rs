@@ -474,12 +474,14 @@ async fn send_batches(
 ) -> Result<(), String> {
     let spec = &job.def.spec;
     let total = rows.keys.len();
+    // Each batch is decoded over the one before (its strings reused).
+    let mut chunk_records = Vec::new();
     for first in (0..total).step_by(max_rows) {
         if ctx.stopping() {
             return Err(STOPPED.to_owned());
         }
         let chunk = first..(first + max_rows).min(total);
-        let chunk_records = rows.records.decode(chunk.clone());
+        rows.records.decode_into(chunk.clone(), &mut chunk_records);
         let batch = WriteBatch {
             sync: &job.def.unique_id,
             object: &spec.object,

@@ -74,6 +74,14 @@ impl Records {
 
     /// The record at `index`.
     pub fn get(&self, index: usize) -> Record {
+        let mut record = Record { values: Vec::new() };
+        self.get_into(index, &mut record);
+        record
+    }
+
+    /// The record at `index`, decoded over `record`: its values' strings are reused, so a
+    /// batch decoded over the one before allocates (almost) nothing.
+    fn get_into(&self, index: usize, record: &mut Record) {
         let start = if index == 0 { 0 } else { self.ends[index - 1] };
         let end = self.ends[index];
         // The last chunk starting at or before the record (an empty record at a chunk's end
@@ -84,16 +92,33 @@ impl Records {
             bytes: &self.chunks[chunk][in_chunk(start)..in_chunk(end)],
             json: &self.json,
         };
-        let mut values = Vec::new();
+        let values = &mut record.values;
+        let mut n = 0;
         while !reader.bytes.is_empty() {
-            values.push(reader.value());
+            match values.get_mut(n) {
+                Some(slot) => reader.value_into(slot),
+                None => values.push(reader.value()),
+            }
+            n += 1;
         }
-        Record { values }
+        values.truncate(n);
     }
 
     /// The records in `range`, decoded (one batch to send).
     pub fn decode(&self, range: Range<usize>) -> Vec<Record> {
         range.map(|i| self.get(i)).collect()
+    }
+
+    /// The records in `range`, decoded over `batch` (the batch sent before), reusing its
+    /// records and their strings.
+    pub fn decode_into(&self, range: Range<usize>, batch: &mut Vec<Record>) {
+        batch.truncate(range.len());
+        for (n, i) in range.enumerate() {
+            match batch.get_mut(n) {
+                Some(record) => self.get_into(i, record),
+                None => batch.push(self.get(i)),
+            }
+        }
     }
 
     /// Every record, decoded one at a time.
@@ -187,37 +212,57 @@ impl Reader<'_> {
         out
     }
 
-    fn text(&mut self) -> String {
+    /// Appends the text value at the reader to `out`.
+    fn text_onto(&mut self, out: &mut String) {
         let n = self.varint();
         let bytes = self.take(n);
         // Written from a `str`: valid UTF-8 (checked, not trusted).
         match std::str::from_utf8(bytes) {
-            Ok(text) => text.to_owned(),
-            Err(_) => String::from_utf8_lossy(bytes).into_owned(),
+            Ok(text) => out.push_str(text),
+            Err(_) => out.push_str(&String::from_utf8_lossy(bytes)),
         }
     }
 
     fn value(&mut self) -> Value {
+        let mut value = Value::Null;
+        self.value_into(&mut value);
+        value
+    }
+
+    /// Decodes the value at the reader over `slot`, reusing the string it holds for a text.
+    fn value_into(&mut self, slot: &mut Value) {
         let tag = self.take(1).first().copied().unwrap_or(NULL);
-        match tag {
-            BOOL => Value::Bool(self.take(1).first() == Some(&1)),
-            INT => Value::Int(i64::from_le_bytes(self.eight())),
-            FLOAT => Value::Float(f64::from_bits(u64::from_le_bytes(self.eight()))),
-            NUMBER => Value::Number(self.text()),
-            TEXT => Value::Text(self.text()),
-            DATE => Value::Date(self.text()),
-            TIMESTAMP => Value::Timestamp(self.text()),
-            TIMESTAMP_TZ => Value::TimestampTz(self.text()),
+        let text_kind: fn(String) -> Value = match tag {
+            NUMBER => Value::Number,
+            TEXT => Value::Text,
+            DATE => Value::Date,
+            TIMESTAMP => Value::Timestamp,
+            TIMESTAMP_TZ => Value::TimestampTz,
+            BOOL => return *slot = Value::Bool(self.take(1).first() == Some(&1)),
+            INT => return *slot = Value::Int(i64::from_le_bytes(self.eight())),
+            FLOAT => return *slot = Value::Float(f64::from_bits(u64::from_le_bytes(self.eight()))),
             BLOB => {
                 let n = self.varint();
-                Value::Blob(self.take(n).to_vec())
+                return *slot = Value::Blob(self.take(n).to_vec());
             }
             JSON => {
                 let i = self.varint();
-                Value::Json(self.json.get(i).cloned().unwrap_or(serde_json::Value::Null))
+                return *slot =
+                    Value::Json(self.json.get(i).cloned().unwrap_or(serde_json::Value::Null));
             }
-            _ => Value::Null,
-        }
+            _ => return *slot = Value::Null,
+        };
+        let mut text = match std::mem::replace(slot, Value::Null) {
+            Value::Number(s)
+            | Value::Text(s)
+            | Value::Date(s)
+            | Value::Timestamp(s)
+            | Value::TimestampTz(s) => s,
+            _ => String::new(),
+        };
+        text.clear();
+        self.text_onto(&mut text);
+        *slot = text_kind(text);
     }
 }
 
@@ -274,10 +319,20 @@ mod tests {
     fn records_come_back_across_chunks_of_every_size() {
         // Rows of 0 to 300 bytes of text, empty rows, and one row larger than a chunk: many
         // chunks, records ending exactly at a chunk's end, and empty records between chunks.
-        let rows: Vec<Vec<Value>> = (0..30_000usize)
+        let rows: Vec<Vec<Value>> = (0..40_000usize)
             .map(|i| match i % 7 {
                 0 => vec![],
                 _ if i == 12_345 => vec![Value::Text("x".repeat(3 * CHUNK_BYTES))],
+                1 => vec![Value::Text("é".repeat(i % 150)), Value::Int(i as i64)],
+                2 => vec![
+                    Value::Date("2024-02-29".into()),
+                    Value::Null,
+                    Value::Timestamp("x".repeat(i % 40)),
+                ],
+                3 => vec![
+                    Value::Number("12.5".into()),
+                    Value::Json(serde_json::json!([i])),
+                ],
                 _ => vec![Value::Int(i as i64), Value::Text("é".repeat(i % 150))],
             })
             .collect();
@@ -290,6 +345,21 @@ mod tests {
         assert_eq!(records.len(), rows.len());
         for (i, row) in rows.iter().enumerate() {
             assert_eq!(&records.get(i).values, row, "record {i}");
+        }
+        // Decoded over the batch before, in batches of changing sizes: the same records.
+        let mut batch = Vec::new();
+        let mut first = 0;
+        for size in [1000, 7, 0, 2500, 1, 999].iter().cycle() {
+            if first >= rows.len() {
+                break;
+            }
+            let range = first..(first + size).min(rows.len());
+            records.decode_into(range.clone(), &mut batch);
+            assert_eq!(batch.len(), range.len());
+            for (record, i) in batch.iter().zip(range) {
+                assert_eq!(&record.values, &rows[i], "record {i} decoded over another");
+            }
+            first += size;
         }
         let odd: Vec<usize> = (0..rows.len()).filter(|i| i % 2 == 1).collect();
         records.retain_indices(|i| i % 2 == 1);
