@@ -6,14 +6,14 @@
 //!
 //! - [`read_file`]: a large file is read into an anonymous mapping that asks for huge pages
 //!   (one fault every 2 MiB instead of every 4 KiB), its two halves on two threads.
-//! - [`parse_manifest`]: the `nodes` map is parsed by two threads, each from its own start. The
-//!   second thread starts at a guessed entry boundary near the middle of the map; the first
-//!   thread parses from the top and takes the second thread's entries only if it reaches
-//!   that exact byte as an entry boundary itself. A guess that was not a boundary (a key that
-//!   merely looks like a node id inside a node) is never reached, and the first thread goes
-//!   on alone: the result is always what one sequential parse gives.
+//! - [`parse_manifest`]: the `nodes` map is cut into sixteen pieces at guessed entry
+//!   boundaries, which two threads take in turn, each parsing into its own map (taking pieces
+//!   in turn keeps both threads busy to the end, whatever a piece costs). A guess is checked
+//!   by the parse itself: a piece's result is used only if the piece before it, from a checked
+//!   start, stopped exactly there at an entry's start. The result is always what one
+//!   sequential parse gives.
 //!
-//! Anything unusual (a syntax error, a duplicate top-level key, a bad split, no second thread)
+//! Anything unusual (a syntax error, a repeated key, a guess inside a node, a thread panicking)
 //! falls back to one plain `serde_json::from_slice` of the whole file, so errors read exactly
 //! as before. One difference is kept: serde_json's nesting limit (128) counts from each value
 //! parsed here, so a node nested 126 or 127 levels deep, refused by one plain parse, is read.
@@ -23,7 +23,7 @@ use std::fs::File;
 use std::io;
 use std::ops::Deref;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use serde::Deserialize;
 use serde::de::IgnoredAny;
@@ -96,19 +96,19 @@ fn read_in_two_halves(_file: &File, _len: usize) -> Option<memmap2::MmapMut> {
 /// Parses manifest bytes; the `nodes` map of a large one on two threads.
 pub(crate) fn parse_manifest(bytes: &[u8]) -> Result<Manifest, serde_json::Error> {
     if bytes.len() >= TWO_THREADS_FROM
-        && let Some(manifest) = parse_top_level(bytes, &split_guess)
+        && let Some(manifest) = parse_top_level(bytes, &piece_starts)
     {
         return Ok(manifest);
     }
     serde_json::from_slice(bytes)
 }
 
-/// Where the second thread starts in the `nodes` map: a guess (see [`split_guess`]).
-type SplitGuess<'g> = &'g dyn Fn(&[u8], usize) -> Option<usize>;
+/// Where the pieces of the `nodes` map after the first start: guesses (see [`piece_starts`]).
+type PieceStarts<'g> = &'g dyn Fn(&[u8], usize) -> Vec<usize>;
 
 /// The top-level object, key by key; `None` where anything is not as expected (the caller then
 /// parses the whole file the plain way, which also gives the error to show).
-fn parse_top_level(bytes: &[u8], guess: SplitGuess<'_>) -> Option<Manifest> {
+fn parse_top_level(bytes: &[u8], guess: PieceStarts<'_>) -> Option<Manifest> {
     let mut at = Cursor { bytes, pos: 0 };
     let mut metadata: Option<ManifestMetadata> = None;
     let mut nodes: Option<BTreeMap<String, Node>> = None;
@@ -145,87 +145,175 @@ fn parse_top_level(bytes: &[u8], guess: SplitGuess<'_>) -> Option<Manifest> {
     })
 }
 
-/// The `nodes` map (the cursor at its `{`): a second thread parses from a guessed entry
-/// boundary near its middle to its end, while this one parses from its start.
-fn parse_nodes(at: &mut Cursor<'_>, guess: SplitGuess<'_>) -> Option<BTreeMap<String, Node>> {
+/// The `nodes` map (the cursor at its `{`), cut into pieces at guessed entry boundaries, the
+/// pieces parsed by two threads taking them in turn (one thread with more bytes to parse than
+/// the other would leave a core idle at the end), each thread into its own map.
+///
+/// Piece `i` starts at `starts[i]` and parses entries until it stands, at an entry's start, on
+/// a later piece's start (or the map closes). From the map's true start, piece 0 reaches such
+/// a start only where an entry truly starts, so the piece from there parses what one plain
+/// parse would; and so on, piece by piece, to the map's end. The two maps are taken when that
+/// chain is every piece that read an entry and no key came twice; otherwise (a guess inside a
+/// node, a repeated key: rare) `None`, and the plain parse decides. So the result is always
+/// what one sequential parse gives.
+fn parse_nodes(at: &mut Cursor<'_>, guess: PieceStarts<'_>) -> Option<BTreeMap<String, Node>> {
     at.eat(b'{')?;
-    let mut nodes = BTreeMap::new();
     if at.peek()? == b'}' {
         at.pos += 1;
-        return Some(nodes);
+        return Some(BTreeMap::new());
     }
-    let stop = AtomicBool::new(false);
-    std::thread::scope(|scope| {
-        // The second thread, from the guess; without a guess or a thread, this one reads all.
-        let second = guess(at.bytes, at.pos).and_then(|guess| {
-            let (bytes, stop) = (at.bytes, &stop);
-            let thread = std::thread::Builder::new().spawn_scoped(scope, move || {
-                let mut from_guess = Cursor { bytes, pos: guess };
-                let mut nodes = BTreeMap::new();
-                match parse_entries(&mut from_guess, &mut nodes, None, stop)? {
-                    EntriesEnd::MapClosed => Some((nodes, from_guess.pos)),
-                    EntriesEnd::AtGuess => None,
-                }
-            });
-            Some((guess, thread.ok()?))
-        });
-        let end = parse_entries(at, &mut nodes, second.as_ref().map(|(g, _)| *g), &stop);
-        // The second thread's work is used only when this one reached its start.
-        let reached_guess = matches!(end, Some(EntriesEnd::AtGuess));
-        if !reached_guess {
-            stop.store(true, Ordering::Relaxed);
-        }
-        let rest = second.and_then(|(_, thread)| thread.join().ok().flatten());
-        match (end?, rest) {
-            (EntriesEnd::MapClosed, _) => {}
-            (EntriesEnd::AtGuess, Some((mut rest, end))) => {
-                nodes.append(&mut rest);
-                at.pos = end;
+    let mut starts = vec![at.pos];
+    starts.extend(guess(at.bytes, at.pos).into_iter().filter(|&g| g > at.pos));
+    starts.dedup();
+    if !starts.is_sorted() {
+        return None;
+    }
+    let bytes = at.bytes;
+    let next_piece = AtomicUsize::new(0);
+    let take_pieces = || {
+        let mut nodes = BTreeMap::new();
+        let mut ends = Vec::new();
+        loop {
+            let i = next_piece.fetch_add(1, Ordering::Relaxed);
+            if i >= starts.len() {
+                return (nodes, ends);
             }
-            (EntriesEnd::AtGuess, None) => return None,
+            ends.push((i, parse_piece(bytes, &starts, i, &mut nodes)));
         }
-        Some(nodes)
-    })
+    };
+    let mut ends: Vec<Option<PieceEnd>> = (0..starts.len()).map(|_| None).collect();
+    let (mut nodes, mut helper_nodes) = std::thread::scope(|scope| {
+        // Without a second thread this one takes every piece.
+        let helper = std::thread::Builder::new()
+            .spawn_scoped(scope, take_pieces)
+            .ok();
+        let (nodes, mine) = take_pieces();
+        // A helper that panicked leaves its pieces missing: the plain parse then decides.
+        let (helper_nodes, theirs) = match helper {
+            Some(helper) => helper.join().ok()?,
+            None => Default::default(),
+        };
+        for (i, end) in mine.into_iter().chain(theirs) {
+            ends[i] = Some(end);
+        }
+        Some((nodes, helper_nodes))
+    })?;
+    // The chain from the map's start: each piece leads to the piece it ended on.
+    let mut on_chain = vec![false; starts.len()];
+    let mut i = 0;
+    let map_end = loop {
+        on_chain[i] = true;
+        match ends.get(i)?.as_ref()? {
+            PieceEnd::AtPiece { next, .. } => i = *next,
+            PieceEnd::MapClosed { end, .. } => break *end,
+            PieceEnd::Failed { .. } => return None,
+        }
+    };
+    let mut read = 0;
+    for (i, end) in ends.iter().enumerate() {
+        let entries = match end {
+            Some(
+                PieceEnd::AtPiece { entries, .. }
+                | PieceEnd::MapClosed { entries, .. }
+                | PieceEnd::Failed { entries },
+            ) => *entries,
+            None => 0,
+        };
+        match (on_chain[i], entries) {
+            (true, n) => read += n,
+            // A piece off the chain that read nothing changed nothing.
+            (false, 0) => {}
+            (false, _) => return None,
+        }
+    }
+    nodes.append(&mut helper_nodes);
+    // Fewer nodes than entries read: a key came twice (the plain parse keeps its last value).
+    if nodes.len() != read {
+        return None;
+    }
+    at.pos = map_end;
+    Some(nodes)
 }
 
-enum EntriesEnd {
-    /// Stopped at the guessed boundary, which is an entry's start.
-    AtGuess,
-    /// The map's `}` was read.
-    MapClosed,
+/// Where a piece of the `nodes` map ended, and how many entries it read.
+enum PieceEnd {
+    /// At the start of this later piece, as an entry's start.
+    AtPiece { next: usize, entries: usize },
+    /// The map's `}` was read; `end` is the position after it.
+    MapClosed { end: usize, entries: usize },
+    /// Something unexpected (a piece that started inside a node usually ends so).
+    Failed { entries: usize },
 }
 
-/// Parses `"key": node` entries into `nodes`, from the cursor at an entry's key, until the
-/// map's closing `}` or, when `guess` is given, until that position as an entry's start.
-/// `None` on anything unexpected, or when told to stop.
-fn parse_entries(
-    at: &mut Cursor<'_>,
+/// Parses `"key": node` entries from `starts[i]` into `nodes` until, at an entry's start, the
+/// position is a later piece's start, or the map closes.
+fn parse_piece(
+    bytes: &[u8],
+    starts: &[usize],
+    i: usize,
     nodes: &mut BTreeMap<String, Node>,
-    guess: Option<usize>,
-    stop: &AtomicBool,
-) -> Option<EntriesEnd> {
+) -> PieceEnd {
+    let mut at = Cursor {
+        bytes,
+        pos: starts[i],
+    };
+    let mut entries = 0;
+    let mut next = i + 1;
     loop {
         at.skip_whitespace();
-        if Some(at.pos) == guess {
-            return Some(EntriesEnd::AtGuess);
+        while starts.get(next).is_some_and(|&s| s < at.pos) {
+            next += 1;
         }
-        if stop.load(Ordering::Relaxed) {
-            return None;
+        if starts.get(next) == Some(&at.pos) {
+            return PieceEnd::AtPiece { next, entries };
         }
-        let key: String = at.value()?;
-        at.eat(b':')?;
-        let node: Node = at.value()?;
+        let Some((key, node)) = parse_entry(&mut at) else {
+            return PieceEnd::Failed { entries };
+        };
         nodes.insert(key, node);
-        if !at.eat_separator()? {
-            return Some(EntriesEnd::MapClosed);
+        entries += 1;
+        match at.eat_separator() {
+            Some(true) => {}
+            Some(false) => {
+                return PieceEnd::MapClosed {
+                    end: at.pos,
+                    entries,
+                };
+            }
+            None => return PieceEnd::Failed { entries },
         }
     }
+}
+
+/// One `"key": node` entry.
+fn parse_entry(at: &mut Cursor<'_>) -> Option<(String, Node)> {
+    let key: String = at.value()?;
+    at.eat(b':')?;
+    Some((key, at.value()?))
+}
+
+/// Where the pieces of the `nodes` map whose first entry is at `start` could start: an entry
+/// boundary guessed near each sixteenth of the rest of the file (the map is most of a large
+/// manifest; guesses past its end lead nowhere and are dropped). Only guesses: the parse
+/// checks them.
+fn piece_starts(bytes: &[u8], start: usize) -> Vec<usize> {
+    const PIECES: usize = 16;
+    let rest = bytes.len().saturating_sub(start);
+    let mut starts: Vec<usize> = Vec::new();
+    for k in 1..PIECES {
+        let from = (start + rest * k / PIECES).max(starts.last().map_or(0, |s| s + 1));
+        match split_guess(bytes, start, from) {
+            Some(guess) => starts.push(guess),
+            // Past this without a boundary, the rest is not in the map.
+            None => break,
+        }
+    }
+    starts
 }
 
 /// A guessed boundary between two entries of the `nodes` map whose first entry is at `start`:
-/// the first `}, "<resource type>.` after the middle of the rest of the file (the map is
-/// most of a large manifest). Only a guess: the parse checks it.
-fn split_guess(bytes: &[u8], start: usize) -> Option<usize> {
+/// the first `}, "<resource type>.` from `from`. Only a guess: the parse checks it.
+fn split_guess(bytes: &[u8], start: usize, mut from: usize) -> Option<usize> {
     const NODE_ID_PREFIXES: [&[u8]; 7] = [
         b"model.",
         b"test.",
@@ -235,8 +323,7 @@ fn split_guess(bytes: &[u8], start: usize) -> Option<usize> {
         b"operation.",
         b"sql_operation.",
     ];
-    let mut from = start + (bytes.len().checked_sub(start)?) / 2;
-    // Past this without a boundary, the middle is not in the map (a project whose macros or
+    // Past this without a boundary, `from` is not in the map (a project whose macros or
     // lineage maps outweigh its nodes): no guess, rather than a scan of the rest.
     let search_end = bytes.len().min(from + SPLIT_SEARCH_BYTES);
     loop {

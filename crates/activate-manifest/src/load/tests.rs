@@ -60,10 +60,13 @@ fn two_threads_read_what_one_plain_parse_reads() {
     let bytes = json.as_bytes();
     // The guess is an entry boundary of the `nodes` map, so the split is taken.
     let start = json.find(r#""nodes": {"#).expect("nodes") + r#""nodes": {"#.len();
-    let guess = split_guess(bytes, start).expect("a guess");
-    assert!(guess > bytes.len() / 3, "{guess}");
-    assert!(json[..guess].trim_end().ends_with("},"), "{guess}");
-    let split = parse_top_level(bytes, &split_guess).expect("the two-thread parse");
+    let starts = piece_starts(bytes, start);
+    assert!(starts.len() >= 12, "{starts:?}");
+    assert!(starts.is_sorted() && starts[0] > start, "{starts:?}");
+    for &guess in &starts {
+        assert!(json[..guess].trim_end().ends_with("},"), "{guess}");
+    }
+    let split = parse_top_level(bytes, &piece_starts).expect("the two-thread parse");
     assert_eq!(split.nodes.len(), 3000);
     assert_eq!(format!("{split:?}"), plain(&json));
     let manifest = parse_manifest(bytes).expect("a manifest");
@@ -74,15 +77,21 @@ fn two_threads_read_what_one_plain_parse_reads() {
 }
 
 /// A guess that looks like an entry boundary but is inside a node (a meta key shaped like a
-/// node id) is never reached as a boundary: the first thread parses every entry itself.
+/// node id) starts a piece off the chain that reads an entry: the pieces' maps are not taken,
+/// and the plain parse decides.
 #[test]
-fn a_guess_inside_a_node_is_not_taken() {
+fn a_guess_inside_a_node_leaves_it_to_the_plain_parse() {
     let meta = r#"{"owner": {}, "model.p.fake": {"unique_id": "model.p.fake", "resource_type": "model", "name": "fake"}}"#;
     let json = manifest_json(40, meta);
     let fake = json
         .find(r#""model.p.fake": {"unique_id""#)
         .expect("the fake key");
-    let manifest = parse_top_level(json.as_bytes(), &|_, _| Some(fake)).expect("a manifest");
+    assert!(parse_top_level(json.as_bytes(), &|_, _| vec![fake]).is_none());
+    // With the true boundaries around it, the same: the fake piece read an entry.
+    let start = json.find(r#""model.p.m00019""#).expect("a node");
+    let end = json.find(r#""model.p.m00021""#).expect("a node");
+    assert!(parse_top_level(json.as_bytes(), &|_, _| vec![start, fake, end]).is_none());
+    let manifest = parse_top_level(json.as_bytes(), &|_, _| vec![start, end]).expect("taken");
     assert!(!manifest.nodes.contains_key("model.p.fake"));
     assert_eq!(format!("{manifest:?}"), plain(&json));
 }
@@ -92,11 +101,61 @@ fn a_guess_inside_a_node_is_not_taken() {
 fn a_guess_at_any_quote_gives_the_plain_result() {
     let json = manifest_json(6, r#"{"x": {}, "model.p.m00004": {"name": "not a node"}}"#);
     let expected = plain(&json);
-    let quotes = json.match_indices('"').map(|(i, _)| i).step_by(7);
-    for guess in quotes {
-        let manifest = parse_top_level(json.as_bytes(), &|_, _| Some(guess)).expect("a manifest");
+    let quotes: Vec<usize> = json.match_indices('"').map(|(i, _)| i).step_by(7).collect();
+    for &guess in &quotes {
+        let manifest = parse_top_level(json.as_bytes(), &|_, _| vec![guess]).expect("a manifest");
         assert_eq!(format!("{manifest:?}"), expected, "guess at byte {guess}");
     }
+    // All of them at once: many pieces, most started inside a node or outside the map.
+    let manifest = parse_top_level(json.as_bytes(), &|_, _| quotes.clone()).expect("a manifest");
+    assert_eq!(format!("{manifest:?}"), expected, "every 7th quote");
+}
+
+/// Entry boundaries of the map, then guesses past its end (in the lineage maps, where keys
+/// look like node ids): the pieces after the map are dropped and the parse is still taken.
+#[test]
+fn guesses_past_the_nodes_map_are_dropped() {
+    let json = manifest_json(200, "{}");
+    let bytes = json.as_bytes();
+    let start = json.find(r#""nodes": {"#).expect("nodes") + r#""nodes": {"#.len();
+    let map_end = json.find(r#", "sources": {"#).expect("sources");
+    let mut starts: Vec<usize> = piece_starts(bytes, start)
+        .into_iter()
+        .filter(|&s| s < map_end)
+        .collect();
+    assert!(starts.len() >= 4, "{starts:?}");
+    starts.extend(
+        json.match_indices(r#""test.p."#)
+            .map(|(i, _)| i)
+            .filter(|&i| i > map_end)
+            .step_by(50),
+    );
+    let manifest = parse_top_level(bytes, &|_, _| starts.clone()).expect("the pieces' parse");
+    assert_eq!(format!("{manifest:?}"), plain(&json));
+}
+
+/// A key given twice (in one piece or two) leaves it to the plain parse, which keeps its
+/// last value.
+#[test]
+fn a_node_given_twice_leaves_it_to_the_plain_parse() {
+    let json = manifest_json(50, "{}");
+    let first = json.find(r#""model.p.m00010": {"#).expect("a node");
+    let twice = format!(
+        "{}\"model.p.m00010\": {{\"unique_id\": \"model.p.m00010\", \"resource_type\": \"model\", \"name\": \"again\"}}, {}",
+        &json[..first],
+        &json[first..]
+    );
+    let bytes = twice.as_bytes();
+    let second = twice.rfind(r#""model.p.m00010": {"#).expect("the second");
+    assert!(second > first);
+    for starts in [vec![], vec![first], vec![first, second], vec![second]] {
+        assert!(
+            parse_top_level(bytes, &|_, _| starts.clone()).is_none(),
+            "{starts:?}"
+        );
+    }
+    let manifest = parse_manifest(bytes).expect("a manifest");
+    assert_eq!(manifest.nodes["model.p.m00010"].name, "m00010");
 }
 
 #[test]
