@@ -58,9 +58,14 @@ impl Records {
         let end_before = self.ends.last().copied().unwrap_or(0);
         if self.chunks.last().is_none_or(|c| c.len() >= CHUNK_BYTES) {
             self.chunk_starts.push(end_before);
-            // A record that outgrows the slack reallocates this chunk only.
-            self.chunks
-                .push(Vec::with_capacity(CHUNK_BYTES + CHUNK_BYTES / 8));
+            // The first chunk grows as records come (most syncs send a few); the next ones
+            // are made whole. A record that outgrows the slack reallocates its chunk only.
+            let capacity = if self.chunks.is_empty() {
+                4096
+            } else {
+                CHUNK_BYTES + CHUNK_BYTES / 8
+            };
+            self.chunks.push(Vec::with_capacity(capacity));
         }
         let Some(out) = self.chunks.last_mut() else {
             unreachable!("a chunk was just made sure of")

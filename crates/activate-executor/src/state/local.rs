@@ -256,9 +256,11 @@ fn append_synced(path: &Path, text: &str) -> Result<(), StateError> {
 /// Appends `v` as 16 lower-case hex digits.
 fn push_hex16(out: &mut String, v: u64) {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    for shift in (0..16).rev() {
-        out.push(DIGITS[((v >> (shift * 4)) & 0xf) as usize] as char);
+    let mut hex = [0u8; 16];
+    for (i, digit) in hex.iter_mut().enumerate() {
+        *digit = DIGITS[((v >> ((15 - i) * 4)) & 0xf) as usize];
     }
+    out.push_str(std::str::from_utf8(&hex).unwrap_or_default());
 }
 
 fn corrupt(path: &Path, message: impl Into<String>) -> StateError {
@@ -358,6 +360,15 @@ fn replay_journal(path: &Path, file: File, state: &mut SyncState) -> Result<(), 
 mod tests {
     use super::*;
     use crate::value::Value;
+
+    #[test]
+    fn row_hashes_are_written_as_sixteen_lower_case_hex_digits() {
+        for v in [0, 1, 0xabc, u64::MAX, 0x0123_4567_89ab_cdef, 1 << 63] {
+            let mut out = String::from("+");
+            push_hex16(&mut out, v);
+            assert_eq!(out, format!("+{v:016x}"));
+        }
+    }
 
     fn key() -> StateKey {
         StateKey {
