@@ -301,7 +301,7 @@ fn piece_starts(bytes: &[u8], start: usize) -> Vec<usize> {
     let rest = bytes.len().saturating_sub(start);
     let mut starts: Vec<usize> = Vec::new();
     for k in 1..PIECES {
-        let from = (start + rest * k / PIECES).max(starts.last().map_or(0, |s| s + 1));
+        let from = (start + rest / PIECES * k).max(starts.last().map_or(0, |s| s + 1));
         match split_guess(bytes, start, from) {
             Some(guess) => starts.push(guess),
             // Past this without a boundary, the rest is not in the map.

@@ -124,9 +124,11 @@ impl WebhookDestination {
             write_record_json(&mut body, &keys, record);
             if i == 0 {
                 // Room for the rest at about the first record's size (one allocation, no
-                // copies of a growing body).
+                // copies of a growing body), at most 64 MiB: a first record much larger than
+                // the others must not ask for gigabytes.
                 let rest = batch.records.len() - 1;
-                body.reserve((body.len() - before + 1) * rest + rest / 8 * 16);
+                let estimate = (body.len() - before + 1).saturating_mul(rest + rest / 8);
+                body.reserve(estimate.min(64 << 20));
             }
         }
         body.push_str("]}");
