@@ -181,7 +181,7 @@ fn parse_nodes(at: &mut Cursor<'_>, guess: PieceStarts<'_>) -> Option<BTreeMap<S
             ends.push((i, parse_piece(bytes, &starts, i, &mut nodes)));
         }
     };
-    let mut ends: Vec<Option<PieceEnd>> = (0..starts.len()).map(|_| None).collect();
+    let mut ends: Vec<Option<Piece>> = (0..starts.len()).map(|_| None).collect();
     let (mut nodes, mut helper_nodes) = std::thread::scope(|scope| {
         // Without a second thread this one takes every piece.
         let helper = std::thread::Builder::new()
@@ -203,23 +203,15 @@ fn parse_nodes(at: &mut Cursor<'_>, guess: PieceStarts<'_>) -> Option<BTreeMap<S
     let mut i = 0;
     let map_end = loop {
         on_chain[i] = true;
-        match ends.get(i)?.as_ref()? {
-            PieceEnd::AtPiece { next, .. } => i = *next,
-            PieceEnd::MapClosed { end, .. } => break *end,
-            PieceEnd::Failed { .. } => return None,
+        match ends.get(i)?.as_ref()?.end {
+            PieceEnd::AtPiece(next) => i = next,
+            PieceEnd::MapClosed(end) => break end,
+            PieceEnd::Failed => return None,
         }
     };
     let mut read = 0;
     for (i, end) in ends.iter().enumerate() {
-        let entries = match end {
-            Some(
-                PieceEnd::AtPiece { entries, .. }
-                | PieceEnd::MapClosed { entries, .. }
-                | PieceEnd::Failed { entries },
-            ) => *entries,
-            None => 0,
-        };
-        match (on_chain[i], entries) {
+        match (on_chain[i], end.as_ref().map_or(0, |piece| piece.entries)) {
             (true, n) => read += n,
             // A piece off the chain that read nothing changed nothing.
             (false, 0) => {}
@@ -235,14 +227,19 @@ fn parse_nodes(at: &mut Cursor<'_>, guess: PieceStarts<'_>) -> Option<BTreeMap<S
     Some(nodes)
 }
 
-/// Where a piece of the `nodes` map ended, and how many entries it read.
+/// How many entries a piece of the `nodes` map read, and where it ended.
+struct Piece {
+    entries: usize,
+    end: PieceEnd,
+}
+
 enum PieceEnd {
     /// At the start of this later piece, as an entry's start.
-    AtPiece { next: usize, entries: usize },
-    /// The map's `}` was read; `end` is the position after it.
-    MapClosed { end: usize, entries: usize },
+    AtPiece(usize),
+    /// The map's `}` was read; the position after it.
+    MapClosed(usize),
     /// Something unexpected (a piece that started inside a node usually ends so).
-    Failed { entries: usize },
+    Failed,
 }
 
 /// Parses `"key": node` entries from `starts[i]` into `nodes` until, at an entry's start, the
@@ -252,37 +249,33 @@ fn parse_piece(
     starts: &[usize],
     i: usize,
     nodes: &mut BTreeMap<String, Node>,
-) -> PieceEnd {
+) -> Piece {
     let mut at = Cursor {
         bytes,
         pos: starts[i],
     };
     let mut entries = 0;
     let mut next = i + 1;
-    loop {
+    let end = loop {
         at.skip_whitespace();
         while starts.get(next).is_some_and(|&s| s < at.pos) {
             next += 1;
         }
         if starts.get(next) == Some(&at.pos) {
-            return PieceEnd::AtPiece { next, entries };
+            break PieceEnd::AtPiece(next);
         }
         let Some((key, node)) = parse_entry(&mut at) else {
-            return PieceEnd::Failed { entries };
+            break PieceEnd::Failed;
         };
         nodes.insert(key, node);
         entries += 1;
         match at.eat_separator() {
             Some(true) => {}
-            Some(false) => {
-                return PieceEnd::MapClosed {
-                    end: at.pos,
-                    entries,
-                };
-            }
-            None => return PieceEnd::Failed { entries },
+            Some(false) => break PieceEnd::MapClosed(at.pos),
+            None => break PieceEnd::Failed,
         }
-    }
+    };
+    Piece { entries, end }
 }
 
 /// One `"key": node` entry.

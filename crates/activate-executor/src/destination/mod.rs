@@ -293,14 +293,12 @@ impl JsonKeys {
 
 /// Appends the JSON object of a record, fields in order (into a request body as it is built).
 pub fn write_record_json(out: &mut String, keys: &JsonKeys, record: &Record) {
-    let mut written = 0;
+    if keys.0.is_empty() || record.values.is_empty() {
+        out.push('{');
+    }
     for (key, value) in keys.0.iter().zip(&record.values) {
         out.push_str(key);
         value.write_json(out);
-        written += 1;
-    }
-    if written == 0 {
-        out.push('{');
     }
     out.push('}');
 }

@@ -109,11 +109,6 @@ impl Records {
         values.truncate(n);
     }
 
-    /// The records in `range`, decoded (one batch to send).
-    pub fn decode(&self, range: Range<usize>) -> Vec<Record> {
-        range.map(|i| self.get(i)).collect()
-    }
-
     /// The records in `range`, decoded over `batch` (the batch sent before), reusing its
     /// records and their strings.
     pub fn decode_into(&self, range: Range<usize>, batch: &mut Vec<Record>) {
@@ -314,7 +309,9 @@ mod tests {
                 }
             }
         }
-        assert_eq!(records.decode(1..3).len(), 2);
+        let mut batch = Vec::new();
+        records.decode_into(1..3, &mut batch);
+        assert_eq!(batch.len(), 2);
         records.retain_indices(|i| i != 1);
         assert_eq!(records.len(), 2);
         assert_eq!(records.get(1).values.len(), 7);

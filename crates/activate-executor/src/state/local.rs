@@ -255,11 +255,9 @@ fn append_synced(path: &Path, text: &str) -> Result<(), StateError> {
 
 /// Appends `v` as 16 lower-case hex digits.
 fn push_hex16(out: &mut String, v: u64) {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut hex = [0u8; 16];
-    for (i, digit) in hex.iter_mut().enumerate() {
-        *digit = DIGITS[((v >> ((15 - i) * 4)) & 0xf) as usize];
-    }
+    // 8 bytes always fit 16 digits.
+    let _ = hex::encode_to_slice(v.to_be_bytes(), &mut hex);
     out.push_str(std::str::from_utf8(&hex).unwrap_or_default());
 }
 

@@ -116,20 +116,21 @@ impl WebhookDestination {
         write_json_string(&mut body, operation);
         body.push_str(",\"records\":[");
         let keys = JsonKeys::new(fields);
-        for (i, record) in batch.records.iter().enumerate() {
-            if i > 0 {
-                body.push(',');
-            }
+        let mut records = batch.records.iter();
+        if let Some(first) = records.next() {
             let before = body.len();
+            write_record_json(&mut body, &keys, first);
+            let first_len = body.len() - before + 1;
+            // Room for the rest at about the first record's size (one allocation, no copies
+            // of a growing body), at most 64 MiB: a first record much larger than the others
+            // must not ask for gigabytes.
+            let rest = records.len();
+            let estimate = first_len.saturating_mul(rest + rest / 8);
+            body.reserve(estimate.min(64 << 20));
+        }
+        for record in records {
+            body.push(',');
             write_record_json(&mut body, &keys, record);
-            if i == 0 {
-                // Room for the rest at about the first record's size (one allocation, no
-                // copies of a growing body), at most 64 MiB: a first record much larger than
-                // the others must not ask for gigabytes.
-                let rest = batch.records.len() - 1;
-                let estimate = (body.len() - before + 1).saturating_mul(rest + rest / 8);
-                body.reserve(estimate.min(64 << 20));
-            }
         }
         body.push_str("]}");
         body
