@@ -13,7 +13,9 @@ use crate::value::{self, Value};
 use crate::warehouse::RowBatch;
 
 pub use keys::KeyList;
+use new_keys::NewKeys;
 pub use records::Records;
+use row_hash::{HashedName, RowHashBytes};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ChangeKind {
@@ -115,9 +117,8 @@ impl Plan {
 /// entry; a `Record` is built only for a change. The row's key is first compared with the
 /// state entry after the last one found, so a model read in the order its keys were first
 /// delivered walks the state in order, without a hash or a table probe per row. A key not in the state is
-/// always planned (an insert), so the keys read that are new to the state are found, to catch
-/// a duplicate, through a table of positions in the plan's `upsert_keys` (8 bytes a key, and
-/// compared by their text, so a duplicate is never missed).
+/// always planned (an insert); [`NewKeys`] catches one read twice (by the last one, while they
+/// come in order, else by a table of positions in the plan's `upsert_keys`).
 pub struct PlanBuilder<'a> {
     def: &'a SyncDefinition,
     state: &'a SyncState,
@@ -127,16 +128,18 @@ pub struct PlanBuilder<'a> {
     /// The state entry after the last one read: where the next row's key is looked for first
     /// (a model read in the order its keys were first delivered walks the state in order).
     expected: Option<EntryPos>,
-    /// The keys read that are not in the state, as positions in `plan.upsert_keys`.
-    new_keys: hashbrown::HashTable<NewKey>,
+    /// The keys read that are not in the state, to catch a repeated one.
+    new_keys: NewKeys,
     /// The key of the row being added (reused).
     key: String,
-    /// The bytes a row's hash or fingerprint is computed over (reused).
-    hash_input: Vec<u8>,
+    /// The bytes a row's hash is computed over (reused).
+    hash_input: RowHashBytes,
+    /// The bytes a row's fingerprint is computed over (reused).
+    fingerprint_input: Vec<u8>,
     templates: Option<minijinja::Environment<'static>>,
     /// Field positions sorted by field name, each with the row hash's bytes for its name (the
     /// name and a zero byte): the row hash does not depend on mapping order.
-    hash_fields: Vec<(FieldAt, Box<[u8]>)>,
+    hash_fields: Vec<(FieldAt, HashedName)>,
     /// The key's fields, in key order.
     key_fields: Vec<FieldAt>,
     /// Reject rows holding NaN or ±Infinity (destinations without a form for them).
@@ -171,12 +174,7 @@ impl<'a> PlanBuilder<'a> {
         order.sort_by(|a, b| def.fields[*a].cmp(&def.fields[*b]));
         let hash_fields = order
             .into_iter()
-            .map(|i| {
-                (
-                    FieldAt::of(def, i),
-                    [def.fields[i].as_bytes(), &[0]].concat().into(),
-                )
-            })
+            .map(|i| (FieldAt::of(def, i), HashedName::new(&def.fields[i])))
             .collect();
         Self {
             def,
@@ -190,9 +188,10 @@ impl<'a> PlanBuilder<'a> {
             send_all: full_refresh || def.spec.sync_mode == SyncMode::FullRefresh,
             seen_in_state: vec![0; state.snapshot.index_bound().div_ceil(64)],
             expected: state.snapshot.first_entry(),
-            new_keys: hashbrown::HashTable::new(),
+            new_keys: NewKeys::default(),
             key: String::new(),
-            hash_input: Vec::new(),
+            hash_input: RowHashBytes::default(),
+            fingerprint_input: Vec::new(),
             templates,
             refuse_non_finite: false,
             fingerprint_rows: true,
@@ -296,7 +295,7 @@ impl<'a> PlanBuilder<'a> {
         self.plan.data_fingerprint = self
             .plan
             .data_fingerprint
-            .wrapping_add(row_fingerprint(&mut self.hash_input, parts));
+            .wrapping_add(row_fingerprint(&mut self.fingerprint_input, parts));
     }
 
     pub fn add_batch(&mut self, rows: RowBatch) {
@@ -365,8 +364,6 @@ impl<'a> PlanBuilder<'a> {
         let def = self.def;
         let state = self.state;
         let in_state = state.snapshot.locate(key, self.expected);
-        // A key new to the state: its hash, computed once for the lookup and the insert.
-        let mut new_key = None;
         let first_time = match in_state {
             Some(pos) => {
                 self.expected = state.snapshot.entry_after(pos);
@@ -376,16 +373,9 @@ impl<'a> PlanBuilder<'a> {
                 self.seen_in_state[at / 64] |= bit;
                 first
             }
-            None => {
-                let keys = &self.plan.upsert_keys;
-                let hash = new_key_hash(key);
-                new_key = Some(hash);
-                self.new_keys
-                    .find(table_hash(hash), |k| {
-                        k.hash == hash && keys.get(k.position as usize) == key
-                    })
-                    .is_none()
-            }
+            None => self
+                .new_keys
+                .is_first(key, &self.plan.upsert_keys, &self.plan.upserts),
         };
         if !first_time {
             self.plan.duplicate_count += 1;
@@ -417,11 +407,10 @@ impl<'a> PlanBuilder<'a> {
         // name order.
         self.hash_input.clear();
         for (at, name) in &self.hash_fields {
-            value::append_short(&mut self.hash_input, name);
-            at.value(def, row, rendered)
-                .write_hash_bytes(&mut self.hash_input);
+            self.hash_input.name(name);
+            self.hash_input.value(at.value(def, row, rendered));
         }
-        let row_hash = xxh3_64(&self.hash_input);
+        let row_hash = xxh3_64(self.hash_input.as_bytes());
         self.fingerprint(&[key.as_bytes(), &row_hash.to_le_bytes()]);
         let kind = match in_state {
             None => ChangeKind::Insert,
@@ -440,13 +429,8 @@ impl<'a> PlanBuilder<'a> {
         self.plan
             .upsert_records
             .push((0..def.field_sources.len()).map(|i| field(def, i, row, rendered)));
-        if let Some(hash) = new_key {
-            let keys = &self.plan.upsert_keys;
-            let position = u32::try_from(keys.len()).expect("fewer than 4 billion upserts");
-            self.new_keys
-                .insert_unique(table_hash(hash), NewKey { hash, position }, |k| {
-                    table_hash(k.hash)
-                });
+        if in_state.is_none() {
+            self.new_keys.planned(self.plan.upsert_keys.len());
         }
         self.plan.upsert_keys.push(key);
         if let Some(c) = cursor {
@@ -548,24 +532,6 @@ impl FieldAt {
     }
 }
 
-/// A key read that is not in the state: 32 bits of its hash (kept, so growing the table
-/// rehashes no key text) and its position in the plan's `upsert_keys`.
-#[derive(Clone, Copy)]
-struct NewKey {
-    hash: u32,
-    position: u32,
-}
-
-fn new_key_hash(key: &str) -> u32 {
-    xxh3_64(key.as_bytes()) as u32
-}
-
-/// The table's hash of a [`NewKey`]: its 32 bits spread over 64 (the table takes its bucket
-/// from the low bits and a tag from the high ones).
-fn table_hash(hash: u32) -> u64 {
-    u64::from(hash).wrapping_mul(0x9E37_79B9_7F4A_7C15)
-}
-
 /// A field's value for a row: its column, its literal, or its rendered template.
 fn field<'r>(
     def: &'r SyncDefinition,
@@ -647,7 +613,9 @@ impl PlanBuilder<'_> {
 }
 
 mod keys;
+mod new_keys;
 pub mod records;
+mod row_hash;
 #[cfg(test)]
 mod tests;
 
