@@ -107,7 +107,8 @@ impl Value {
 
     /// Appends the type-tagged, unambiguous encoding that row hashes are computed over (the
     /// bytes fed by [`Value::hash_into`]): a tag byte, then the payload (numbers as 8 bytes
-    /// little-endian, text as its length in 8 bytes then its bytes).
+    /// little-endian, text as its length in 8 bytes then its bytes). This defines the bytes;
+    /// the diff writes the same ones faster (`plan::row_hash`, tested against this).
     #[inline]
     pub fn write_hash_bytes(&self, out: &mut Vec<u8>) {
         /// The tag and 8 bytes (a fixed-size copy).
@@ -119,7 +120,7 @@ impl Value {
         /// The tag, the length as 8 bytes, and the bytes.
         fn bytes(out: &mut Vec<u8>, tag: u8, b: &[u8]) {
             tagged(out, tag, (b.len() as u64).to_le_bytes());
-            append_short(out, b);
+            out.extend_from_slice(b);
         }
         match self {
             Value::Null => out.push(0),
@@ -161,39 +162,35 @@ impl Value {
     }
 }
 
-/// Appends `bytes` as `extend_from_slice` does, without a call to `memcpy` for up to 32 bytes:
-/// the first and the last `N` bytes (4, 8 or 16) as two fixed-size copies that overlap in the
-/// middle (a row hash appends a dozen short names and values a row, where the call cost more
-/// than the copy; issue #6, docs/performance.md). Inlined at its few call sites: a call's
-/// own cost was most of it.
+/// Copies `bytes` to `buf[at..at + bytes.len()]` without a call to `memcpy` for up to 32
+/// bytes: the first and the last `N` bytes (4, 8 or 16) as two fixed-size copies that overlap
+/// in the middle. The diff writes a dozen short names and values a row (row hashes, planned
+/// records), where a call cost more than the copy (issue #6, docs/performance.md). Inlined at
+/// its few call sites: a call's own cost was most of it.
 #[inline(always)]
-pub(crate) fn append_short(out: &mut Vec<u8>, bytes: &[u8]) {
+pub(crate) fn put_short(buf: &mut [u8], at: usize, bytes: &[u8]) {
     /// For `N <= bytes.len() <= 2 * N`.
     #[inline(always)]
-    fn ends<const N: usize>(out: &mut Vec<u8>, bytes: &[u8]) {
+    fn ends<const N: usize>(buf: &mut [u8], at: usize, bytes: &[u8]) {
         if let (Some(first), Some(last)) = (bytes.first_chunk::<N>(), bytes.last_chunk::<N>()) {
-            let end = out.len() + bytes.len();
-            out.extend_from_slice(first);
-            out.extend_from_slice(last);
-            // The last `N` bytes belong at the end of the slice, over the first ones' tail.
-            if let Some(at_end) = out.get_mut(end - N..end) {
-                at_end.copy_from_slice(last);
-            }
-            out.truncate(end);
+            let end = at + bytes.len();
+            buf[at..at + N].copy_from_slice(first);
+            buf[end - N..end].copy_from_slice(last);
         }
     }
-    match bytes.len() {
+    let n = bytes.len();
+    match n {
         0 => {}
         // The first, middle and last bytes are the 1 to 3 bytes, some of them twice.
-        len @ 1..4 => {
-            let end = out.len() + len;
-            out.extend_from_slice(&[bytes[0], bytes[len / 2], bytes[len - 1]]);
-            out.truncate(end);
+        1..4 => {
+            buf[at] = bytes[0];
+            buf[at + n / 2] = bytes[n / 2];
+            buf[at + n - 1] = bytes[n - 1];
         }
-        4..8 => ends::<4>(out, bytes),
-        8..16 => ends::<8>(out, bytes),
-        16..=32 => ends::<16>(out, bytes),
-        _ => out.extend_from_slice(bytes),
+        4..8 => ends::<4>(buf, at, bytes),
+        8..16 => ends::<8>(buf, at, bytes),
+        16..=32 => ends::<16>(buf, at, bytes),
+        _ => buf[at..at + n].copy_from_slice(bytes),
     }
 }
 
@@ -433,15 +430,15 @@ mod tests {
     }
 
     #[test]
-    fn append_short_appends_what_extend_from_slice_appends() {
+    fn put_short_copies_exactly_the_bytes() {
         let source: Vec<u8> = (1..=80).collect();
         for len in 0..=source.len() {
-            for prefix in [0, 3] {
-                let mut ours = vec![9; prefix];
+            for at in [0, 3] {
+                let mut ours = vec![0xEE; at + len + 40];
                 let mut plain = ours.clone();
-                append_short(&mut ours, &source[..len]);
-                plain.extend_from_slice(&source[..len]);
-                assert_eq!(ours, plain, "{len} bytes after {prefix}");
+                put_short(&mut ours, at, &source[..len]);
+                plain[at..at + len].copy_from_slice(&source[..len]);
+                assert_eq!(ours, plain, "{len} bytes at {at}");
             }
         }
     }

@@ -53,7 +53,9 @@ impl Records {
         self.ends.is_empty()
     }
 
-    /// Appends a record of these values.
+    /// Appends a record of these values. They are written at an index into the chunk, which
+    /// is first extended by zeros for them (fixed-size copies, no `Vec` append a piece: a
+    /// first sync encodes every row read).
     pub fn push<'v>(&mut self, values: impl IntoIterator<Item = &'v Value>) {
         let end_before = self.ends.last().copied().unwrap_or(0);
         if self.chunks.last().is_none_or(|c| c.len() >= CHUNK_BYTES) {
@@ -71,10 +73,13 @@ impl Records {
             unreachable!("a chunk was just made sure of")
         };
         let before = out.len();
+        out.resize(before + RECORD_ROOM, 0);
+        let mut at = before;
         for value in values {
-            push_value(out, &mut self.json, value);
+            at = put_value(out, at, &mut self.json, value);
         }
-        self.ends.push(end_before + (out.len() - before) as u64);
+        out.truncate(at);
+        self.ends.push(end_before + (at - before) as u64);
     }
 
     /// The record at `index`.
@@ -137,43 +142,83 @@ impl Records {
     }
 }
 
-fn push_varint(out: &mut Vec<u8>, mut v: usize) {
-    while v >= 0x80 {
-        out.push((v as u8) | 0x80);
-        v >>= 7;
+/// Bytes a chunk is extended by for a record (most records fit; a value that does not fit
+/// extends it again).
+const RECORD_ROOM: usize = 256;
+
+/// Makes sure `buf[at..at + n]` exists.
+#[inline(always)]
+fn room(buf: &mut Vec<u8>, at: usize, n: usize) {
+    if at + n > buf.len() {
+        buf.resize(at + n + RECORD_ROOM, 0);
     }
-    out.push(v as u8);
 }
 
-fn push_bytes(out: &mut Vec<u8>, tag: u8, b: &[u8]) {
-    out.push(tag);
-    push_varint(out, b.len());
-    crate::value::append_short(out, b);
+/// Writes `v` as LEB128 at `buf[at..]`; returns where it ends.
+fn put_varint(buf: &mut [u8], mut at: usize, mut v: usize) -> usize {
+    while v >= 0x80 {
+        buf[at] = (v as u8) | 0x80;
+        v >>= 7;
+        at += 1;
+    }
+    buf[at] = v as u8;
+    at + 1
 }
 
-/// Encodes one value at the end of `out`; a JSON value goes to `json`, its index to `out`.
-fn push_value(out: &mut Vec<u8>, json: &mut Vec<serde_json::Value>, value: &Value) {
+#[inline(always)]
+fn put_bytes(buf: &mut [u8], at: usize, tag: u8, b: &[u8]) -> usize {
+    buf[at] = tag;
+    let at = put_varint(buf, at + 1, b.len());
+    crate::value::put_short(buf, at, b);
+    at + b.len()
+}
+
+#[inline(always)]
+fn put_eight(buf: &mut [u8], at: usize, tag: u8, eight: [u8; 8]) -> usize {
+    buf[at] = tag;
+    buf[at + 1..at + 9].copy_from_slice(&eight);
+    at + 9
+}
+
+/// Encodes one value at `buf[at..]`, extending `buf` when it is too short; returns where it
+/// ends. A JSON value goes to `json`, its index to `buf`.
+#[inline(always)]
+fn put_value(
+    buf: &mut Vec<u8>,
+    at: usize,
+    json: &mut Vec<serde_json::Value>,
+    value: &Value,
+) -> usize {
+    /// A tag, a length (LEB128, at most 10 bytes) and the bytes.
+    fn text(buf: &mut Vec<u8>, at: usize, tag: u8, b: &[u8]) -> usize {
+        room(buf, at, 11 + b.len());
+        put_bytes(buf, at, tag, b)
+    }
+    room(buf, at, 9);
     match value {
-        Value::Null => out.push(NULL),
-        Value::Bool(b) => out.extend_from_slice(&[BOOL, u8::from(*b)]),
-        Value::Int(i) => {
-            out.push(INT);
-            out.extend_from_slice(&i.to_le_bytes());
+        Value::Null => {
+            buf[at] = NULL;
+            at + 1
         }
-        Value::Float(f) => {
-            out.push(FLOAT);
-            out.extend_from_slice(&f.to_bits().to_le_bytes());
+        Value::Bool(b) => {
+            buf[at] = BOOL;
+            buf[at + 1] = u8::from(*b);
+            at + 2
         }
-        Value::Number(s) => push_bytes(out, NUMBER, s.as_bytes()),
-        Value::Text(s) => push_bytes(out, TEXT, s.as_bytes()),
-        Value::Date(s) => push_bytes(out, DATE, s.as_bytes()),
-        Value::Timestamp(s) => push_bytes(out, TIMESTAMP, s.as_bytes()),
-        Value::TimestampTz(s) => push_bytes(out, TIMESTAMP_TZ, s.as_bytes()),
-        Value::Blob(b) => push_bytes(out, BLOB, b),
+        Value::Int(i) => put_eight(buf, at, INT, i.to_le_bytes()),
+        Value::Float(f) => put_eight(buf, at, FLOAT, f.to_bits().to_le_bytes()),
+        Value::Number(s) => text(buf, at, NUMBER, s.as_bytes()),
+        Value::Text(s) => text(buf, at, TEXT, s.as_bytes()),
+        Value::Date(s) => text(buf, at, DATE, s.as_bytes()),
+        Value::Timestamp(s) => text(buf, at, TIMESTAMP, s.as_bytes()),
+        Value::TimestampTz(s) => text(buf, at, TIMESTAMP_TZ, s.as_bytes()),
+        Value::Blob(b) => text(buf, at, BLOB, b),
         Value::Json(v) => {
-            out.push(JSON);
-            push_varint(out, json.len());
+            room(buf, at, 11);
+            buf[at] = JSON;
+            let end = put_varint(buf, at + 1, json.len());
             json.push(v.clone());
+            end
         }
     }
 }

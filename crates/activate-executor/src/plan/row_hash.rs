@@ -8,7 +8,7 @@
 //! a length update each) or a call to `memcpy`. Writing them through `Vec` appends was about
 //! half of the instructions of the diff of an unchanged row (`callgrind`, docs/performance.md).
 
-use crate::value::Value;
+use crate::value::{Value, put_short};
 
 /// Bytes kept free past the written ones: a field name is copied as a whole padded block.
 const SLACK: usize = NAME_BLOCK;
@@ -76,7 +76,7 @@ impl RowHashBytes {
             }
             None => {
                 self.room(name.bytes.len());
-                put_bytes(&mut self.buf, self.len, &name.bytes);
+                put_short(&mut self.buf, self.len, &name.bytes);
                 self.len += name.bytes.len();
             }
         }
@@ -126,7 +126,7 @@ impl RowHashBytes {
     fn tagged_bytes(&mut self, tag: u8, bytes: &[u8]) {
         self.tagged(tag, (bytes.len() as u64).to_le_bytes());
         self.room(bytes.len());
-        put_bytes(&mut self.buf, self.len, bytes);
+        put_short(&mut self.buf, self.len, bytes);
         self.len += bytes.len();
     }
 
@@ -136,35 +136,8 @@ impl RowHashBytes {
         let mut bytes = Vec::new();
         value.write_hash_bytes(&mut bytes);
         self.room(bytes.len());
-        put_bytes(&mut self.buf, self.len, &bytes);
+        put_short(&mut self.buf, self.len, &bytes);
         self.len += bytes.len();
-    }
-}
-
-/// Copies `bytes` to `buf[at..]`: up to 32 bytes as the first and the last 4, 8 or 16 bytes
-/// (two fixed-size copies that overlap in the middle), no call to `memcpy`.
-#[inline(always)]
-fn put_bytes(buf: &mut [u8], at: usize, bytes: &[u8]) {
-    #[inline(always)]
-    fn ends<const N: usize>(buf: &mut [u8], at: usize, bytes: &[u8]) {
-        if let (Some(first), Some(last)) = (bytes.first_chunk::<N>(), bytes.last_chunk::<N>()) {
-            let end = at + bytes.len();
-            buf[at..at + N].copy_from_slice(first);
-            buf[end - N..end].copy_from_slice(last);
-        }
-    }
-    let n = bytes.len();
-    match n {
-        0 => {}
-        1..4 => {
-            buf[at] = bytes[0];
-            buf[at + n / 2] = bytes[n / 2];
-            buf[at + n - 1] = bytes[n - 1];
-        }
-        4..8 => ends::<4>(buf, at, bytes),
-        8..16 => ends::<8>(buf, at, bytes),
-        16..=32 => ends::<16>(buf, at, bytes),
-        _ => buf[at..at + n].copy_from_slice(bytes),
     }
 }
 
