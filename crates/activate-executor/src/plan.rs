@@ -365,9 +365,9 @@ impl<'a> PlanBuilder<'a> {
         let state = self.state;
         let in_state = state.snapshot.locate(key, self.expected);
         let first_time = match in_state {
-            Some(pos) => {
-                self.expected = state.snapshot.entry_after(pos);
-                let at = pos.index();
+            Some(found) => {
+                self.expected = state.snapshot.live_after(found);
+                let at = found.pos.index();
                 let bit = 1u64 << (at % 64);
                 let first = self.seen_in_state[at / 64] & bit == 0;
                 self.seen_in_state[at / 64] |= bit;
@@ -414,9 +414,7 @@ impl<'a> PlanBuilder<'a> {
         self.fingerprint(&[key.as_bytes(), &row_hash.to_le_bytes()]);
         let kind = match in_state {
             None => ChangeKind::Insert,
-            Some(pos) if state.snapshot.row_hash_of(pos) != row_hash || self.send_all => {
-                ChangeKind::Update
-            }
+            Some(found) if found.row_hash != row_hash || self.send_all => ChangeKind::Update,
             Some(_) => {
                 self.plan.unchanged += 1;
                 return;

@@ -52,6 +52,33 @@ pub struct Slot(usize);
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct EntryPos(usize);
 
+/// An entry [`Snapshot::locate`] found: where it is and its row hash.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Located {
+    pub pos: EntryPos,
+    pub row_hash: u64,
+    /// Where the entry ends in the arena.
+    end: usize,
+}
+
+/// `a == b`, without a call to `memcmp` for 4 to 16 bytes (most keys: an id in brackets): the
+/// first and the last 4 or 8 bytes compared as two fixed-size words that overlap.
+#[inline(always)]
+fn same_bytes(a: &[u8], b: &[u8]) -> bool {
+    #[inline(always)]
+    fn ends<const N: usize>(a: &[u8], b: &[u8]) -> bool {
+        a.first_chunk::<N>() == b.first_chunk::<N>() && a.last_chunk::<N>() == b.last_chunk::<N>()
+    }
+    if a.len() != b.len() {
+        return false;
+    }
+    match a.len() {
+        4..8 => ends::<4>(a, b),
+        8..=16 => ends::<8>(a, b),
+        _ => a == b,
+    }
+}
+
 /// The shortest entry: a one-byte header, the row hash and a key of at least one byte.
 const MIN_ENTRY_LEN: usize = 1 + ROW_HASH_LEN + 1;
 
@@ -185,7 +212,7 @@ impl Snapshot {
                 return None;
             }
             if slot >> OFFSET_BITS == tag
-                && self.key_bytes_at(Self::offset_of(slot)) == key.as_bytes()
+                && same_bytes(self.key_bytes_at(Self::offset_of(slot)), key.as_bytes())
             {
                 return Some(Slot(i));
             }
@@ -227,25 +254,42 @@ impl Snapshot {
         self.live_from(pos.0 + n + ROW_HASH_LEN + (header >> 1) as usize)
     }
 
-    /// Where `key`'s entry is. When the entry at `expected` holds `key`, that is the answer
-    /// without a hash or a table probe: reading the model in the order its keys were first
-    /// delivered walks the arena in order (no cache miss a row); otherwise the table is asked.
-    pub fn locate(&self, key: &str, expected: Option<EntryPos>) -> Option<EntryPos> {
-        if let Some(pos) = expected
-            && self.key_bytes_at(pos.0) == key.as_bytes()
-        {
-            return Some(pos);
+    /// Where `key`'s entry is, with its row hash. When the entry at `expected` holds `key`,
+    /// that is the answer without a hash or a table probe: reading the model in the order its
+    /// keys were first delivered walks the arena in order (no cache miss a row); otherwise the
+    /// table is asked. The entry is decoded once for its key, its row hash and its end.
+    pub fn locate(&self, key: &str, expected: Option<EntryPos>) -> Option<Located> {
+        if let Some(pos) = expected {
+            let (key_bytes, found) = self.located_at(pos);
+            if same_bytes(key_bytes, key.as_bytes()) {
+                return Some(found);
+            }
         }
-        self.find(key)
-            .map(|slot| EntryPos(Self::offset_of(self.slots()[slot.0])))
+        self.find(key).map(|slot| {
+            self.located_at(EntryPos(Self::offset_of(self.slots()[slot.0])))
+                .1
+        })
     }
 
-    /// The row hash of the entry at `pos`.
-    pub fn row_hash_of(&self, pos: EntryPos) -> u64 {
-        let (_, n) = read_varint(&self.arena[pos.0..]);
+    /// The entry at `pos`: its key's bytes, and it as [`Located`].
+    fn located_at(&self, pos: EntryPos) -> (&[u8], Located) {
+        let (header, n) = read_varint(&self.arena[pos.0..]);
+        let row_hash_at = pos.0 + n;
+        let key_at = row_hash_at + ROW_HASH_LEN;
+        let end = key_at + (header >> 1) as usize;
         let mut row_hash = [0u8; ROW_HASH_LEN];
-        row_hash.copy_from_slice(&self.arena[pos.0 + n..pos.0 + n + ROW_HASH_LEN]);
-        u64::from_le_bytes(row_hash)
+        row_hash.copy_from_slice(&self.arena[row_hash_at..key_at]);
+        let found = Located {
+            pos,
+            row_hash: u64::from_le_bytes(row_hash),
+            end,
+        };
+        (&self.arena[key_at..end], found)
+    }
+
+    /// The live entry after a located one, in insertion order.
+    pub fn live_after(&self, found: Located) -> Option<EntryPos> {
+        self.live_from(found.end)
     }
 
     /// Every live entry's position and key, in insertion order.
@@ -536,6 +580,25 @@ mod tests {
         assert_ne!(a, b);
     }
 
+    /// Equal exactly when the bytes are: every length from 0 to 40, a difference at every
+    /// place, and lengths that differ.
+    #[test]
+    fn same_bytes_is_slice_equality() {
+        let a: Vec<u8> = (1..=40).collect();
+        for len in 0..=a.len() {
+            let x = &a[..len];
+            assert!(same_bytes(x, &a[..len]));
+            for place in 0..len {
+                let mut y = x.to_vec();
+                y[place] ^= 0x20;
+                assert!(!same_bytes(x, &y), "{len} bytes, differing at {place}");
+            }
+            if len > 0 {
+                assert!(!same_bytes(x, &a[..len - 1]));
+            }
+        }
+    }
+
     /// `locate` finds a key at the expected position or through the table; `entries` and
     /// `entry_after` walk the live entries in insertion order; indexes are distinct.
     #[test]
@@ -553,17 +616,19 @@ mod tests {
         let mut expected = s.first_entry();
         let mut indexes = std::collections::HashSet::new();
         for (key, row_hash) in s.iter().map(|(k, h)| (k.to_owned(), h)).collect::<Vec<_>>() {
-            let at = s.locate(&key, expected).expect("present");
+            let found = s.locate(&key, expected).expect("present");
+            let at = found.pos;
             assert_eq!(Some(at), expected, "in order: found where expected");
-            assert_eq!(s.row_hash_of(at), row_hash);
+            assert_eq!(found.row_hash, row_hash);
             assert!(at.index() < s.index_bound());
             assert!(indexes.insert(at.index()));
-            expected = s.entry_after(at);
+            expected = s.live_after(found);
+            assert_eq!(expected, s.entry_after(at));
         }
         assert_eq!(expected, None);
         let somewhere = s.first_entry();
         assert_eq!(
-            s.locate("[998]", somewhere).map(|p| s.row_hash_of(p)),
+            s.locate("[998]", somewhere).map(|found| found.row_hash),
             Some(998)
         );
         assert_eq!(s.locate("[3]", somewhere), None, "removed");
@@ -586,9 +651,9 @@ mod tests {
         assert_eq!(s.len(), 500);
         let mut expected = s.first_entry();
         for i in 0..500u64 {
-            let at = s.locate(&format!("[{i}]"), expected).expect("in order");
-            assert_eq!(s.row_hash_of(at), i);
-            expected = s.entry_after(at);
+            let found = s.locate(&format!("[{i}]"), expected).expect("in order");
+            assert_eq!(found.row_hash, i);
+            expected = s.live_after(found);
         }
         assert!(s.table.get().is_none(), "walked in order: no table built");
         assert_eq!(Snapshot::default().locate("[1]", None), None);
