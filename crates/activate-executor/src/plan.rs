@@ -338,9 +338,14 @@ impl<'a> PlanBuilder<'a> {
             if n > 0 {
                 key.push(',');
             }
-            let v = at.value(self.def, row, &rendered);
-            null_key |= v.is_null();
-            v.write_json(&mut key);
+            match at.value(self.def, row, &rendered) {
+                // The most common key, written without a call (a key is written a row).
+                Value::Int(i) => value::push_int(&mut key, *i),
+                v => {
+                    null_key |= v.is_null();
+                    v.write_json(&mut key);
+                }
+            }
         }
         key.push(']');
         if null_key {

@@ -196,6 +196,7 @@ pub(crate) fn put_short(buf: &mut [u8], at: usize, bytes: &[u8]) {
 
 /// Appends an integer in decimal (as `{i}` formats it, without the formatting machinery: keys
 /// are written for every row read).
+#[inline]
 pub(crate) fn push_int(out: &mut String, i: i64) {
     out.push_str(itoa::Buffer::new().format(i));
 }

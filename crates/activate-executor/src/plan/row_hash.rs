@@ -10,8 +10,11 @@
 
 use crate::value::{Value, put_short};
 
-/// Bytes kept free past the written ones: a field name is copied as a whole padded block.
-const SLACK: usize = NAME_BLOCK;
+/// Text up to this long is written with its tag and length through one window.
+const SHORT: usize = 32;
+
+/// Bytes written through one window: a padded name, or a tag, 8 bytes and [`SHORT`] bytes.
+const WINDOW: usize = 48;
 
 /// Names up to this long with their zero byte are copied as one padded block.
 const NAME_BLOCK: usize = 32;
@@ -38,7 +41,7 @@ impl HashedName {
 /// One row's hash bytes (the buffer is reused from row to row).
 #[derive(Default)]
 pub(super) struct RowHashBytes {
-    /// Always at least `len + SLACK` long once written to.
+    /// The bytes written and room past them (its length is not the row's: `len` is).
     buf: Vec<u8>,
     len: usize,
 }
@@ -52,45 +55,55 @@ impl RowHashBytes {
         &self.buf[..self.len]
     }
 
-    /// Makes sure `n` more bytes and the slack fit.
+    /// Makes sure `n` more bytes fit.
     #[inline(always)]
     fn room(&mut self, n: usize) {
-        if self.len + n + SLACK > self.buf.len() {
+        if self.len + n > self.buf.len() {
             self.grow(n);
         }
     }
 
     #[cold]
     fn grow(&mut self, n: usize) {
-        let want = (self.len + n + SLACK).next_power_of_two().max(512);
+        let want = (self.len + n).next_power_of_two().max(512);
         self.buf.resize(want, 0);
+    }
+
+    /// The next [`WINDOW`] bytes of the buffer (grown when they do not exist): one bounds
+    /// check for all the writes of a name or a value, at offsets the compiler checks.
+    #[inline(always)]
+    fn window(&mut self) -> &mut [u8; WINDOW] {
+        self.room(WINDOW);
+        match self.buf[self.len..].first_chunk_mut::<WINDOW>() {
+            Some(window) => window,
+            None => unreachable!("the buffer was grown for a window"),
+        }
     }
 
     #[inline(always)]
     pub(super) fn name(&mut self, name: &HashedName) {
         match &name.block {
-            Some(block) => {
-                self.room(NAME_BLOCK);
-                self.buf[self.len..self.len + NAME_BLOCK].copy_from_slice(block);
-                self.len += name.bytes.len();
-            }
+            Some(block) => self.window()[..NAME_BLOCK].copy_from_slice(block),
             None => {
                 self.room(name.bytes.len());
                 put_short(&mut self.buf, self.len, &name.bytes);
-                self.len += name.bytes.len();
             }
         }
+        self.len += name.bytes.len();
     }
 
     /// The value's tagged encoding, as [`Value::write_hash_bytes`] appends it.
     #[inline(always)]
     pub(super) fn value(&mut self, value: &Value) {
         match value {
-            Value::Null => self.tag(0),
+            Value::Null => {
+                self.window()[0] = 0;
+                self.len += 1;
+            }
             Value::Bool(b) => {
-                self.room(2);
-                self.buf[self.len] = 1;
-                self.buf[self.len + 1] = u8::from(*b);
+                let window = self.window();
+                window[0] = 1;
+                window[1] = u8::from(*b);
                 self.len += 2;
             }
             Value::Int(i) => self.tagged(2, i.to_le_bytes()),
@@ -104,30 +117,32 @@ impl RowHashBytes {
         }
     }
 
-    #[inline(always)]
-    fn tag(&mut self, tag: u8) {
-        self.room(1);
-        self.buf[self.len] = tag;
-        self.len += 1;
-    }
-
     /// The tag and 8 bytes.
     #[inline(always)]
     fn tagged(&mut self, tag: u8, eight: [u8; 8]) {
-        self.room(9);
-        let at = self.len;
-        self.buf[at] = tag;
-        self.buf[at + 1..at + 9].copy_from_slice(&eight);
+        let window = self.window();
+        window[0] = tag;
+        window[1..9].copy_from_slice(&eight);
         self.len += 9;
     }
 
-    /// The tag, the length as 8 bytes, and the bytes.
+    /// The tag, the length as 8 bytes, and the bytes (up to [`SHORT`] of them through the
+    /// same window).
     #[inline(always)]
     fn tagged_bytes(&mut self, tag: u8, bytes: &[u8]) {
-        self.tagged(tag, (bytes.len() as u64).to_le_bytes());
-        self.room(bytes.len());
-        put_short(&mut self.buf, self.len, bytes);
-        self.len += bytes.len();
+        let n = bytes.len();
+        if n > SHORT {
+            self.tagged(tag, (n as u64).to_le_bytes());
+            self.room(n);
+            put_short(&mut self.buf, self.len, bytes);
+            self.len += n;
+            return;
+        }
+        let window = self.window();
+        window[0] = tag;
+        window[1..9].copy_from_slice(&(n as u64).to_le_bytes());
+        put_short(&mut window[9..9 + n], 0, bytes);
+        self.len += 9 + n;
     }
 
     /// A rare kind, through the defining encoding.
