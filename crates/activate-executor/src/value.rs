@@ -123,17 +123,17 @@ impl Value {
             out.extend_from_slice(b);
         }
         match self {
-            Value::Null => out.push(0),
-            Value::Bool(b) => out.extend_from_slice(&[1, u8::from(*b)]),
-            Value::Int(i) => tagged(out, 2, i.to_le_bytes()),
-            Value::Number(s) => bytes(out, 3, s.as_bytes()),
-            Value::Float(f) => tagged(out, 4, f.to_bits().to_le_bytes()),
-            Value::Text(s) => bytes(out, 5, s.as_bytes()),
-            Value::Date(s) => bytes(out, 6, s.as_bytes()),
-            Value::Timestamp(s) => bytes(out, 7, s.as_bytes()),
-            Value::TimestampTz(s) => bytes(out, 8, s.as_bytes()),
-            Value::Json(v) => bytes(out, 9, v.to_string().as_bytes()),
-            Value::Blob(b) => bytes(out, 10, b),
+            Value::Null => out.push(hash_tag::NULL),
+            Value::Bool(b) => out.extend_from_slice(&[hash_tag::BOOL, u8::from(*b)]),
+            Value::Int(i) => tagged(out, hash_tag::INT, i.to_le_bytes()),
+            Value::Number(s) => bytes(out, hash_tag::NUMBER, s.as_bytes()),
+            Value::Float(f) => tagged(out, hash_tag::FLOAT, f.to_bits().to_le_bytes()),
+            Value::Text(s) => bytes(out, hash_tag::TEXT, s.as_bytes()),
+            Value::Date(s) => bytes(out, hash_tag::DATE, s.as_bytes()),
+            Value::Timestamp(s) => bytes(out, hash_tag::TIMESTAMP, s.as_bytes()),
+            Value::TimestampTz(s) => bytes(out, hash_tag::TIMESTAMP_TZ, s.as_bytes()),
+            Value::Json(v) => bytes(out, hash_tag::JSON, v.to_string().as_bytes()),
+            Value::Blob(b) => bytes(out, hash_tag::BLOB, b),
         }
     }
 
@@ -160,6 +160,22 @@ impl Value {
             _ => Ordering::Equal,
         }
     }
+}
+
+/// The tag byte of each value kind in the row hash's bytes ([`Value::write_hash_bytes`]; stored
+/// in users' state, never renumbered).
+pub(crate) mod hash_tag {
+    pub const NULL: u8 = 0;
+    pub const BOOL: u8 = 1;
+    pub const INT: u8 = 2;
+    pub const NUMBER: u8 = 3;
+    pub const FLOAT: u8 = 4;
+    pub const TEXT: u8 = 5;
+    pub const DATE: u8 = 6;
+    pub const TIMESTAMP: u8 = 7;
+    pub const TIMESTAMP_TZ: u8 = 8;
+    pub const JSON: u8 = 9;
+    pub const BLOB: u8 = 10;
 }
 
 /// Copies `bytes` to `buf[at..at + bytes.len()]` without a call to `memcpy` for up to 32

@@ -8,7 +8,7 @@
 //! a length update each) or a call to `memcpy`. Writing them through `Vec` appends was about
 //! half of the instructions of the diff of an unchanged row (`callgrind`, docs/performance.md).
 
-use crate::value::{Value, put_short};
+use crate::value::{Value, hash_tag, put_short};
 
 /// Text up to this long is written with its tag and length through one window.
 const SHORT: usize = 32;
@@ -97,22 +97,22 @@ impl RowHashBytes {
     pub(super) fn value(&mut self, value: &Value) {
         match value {
             Value::Null => {
-                self.window()[0] = 0;
+                self.window()[0] = hash_tag::NULL;
                 self.len += 1;
             }
             Value::Bool(b) => {
                 let window = self.window();
-                window[0] = 1;
+                window[0] = hash_tag::BOOL;
                 window[1] = u8::from(*b);
                 self.len += 2;
             }
-            Value::Int(i) => self.tagged(2, i.to_le_bytes()),
-            Value::Number(s) => self.tagged_bytes(3, s.as_bytes()),
-            Value::Float(f) => self.tagged(4, f.to_bits().to_le_bytes()),
-            Value::Text(s) => self.tagged_bytes(5, s.as_bytes()),
-            Value::Date(s) => self.tagged_bytes(6, s.as_bytes()),
-            Value::Timestamp(s) => self.tagged_bytes(7, s.as_bytes()),
-            Value::TimestampTz(s) => self.tagged_bytes(8, s.as_bytes()),
+            Value::Int(i) => self.tagged(hash_tag::INT, i.to_le_bytes()),
+            Value::Number(s) => self.tagged_bytes(hash_tag::NUMBER, s.as_bytes()),
+            Value::Float(f) => self.tagged(hash_tag::FLOAT, f.to_bits().to_le_bytes()),
+            Value::Text(s) => self.tagged_bytes(hash_tag::TEXT, s.as_bytes()),
+            Value::Date(s) => self.tagged_bytes(hash_tag::DATE, s.as_bytes()),
+            Value::Timestamp(s) => self.tagged_bytes(hash_tag::TIMESTAMP, s.as_bytes()),
+            Value::TimestampTz(s) => self.tagged_bytes(hash_tag::TIMESTAMP_TZ, s.as_bytes()),
             Value::Json(_) | Value::Blob(_) => self.appended(value),
         }
     }

@@ -179,9 +179,7 @@ impl Snapshot {
 
     /// The key of the entry at `offset`, as bytes (a lookup compares them without decoding).
     fn key_bytes_at(&self, offset: usize) -> &[u8] {
-        let (header, n) = read_varint(&self.arena[offset..]);
-        let key_at = offset + n + ROW_HASH_LEN;
-        &self.arena[key_at..key_at + (header >> 1) as usize]
+        self.located_at(EntryPos(offset)).0
     }
 
     fn offset_of(slot: u64) -> usize {
