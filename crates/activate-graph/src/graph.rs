@@ -1,7 +1,7 @@
 //! The lineage graph of a dbt project (models, seeds, snapshots, sources, ...) and the syncs
 //! declared on its models.
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 
 use activate_manifest::{ActivationSpec, Manifest};
 use petgraph::Direction;
@@ -15,45 +15,57 @@ const NOT_LINEAGE: &[&str] = &["test", "unit_test"];
 pub struct ProjectGraph<'a> {
     pub(crate) manifest: &'a Manifest,
     pub(crate) specs: &'a [ActivationSpec],
-    /// Node weight: the unique_id. Edge: upstream -> downstream.
-    graph: DiGraph<String, ()>,
-    index: BTreeMap<String, NodeIndex>,
+    /// Node weight: the unique_id (borrowed from the manifest or a spec). Edge: upstream ->
+    /// downstream.
+    graph: DiGraph<&'a str, ()>,
+    /// Node by unique_id (a hash map: ids share long prefixes, which a tree compares at every
+    /// level; nothing needs them in order).
+    index: HashMap<&'a str, NodeIndex>,
     /// Spec indices per model unique_id, in spec order.
     syncs_by_model: BTreeMap<&'a str, Vec<usize>>,
     /// Spec index per sync name.
     sync_by_name: BTreeMap<&'a str, usize>,
 }
 
+/// The node of `id`, added when it is new. Ids are borrowed, so finding one already there
+/// (every dependency of a node) allocates nothing.
+fn add<'a>(
+    graph: &mut DiGraph<&'a str, ()>,
+    index: &mut HashMap<&'a str, NodeIndex>,
+    id: &'a str,
+) -> NodeIndex {
+    *index.entry(id).or_insert_with(|| graph.add_node(id))
+}
+
 impl<'a> ProjectGraph<'a> {
     pub fn new(manifest: &'a Manifest, specs: &'a [ActivationSpec]) -> Self {
         let mut graph = DiGraph::new();
-        let mut index = BTreeMap::new();
-        let mut add = |graph: &mut DiGraph<String, ()>, id: &str| -> NodeIndex {
-            *index
-                .entry(id.to_owned())
-                .or_insert_with(|| graph.add_node(id.to_owned()))
-        };
+        let mut index: HashMap<&'a str, NodeIndex> = HashMap::new();
         for source in manifest.sources.keys() {
-            add(&mut graph, source);
+            add(&mut graph, &mut index, source);
         }
         let lineage_nodes = manifest
             .nodes
             .iter()
             .filter(|(_, node)| !NOT_LINEAGE.contains(&node.resource_type.as_str()));
         for (id, _) in lineage_nodes.clone() {
-            add(&mut graph, id);
+            add(&mut graph, &mut index, id);
         }
         for (id, node) in lineage_nodes {
-            let child = add(&mut graph, id);
+            let child = add(&mut graph, &mut index, id);
             for upstream in &node.depends_on.nodes {
-                let is_check = manifest
-                    .nodes
-                    .get(upstream)
-                    .is_some_and(|n| NOT_LINEAGE.contains(&n.resource_type.as_str()));
-                if is_check || upstream == id {
+                // Every source and lineage node is in the graph already; a dependency that is
+                // not is a check (never a parent) or a node missing from the manifest.
+                let is_check = || {
+                    manifest
+                        .nodes
+                        .get(upstream)
+                        .is_some_and(|n| NOT_LINEAGE.contains(&n.resource_type.as_str()))
+                };
+                if upstream == id || (!index.contains_key(upstream.as_str()) && is_check()) {
                     continue;
                 }
-                let parent = add(&mut graph, upstream);
+                let parent = add(&mut graph, &mut index, upstream);
                 graph.update_edge(parent, child, ());
             }
         }
@@ -61,9 +73,9 @@ impl<'a> ProjectGraph<'a> {
         // A query sync is a node of its own, downstream of every node its query references, so
         // `enriched_leads+` selects it and lineage orders it.
         for spec in specs {
-            let node = add(&mut graph, &spec.model_id);
+            let node = add(&mut graph, &mut index, &spec.model_id);
             for parent in &spec.parents {
-                let parent = add(&mut graph, parent);
+                let parent = add(&mut graph, &mut index, parent);
                 graph.update_edge(parent, node, ());
             }
         }
@@ -134,11 +146,11 @@ impl<'a> ProjectGraph<'a> {
     }
 
     pub(crate) fn id(&self, node: NodeIndex) -> &str {
-        self.graph.node_weight(node).map_or("", String::as_str)
+        self.graph.node_weight(node).copied().unwrap_or_default()
     }
 
     pub(crate) fn nodes(&self) -> impl Iterator<Item = (NodeIndex, &str)> {
-        self.index.iter().map(|(id, &n)| (n, id.as_str()))
+        self.index.iter().map(|(id, &n)| (n, *id))
     }
 
     /// Nodes reached from `starts` in `direction`, not counting the starts themselves unless a
@@ -211,5 +223,43 @@ mod tests {
         assert_eq!(graph.syncs_of_model("model.p.enriched_leads"), &[2, 3]);
         assert_eq!(graph.sync_index("churn_to_cs"), Some(1));
         assert_eq!(graph.label("source.p.raw.leads"), "source raw.leads");
+    }
+
+    /// A dependency on a check is not lineage; a dependency on a node missing from the
+    /// manifest is (it still orders and selects), whatever order the nodes come in.
+    #[test]
+    fn a_check_is_never_a_parent_and_a_missing_node_is() {
+        let mut nodes = fixture::nodes();
+        nodes.push(fixture::test("unique_stg_leads_id", "model.p.stg_leads"));
+        nodes.push(fixture::model(
+            "after_checks",
+            &[
+                "test.p.unique_stg_leads_id",
+                "model.p.stg_leads",
+                "model.p.not_in_manifest",
+            ],
+            "marts",
+            serde_json::json!({}),
+        ));
+        let (manifest, specs) = fixture::build(nodes);
+        let graph = ProjectGraph::new(&manifest, &specs);
+        assert_eq!(
+            graph.ancestors_of("model.p.after_checks"),
+            vec![
+                "model.p.not_in_manifest",
+                "model.p.stg_leads",
+                "source.p.raw.leads"
+            ]
+        );
+        assert!(
+            graph
+                .descendants_of("test.p.unique_stg_leads_id")
+                .is_empty()
+        );
+        assert!(graph.node("test.p.unique_stg_leads_id").is_none());
+        assert_eq!(
+            graph.descendants_of("model.p.not_in_manifest"),
+            vec!["model.p.after_checks"]
+        );
     }
 }
