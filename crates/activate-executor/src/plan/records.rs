@@ -277,6 +277,24 @@ impl Reader<'_> {
     /// Decodes the value at the reader over `slot`, reusing the string it holds for a text.
     fn value_into(&mut self, slot: &mut Value) {
         let tag = self.take(1).first().copied().unwrap_or(NULL);
+        // The common case: the slot holds the value of the same field of the record before,
+        // of the same kind. It is overwritten in place (no value moved out, wrapped and
+        // dropped).
+        match (tag, &mut *slot) {
+            (NUMBER, Value::Number(text))
+            | (TEXT, Value::Text(text))
+            | (DATE, Value::Date(text))
+            | (TIMESTAMP, Value::Timestamp(text))
+            | (TIMESTAMP_TZ, Value::TimestampTz(text)) => {
+                text.clear();
+                return self.text_onto(text);
+            }
+            (INT, Value::Int(i)) => return *i = i64::from_le_bytes(self.eight()),
+            (FLOAT, Value::Float(f)) => {
+                return *f = f64::from_bits(u64::from_le_bytes(self.eight()));
+            }
+            _ => {}
+        }
         let text_kind: fn(String) -> Value = match tag {
             NUMBER => Value::Number,
             TEXT => Value::Text,
@@ -379,8 +397,13 @@ mod tests {
                 3 => vec![
                     Value::Number("12.5".into()),
                     Value::Json(serde_json::json!([i])),
+                    Value::Float(i as f64 / 3.0),
                 ],
-                _ => vec![Value::Int(i as i64), Value::Text("é".repeat(i % 150))],
+                _ => vec![
+                    Value::Int(i as i64),
+                    Value::Text("é".repeat(i % 150)),
+                    Value::Float(-(i as f64)),
+                ],
             })
             .collect();
         let mut records = Records::default();
@@ -393,7 +416,9 @@ mod tests {
         for (i, row) in rows.iter().enumerate() {
             assert_eq!(&records.get(i).values, row, "record {i}");
         }
-        // Decoded over the batch before, in batches of changing sizes: the same records.
+        // Decoded over the batch before, in batches of changing sizes: the same records (a
+        // slot holding a value of the same kind is overwritten in place, of another kind
+        // replaced).
         let mut batch = Vec::new();
         let mut first = 0;
         for size in [1000, 7, 0, 2500, 1, 999].iter().cycle() {
