@@ -1,7 +1,7 @@
 //! The lineage graph of a dbt project (models, seeds, snapshots, sources, ...) and the syncs
 //! declared on its models.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use activate_manifest::{ActivationSpec, Manifest};
 use petgraph::Direction;
@@ -15,57 +15,45 @@ const NOT_LINEAGE: &[&str] = &["test", "unit_test"];
 pub struct ProjectGraph<'a> {
     pub(crate) manifest: &'a Manifest,
     pub(crate) specs: &'a [ActivationSpec],
-    /// Node weight: the unique_id (borrowed from the manifest or a spec). Edge: upstream ->
-    /// downstream.
-    graph: DiGraph<&'a str, ()>,
-    /// Node by unique_id (a hash map: ids share long prefixes, which a tree compares at every
-    /// level; nothing needs them in order).
-    index: HashMap<&'a str, NodeIndex>,
+    /// Node weight: the unique_id. Edge: upstream -> downstream.
+    graph: DiGraph<String, ()>,
+    index: BTreeMap<String, NodeIndex>,
     /// Spec indices per model unique_id, in spec order.
     syncs_by_model: BTreeMap<&'a str, Vec<usize>>,
     /// Spec index per sync name.
     sync_by_name: BTreeMap<&'a str, usize>,
 }
 
-/// The node of `id`, added when it is new. Ids are borrowed, so finding one already there
-/// (every dependency of a node) allocates nothing.
-fn add<'a>(
-    graph: &mut DiGraph<&'a str, ()>,
-    index: &mut HashMap<&'a str, NodeIndex>,
-    id: &'a str,
-) -> NodeIndex {
-    *index.entry(id).or_insert_with(|| graph.add_node(id))
-}
-
 impl<'a> ProjectGraph<'a> {
     pub fn new(manifest: &'a Manifest, specs: &'a [ActivationSpec]) -> Self {
         let mut graph = DiGraph::new();
-        let mut index: HashMap<&'a str, NodeIndex> = HashMap::new();
+        let mut index = BTreeMap::new();
+        let mut add = |graph: &mut DiGraph<String, ()>, id: &str| -> NodeIndex {
+            *index
+                .entry(id.to_owned())
+                .or_insert_with(|| graph.add_node(id.to_owned()))
+        };
         for source in manifest.sources.keys() {
-            add(&mut graph, &mut index, source);
+            add(&mut graph, source);
         }
         let lineage_nodes = manifest
             .nodes
             .iter()
             .filter(|(_, node)| !NOT_LINEAGE.contains(&node.resource_type.as_str()));
         for (id, _) in lineage_nodes.clone() {
-            add(&mut graph, &mut index, id);
+            add(&mut graph, id);
         }
         for (id, node) in lineage_nodes {
-            let child = add(&mut graph, &mut index, id);
+            let child = add(&mut graph, id);
             for upstream in &node.depends_on.nodes {
-                // Every source and lineage node is in the graph already; a dependency that is
-                // not is a check (never a parent) or a node missing from the manifest.
-                let is_check = || {
-                    manifest
-                        .nodes
-                        .get(upstream)
-                        .is_some_and(|n| NOT_LINEAGE.contains(&n.resource_type.as_str()))
-                };
-                if upstream == id || (!index.contains_key(upstream.as_str()) && is_check()) {
+                let is_check = manifest
+                    .nodes
+                    .get(upstream)
+                    .is_some_and(|n| NOT_LINEAGE.contains(&n.resource_type.as_str()));
+                if is_check || upstream == id {
                     continue;
                 }
-                let parent = add(&mut graph, &mut index, upstream);
+                let parent = add(&mut graph, upstream);
                 graph.update_edge(parent, child, ());
             }
         }
@@ -73,9 +61,9 @@ impl<'a> ProjectGraph<'a> {
         // A query sync is a node of its own, downstream of every node its query references, so
         // `enriched_leads+` selects it and lineage orders it.
         for spec in specs {
-            let node = add(&mut graph, &mut index, &spec.model_id);
+            let node = add(&mut graph, &spec.model_id);
             for parent in &spec.parents {
-                let parent = add(&mut graph, &mut index, parent);
+                let parent = add(&mut graph, parent);
                 graph.update_edge(parent, node, ());
             }
         }
@@ -146,11 +134,11 @@ impl<'a> ProjectGraph<'a> {
     }
 
     pub(crate) fn id(&self, node: NodeIndex) -> &str {
-        self.graph.node_weight(node).copied().unwrap_or_default()
+        self.graph.node_weight(node).map_or("", String::as_str)
     }
 
     pub(crate) fn nodes(&self) -> impl Iterator<Item = (NodeIndex, &str)> {
-        self.index.iter().map(|(id, &n)| (n, *id))
+        self.index.iter().map(|(id, &n)| (n, id.as_str()))
     }
 
     /// Nodes reached from `starts` in `direction`, not counting the starts themselves unless a
