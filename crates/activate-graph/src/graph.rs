@@ -214,7 +214,7 @@ mod tests {
     }
 
     /// A dependency on a check is not lineage; a dependency on a node missing from the
-    /// manifest is (it still orders and selects), whatever order the nodes come in.
+    /// manifest is (it still orders and selects).
     #[test]
     fn a_check_is_never_a_parent_and_a_missing_node_is() {
         let mut nodes = fixture::nodes();
