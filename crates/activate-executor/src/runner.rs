@@ -476,12 +476,19 @@ async fn send_batches(
     let total = rows.keys.len();
     // Each batch is decoded over the one before (its strings reused).
     let mut chunk_records = Vec::new();
+    // The journal of the batch sent last, being written and synced while the next batch is
+    // decoded; it is on disk before anything more is sent.
+    let mut pending: Option<PendingJournal> = None;
     for first in (0..total).step_by(max_rows) {
+        let chunk = first..(first + max_rows).min(total);
+        rows.records.decode_into(chunk.clone(), &mut chunk_records);
+        if let Some(journaled) = pending.take() {
+            journaled.settle(state).await?;
+            check_rejected_breaker(spec, result)?;
+        }
         if ctx.stopping() {
             return Err(STOPPED.to_owned());
         }
-        let chunk = first..(first + max_rows).min(total);
-        rows.records.decode_into(chunk.clone(), &mut chunk_records);
         let batch = WriteBatch {
             sync: &job.def.unique_id,
             object: &spec.object,
@@ -511,10 +518,38 @@ async fn send_batches(
                 None => confirmed.extend(outcome(at, true, result)),
             }
         }
-        journal(ctx, key, state, confirmed).await?;
+        pending = Some(PendingJournal::start(ctx, key, confirmed));
+    }
+    if let Some(journaled) = pending {
+        journaled.settle(state).await?;
         check_rejected_breaker(spec, result)?;
     }
     Ok(())
+}
+
+/// A batch's confirmed changes being journaled (written and synced off the async threads).
+struct PendingJournal(tokio::task::JoinHandle<Result<Vec<Confirmed>, String>>);
+
+impl PendingJournal {
+    fn start(ctx: &RunContext, key: &StateKey, confirmed: Vec<Confirmed>) -> Self {
+        let store = ctx.store.clone();
+        let key = key.clone();
+        PendingJournal(tokio::task::spawn_blocking(move || {
+            if !confirmed.is_empty() {
+                store.journal(&key, &confirmed).map_err(|e| e.to_string())?;
+            }
+            Ok(confirmed)
+        }))
+    }
+
+    /// Waits until the changes are journaled, then applies them to the state.
+    async fn settle(self, state: &mut SyncState) -> Result<(), String> {
+        let confirmed = self.0.await.map_err(|e| format!("internal error: {e}"))??;
+        for c in &confirmed {
+            state.apply(c);
+        }
+        Ok(())
+    }
 }
 
 async fn journal(
@@ -526,19 +561,9 @@ async fn journal(
     if confirmed.is_empty() {
         return Ok(());
     }
-    // Off the async threads: the store may write a file or talk to the warehouse.
-    let store = ctx.store.clone();
-    let journal_key = key.clone();
-    let confirmed = tokio::task::spawn_blocking(move || {
-        store.journal(&journal_key, &confirmed).map(|()| confirmed)
-    })
-    .await
-    .map_err(|e| format!("internal error: {e}"))?
-    .map_err(|e| e.to_string())?;
-    for c in &confirmed {
-        state.apply(c);
-    }
-    Ok(())
+    PendingJournal::start(ctx, key, confirmed)
+        .settle(state)
+        .await
 }
 
 fn check_plan_breakers(
