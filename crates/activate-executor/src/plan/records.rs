@@ -274,7 +274,8 @@ impl Reader<'_> {
         value
     }
 
-    /// Decodes the value at the reader over `slot`, reusing the string it holds for a text.
+    /// Decodes the value at the reader over `slot`, reusing the string it holds when it holds
+    /// a text of the same kind.
     fn value_into(&mut self, slot: &mut Value) {
         let tag = self.take(1).first().copied().unwrap_or(NULL);
         // The common case: the slot holds the value of the same field of the record before,
@@ -315,15 +316,9 @@ impl Reader<'_> {
             }
             _ => return *slot = Value::Null,
         };
-        let mut text = match std::mem::replace(slot, Value::Null) {
-            Value::Number(s)
-            | Value::Text(s)
-            | Value::Date(s)
-            | Value::Timestamp(s)
-            | Value::TimestampTz(s) => s,
-            _ => String::new(),
-        };
-        text.clear();
+        // A slot of another kind (rare: a field whose kind changed between records, or the
+        // first batch) gets a new string.
+        let mut text = String::new();
         self.text_onto(&mut text);
         *slot = text_kind(text);
     }
