@@ -4,6 +4,7 @@
 //! statement (`INSERT ... ON CONFLICT (match_on) DO UPDATE`, `UPDATE ... FROM`, `DELETE ...
 //! USING`) in one transaction. A batch that fails on its data is split in halves until the bad
 //! rows are found: the good rows land and each bad row is rejected with the database's error.
+//! A COPY's rows are sent in pieces, so the server parses one piece while the next is encoded.
 
 use std::collections::{BTreeMap, HashSet};
 use std::future::Future;
@@ -342,11 +343,8 @@ impl PostgresDestination {
                 .copy_in(&format!("COPY {table} ({}) FROM STDIN", cols.join(", ")))
                 .await
                 .map_err(classify)?;
-            let data = copy_rows(batch, types, 0..batch.records.len(), false);
             futures_util::pin_mut!(sink);
-            sink.send(bytes::Bytes::from(data))
-                .await
-                .map_err(classify)?;
+            send_copy_rows(sink.as_mut(), batch, types, 0..batch.records.len(), false).await?;
             sink.finish().await.map_err(classify)?;
             Ok::<(), Failure>(())
         };
@@ -393,11 +391,8 @@ impl PostgresDestination {
             ))
             .await
             .map_err(classify)?;
-        let data = copy_rows(batch, types, range.clone(), true);
         futures_util::pin_mut!(sink);
-        sink.send(bytes::Bytes::from(data))
-            .await
-            .map_err(classify)?;
+        send_copy_rows(sink.as_mut(), batch, types, range.clone(), true).await?;
         sink.finish().await.map_err(classify)?;
 
         let join: Vec<String> = keys.iter().map(|k| format!("t.{k} = s.{k}")).collect();
@@ -503,6 +498,28 @@ fn classify(e: tokio_postgres::Error) -> Failure {
         }
         None => fatal(e),
     }
+}
+
+/// Rows sent at a time in a COPY: the server parses a piece while the next is encoded, instead
+/// of waiting for the whole batch's text.
+const COPY_PIECE_ROWS: usize = 1_000;
+
+/// Sends rows `range` of the batch into a COPY in progress, in pieces of [`COPY_PIECE_ROWS`].
+async fn send_copy_rows(
+    mut sink: Pin<&mut tokio_postgres::CopyInSink<bytes::Bytes>>,
+    batch: &WriteBatch<'_>,
+    types: &[String],
+    range: std::ops::Range<usize>,
+    numbered: bool,
+) -> Result<(), Failure> {
+    for start in range.clone().step_by(COPY_PIECE_ROWS) {
+        let piece = start..(start + COPY_PIECE_ROWS).min(range.end);
+        let data = copy_rows(batch, types, piece, numbered);
+        sink.send(bytes::Bytes::from(data))
+            .await
+            .map_err(classify)?;
+    }
+    Ok(())
 }
 
 /// Rows `range` of the batch in COPY text format, each led by its position in the batch when

@@ -304,3 +304,76 @@ async fn keys_new_to_state_load_directly_and_still_upsert_and_isolate_bad_rows()
     let emails: Vec<String> = rows(&client).await.into_iter().map(|r| r.0).collect();
     assert_eq!(emails, vec!["a@x", "b@x", "c@x", "e@x"]);
 }
+
+/// A batch longer than a COPY piece: every piece lands, and a bad row in a later piece (a
+/// check violation the server finds after earlier pieces were sent) rejects only its row, on
+/// both paths (straight COPY of new keys, and the staging table's upsert).
+#[tokio::test]
+async fn a_batch_sent_in_pieces_lands_whole_and_a_bad_row_in_a_later_piece_is_isolated() {
+    let (url, client) = fresh_database().await;
+    let d = dest(&url);
+    let fields = fields();
+    let n = 2 * COPY_PIECE_ROWS + COPY_PIECE_ROWS / 2;
+    let bad = 2 * COPY_PIECE_ROWS + 7;
+    let batch = |records, keys_new_to_state| WriteBatch {
+        sync: "s",
+        object: "Lead",
+        op: WriteOp::Upsert,
+        fields: &fields,
+        key_positions: &[0],
+        records,
+        keys_new_to_state,
+    };
+    let records: Vec<Record> = (0..n)
+        .map(|i| {
+            let score = if i == bad { "150" } else { "1" };
+            lead(&format!("{i:05}@x"), score, &format!("first {i}"))
+        })
+        .collect();
+    let out = d.write(&batch(&records, true)).await.unwrap();
+    let rejected: Vec<usize> = out.rejected.iter().map(|(i, _)| *i).collect();
+    assert_eq!(rejected, vec![bad], "{:?}", out.rejected);
+    assert!(
+        out.rejected[0].1.contains("check constraint"),
+        "{:?}",
+        out.rejected
+    );
+    let landed = rows(&client).await;
+    assert_eq!(landed.len(), n - 1);
+    assert_eq!(
+        landed[n - 2],
+        (
+            format!("{:05}@x", n - 1),
+            "1.00".into(),
+            format!("first {}", n - 1)
+        )
+    );
+
+    // The same keys again through the staging table, a bad row in the second piece.
+    let bad = COPY_PIECE_ROWS + 3;
+    let records: Vec<Record> = (0..n)
+        .map(|i| {
+            let score = if i == bad { "150" } else { "2" };
+            lead(&format!("{i:05}@x"), score, &format!("second {i}"))
+        })
+        .collect();
+    let out = d.write(&batch(&records, false)).await.unwrap();
+    let rejected: Vec<usize> = out.rejected.iter().map(|(i, _)| *i).collect();
+    assert_eq!(rejected, vec![bad], "{:?}", out.rejected);
+    let landed = rows(&client).await;
+    assert_eq!(landed.len(), n, "the row rejected first lands now");
+    for (i, (email, score, note)) in landed.iter().enumerate() {
+        assert_eq!(email, &format!("{i:05}@x"));
+        if i == bad {
+            assert_eq!(
+                (score.as_str(), note.as_str()),
+                ("1.00", format!("first {i}").as_str())
+            );
+        } else {
+            assert_eq!(
+                (score.as_str(), note.as_str()),
+                ("2.00", format!("second {i}").as_str())
+            );
+        }
+    }
+}
