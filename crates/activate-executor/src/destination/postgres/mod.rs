@@ -4,7 +4,9 @@
 //! statement (`INSERT ... ON CONFLICT (match_on) DO UPDATE`, `UPDATE ... FROM`, `DELETE ...
 //! USING`) in one transaction. A batch that fails on its data is split in halves until the bad
 //! rows are found: the good rows land and each bad row is rejected with the database's error.
-//! A COPY's rows are sent in pieces, so the server parses one piece while the next is encoded.
+//! A COPY's rows are sent in pieces, so the server parses one piece while the next is encoded,
+//! in the binary format where every column's type and value has an exact binary form
+//! ([`binary`]), else as text.
 
 use std::collections::{BTreeMap, HashSet};
 use std::future::Future;
@@ -26,6 +28,8 @@ use crate::error::{ConfigError, DestinationError};
 use crate::secrets;
 use crate::value::Value;
 use crate::warehouse::quote_ident;
+
+mod binary;
 
 const KEYS: &[&str] = &[
     "url",
@@ -61,10 +65,51 @@ pub struct PostgresDestination {
     tables: Mutex<BTreeMap<String, Vec<Column>>>,
 }
 
-/// A failure of one attempt: row data (split and retry) or the connection/statement as a whole.
+/// A failure of one attempt: row data (split and retry), the connection/statement as a whole,
+/// or a value the binary COPY format does not encode (the same rows again, as text).
 enum Failure {
     Data(String),
     Fatal(String),
+    NotBinary,
+}
+
+/// The destination columns a batch's fields go to: their types (`information_schema`), and
+/// their binary encoders when every one has one.
+struct CopyColumns {
+    types: Vec<String>,
+    binary: Option<Vec<binary::ColumnType>>,
+}
+
+impl CopyColumns {
+    fn new(types: Vec<String>) -> Self {
+        let binary = types.iter().map(|t| binary::ColumnType::of(t)).collect();
+        CopyColumns { types, binary }
+    }
+
+    /// The formats to try in turn: binary first when every column has an encoder.
+    fn formats(&self) -> impl Iterator<Item = CopyFormat<'_>> {
+        let binary = self.binary.as_deref().map(CopyFormat::Binary);
+        binary
+            .into_iter()
+            .chain(std::iter::once(CopyFormat::Text(&self.types)))
+    }
+}
+
+/// How a COPY's rows are encoded.
+#[derive(Clone, Copy)]
+enum CopyFormat<'a> {
+    Binary(&'a [binary::ColumnType]),
+    Text(&'a [String]),
+}
+
+impl CopyFormat<'_> {
+    /// The COPY statement's option for this format.
+    fn option(&self) -> &'static str {
+        match self {
+            CopyFormat::Binary(_) => " (FORMAT binary)",
+            CopyFormat::Text(_) => "",
+        }
+    }
 }
 
 /// Loopback addresses and Unix sockets, where traffic never leaves the machine.
@@ -296,26 +341,36 @@ impl PostgresDestination {
         &'a self,
         client: &'a mut Client,
         batch: &'a WriteBatch<'a>,
-        types: &'a [String],
+        columns: &'a CopyColumns,
         range: std::ops::Range<usize>,
         rejected: &'a mut Vec<(usize, String)>,
     ) -> BoxFuture<'a, Result<(), DestinationError>> {
         Box::pin(async move {
-            match self.apply(client, batch, types, range.clone()).await {
+            let mut applied = Err(Failure::NotBinary);
+            for format in columns.formats() {
+                applied = self.apply(client, batch, format, range.clone()).await;
+                if !matches!(applied, Err(Failure::NotBinary)) {
+                    break;
+                }
+            }
+            match applied {
                 Ok(missing) => {
                     rejected.extend(missing);
                     Ok(())
                 }
                 Err(Failure::Fatal(why)) => Err(DestinationError::new(why)),
+                Err(Failure::NotBinary) => Err(DestinationError::new(
+                    "internal error: a COPY in text format asked for the text format".to_owned(),
+                )),
                 Err(Failure::Data(why)) if range.len() == 1 => {
                     rejected.push((range.start, why));
                     Ok(())
                 }
                 Err(Failure::Data(_)) => {
                     let mid = range.start + range.len() / 2;
-                    self.write_range(client, batch, types, range.start..mid, rejected)
+                    self.write_range(client, batch, columns, range.start..mid, rejected)
                         .await?;
-                    self.write_range(client, batch, types, mid..range.end, rejected)
+                    self.write_range(client, batch, columns, mid..range.end, rejected)
                         .await
                 }
             }
@@ -330,35 +385,41 @@ impl PostgresDestination {
         &self,
         client: &mut Client,
         batch: &WriteBatch<'_>,
-        types: &[String],
+        columns: &CopyColumns,
     ) -> Result<bool, DestinationError> {
+        for format in columns.formats() {
+            match self.copy_new_keys_as(client, batch, format).await {
+                Ok(()) => return Ok(true),
+                Err(Failure::NotBinary) => continue,
+                Err(Failure::Data(_)) => return Ok(false),
+                Err(Failure::Fatal(why)) => return Err(DestinationError::new(why)),
+            }
+        }
+        Ok(false)
+    }
+
+    /// One attempt of [`Self::copy_new_keys`] in `format`; an error rolls it back.
+    async fn copy_new_keys_as(
+        &self,
+        client: &mut Client,
+        batch: &WriteBatch<'_>,
+        format: CopyFormat<'_>,
+    ) -> Result<(), Failure> {
         let table = self.qualified(batch.object);
         let cols: Vec<String> = batch.fields.iter().map(|f| quote_ident(f)).collect();
-        let tx = client
-            .transaction()
+        let tx = client.transaction().await.map_err(fatal)?;
+        let sink = tx
+            .copy_in(&format!(
+                "COPY {table} ({}) FROM STDIN{}",
+                cols.join(", "),
+                format.option()
+            ))
             .await
-            .map_err(|e| DestinationError::new(secrets::redact(&e.to_string())))?;
-        let attempt = async {
-            let sink = tx
-                .copy_in(&format!("COPY {table} ({}) FROM STDIN", cols.join(", ")))
-                .await
-                .map_err(classify)?;
-            futures_util::pin_mut!(sink);
-            send_copy_rows(sink.as_mut(), batch, types, 0..batch.records.len(), false).await?;
-            sink.finish().await.map_err(classify)?;
-            Ok::<(), Failure>(())
-        };
-        match attempt.await {
-            Ok(()) => {}
-            // Dropping the transaction rolls it back.
-            Err(Failure::Data(_)) => return Ok(false),
-            Err(Failure::Fatal(why)) => return Err(DestinationError::new(why)),
-        }
-        match tx.commit().await.map_err(classify) {
-            Ok(()) => Ok(true),
-            Err(Failure::Data(_)) => Ok(false),
-            Err(Failure::Fatal(why)) => Err(DestinationError::new(why)),
-        }
+            .map_err(classify)?;
+        futures_util::pin_mut!(sink);
+        send_copy_rows(sink.as_mut(), batch, format, 0..batch.records.len(), false).await?;
+        sink.finish().await.map_err(classify)?;
+        tx.commit().await.map_err(classify)
     }
 
     /// One transaction for `range` of the batch. Returns per-row rejects for `update` rows that
@@ -367,7 +428,7 @@ impl PostgresDestination {
         &self,
         client: &mut Client,
         batch: &WriteBatch<'_>,
-        types: &[String],
+        format: CopyFormat<'_>,
         range: std::ops::Range<usize>,
     ) -> Result<Vec<(usize, String)>, Failure> {
         let table = self.qualified(batch.object);
@@ -386,13 +447,14 @@ impl PostgresDestination {
         .map_err(classify)?;
         let sink = tx
             .copy_in(&format!(
-                "COPY \"__activate_stage\" (\"__activate_row\", {}) FROM STDIN",
-                cols.join(", ")
+                "COPY \"__activate_stage\" (\"__activate_row\", {}) FROM STDIN{}",
+                cols.join(", "),
+                format.option()
             ))
             .await
             .map_err(classify)?;
         futures_util::pin_mut!(sink);
-        send_copy_rows(sink.as_mut(), batch, types, range.clone(), true).await?;
+        send_copy_rows(sink.as_mut(), batch, format, range.clone(), true).await?;
         sink.finish().await.map_err(classify)?;
 
         let join: Vec<String> = keys.iter().map(|k| format!("t.{k} = s.{k}")).collect();
@@ -504,20 +566,38 @@ fn classify(e: tokio_postgres::Error) -> Failure {
 /// of waiting for the whole batch's text.
 const COPY_PIECE_ROWS: usize = 1_000;
 
-/// Sends rows `range` of the batch into a COPY in progress, in pieces of [`COPY_PIECE_ROWS`].
+/// Sends rows `range` of the batch into a COPY in progress, in pieces of [`COPY_PIECE_ROWS`],
+/// each row led by its position in the batch when `numbered` (the staging table's
+/// `__activate_row`). [`Failure::NotBinary`] when a value has no binary encoding here: the
+/// caller rolls back and sends the rows again as text.
 async fn send_copy_rows(
     mut sink: Pin<&mut tokio_postgres::CopyInSink<bytes::Bytes>>,
     batch: &WriteBatch<'_>,
-    types: &[String],
+    format: CopyFormat<'_>,
     range: std::ops::Range<usize>,
     numbered: bool,
 ) -> Result<(), Failure> {
     for start in range.clone().step_by(COPY_PIECE_ROWS) {
         let piece = start..(start + COPY_PIECE_ROWS).min(range.end);
-        let data = copy_rows(batch, types, piece, numbered);
-        sink.send(bytes::Bytes::from(data))
-            .await
-            .map_err(classify)?;
+        let data = match format {
+            CopyFormat::Text(types) => bytes::Bytes::from(copy_rows(batch, types, piece, numbered)),
+            CopyFormat::Binary(types) => {
+                let mut data = Vec::with_capacity(piece.len() * 128);
+                if start == range.start {
+                    binary::push_header(&mut data);
+                }
+                for i in piece {
+                    let number = numbered.then_some(i as i64);
+                    binary::push_row(&mut data, number, &batch.records[i].values, types)
+                        .map_err(|binary::NotBinary| Failure::NotBinary)?;
+                }
+                if start + COPY_PIECE_ROWS >= range.end {
+                    binary::push_trailer(&mut data);
+                }
+                bytes::Bytes::from(data)
+            }
+        };
+        sink.send(data).await.map_err(classify)?;
     }
     Ok(())
 }
@@ -671,8 +751,9 @@ impl Destination for PostgresDestination {
                     .unwrap_or_default()
             })
             .collect();
+        let columns = CopyColumns::new(types);
         if batch.keys_new_to_state && batch.op == WriteOp::Upsert {
-            let loaded = self.copy_new_keys(&mut client, batch, &types).await;
+            let loaded = self.copy_new_keys(&mut client, batch, &columns).await;
             if matches!(loaded, Ok(true)) {
                 self.give_back(client).await;
                 return Ok(BatchOutcome::default());
@@ -687,7 +768,7 @@ impl Destination for PostgresDestination {
             .write_range(
                 &mut client,
                 batch,
-                &types,
+                &columns,
                 0..batch.records.len(),
                 &mut rejected,
             )
