@@ -63,6 +63,31 @@ fn lead(email: &str, score: &str, note: &str) -> Record {
     }
 }
 
+/// An upsert of `records` into `object`, keyed on the first field.
+fn upsert<'a>(
+    object: &'a str,
+    fields: &'a [String],
+    records: &'a [Record],
+    keys_new_to_state: bool,
+) -> WriteBatch<'a> {
+    WriteBatch {
+        sync: "s",
+        object,
+        op: WriteOp::Upsert,
+        fields,
+        key_positions: &[0],
+        records,
+        keys_new_to_state,
+    }
+}
+
+/// The batch's only rejected row is `row`, for a reason that mentions `why`.
+fn assert_only_rejected(out: &BatchOutcome, row: usize, why: &str) {
+    let rejected: Vec<usize> = out.rejected.iter().map(|(i, _)| *i).collect();
+    assert_eq!(rejected, vec![row], "{:?}", out.rejected);
+    assert!(out.rejected[0].1.contains(why), "{:?}", out.rejected);
+}
+
 async fn rows(client: &Client) -> Vec<(String, String, String)> {
     client
         .query(
@@ -249,15 +274,7 @@ async fn keys_new_to_state_load_directly_and_still_upsert_and_isolate_bad_rows()
     let (url, client) = fresh_database().await;
     let d = dest(&url);
     let fields = fields();
-    let new_batch = |records| WriteBatch {
-        sync: "s",
-        object: "Lead",
-        op: WriteOp::Upsert,
-        fields: &fields,
-        key_positions: &[0],
-        records,
-        keys_new_to_state: true,
-    };
+    let new_batch = |records| upsert("Lead", &fields, records, true);
     let records = vec![
         lead("a@x", "1.50", "tab\there\nnewline \\ back"),
         lead("b@x", "2", "ok"),
@@ -315,29 +332,19 @@ async fn a_batch_sent_in_pieces_lands_whole_and_a_bad_row_in_a_later_piece_is_is
     let fields = fields();
     let n = 2 * COPY_PIECE_ROWS + COPY_PIECE_ROWS / 2;
     let bad = 2 * COPY_PIECE_ROWS + 7;
-    let batch = |records, keys_new_to_state| WriteBatch {
-        sync: "s",
-        object: "Lead",
-        op: WriteOp::Upsert,
-        fields: &fields,
-        key_positions: &[0],
-        records,
-        keys_new_to_state,
+    let batch = |records, keys_new_to_state| upsert("Lead", &fields, records, keys_new_to_state);
+    // `n` leads, each with `score` and a note `{round} {i}`, but the one at `bad` over the check.
+    let leads = |bad: usize, score: &str, round: &str| -> Vec<Record> {
+        (0..n)
+            .map(|i| {
+                let score = if i == bad { "150" } else { score };
+                lead(&format!("{i:05}@x"), score, &format!("{round} {i}"))
+            })
+            .collect()
     };
-    let records: Vec<Record> = (0..n)
-        .map(|i| {
-            let score = if i == bad { "150" } else { "1" };
-            lead(&format!("{i:05}@x"), score, &format!("first {i}"))
-        })
-        .collect();
+    let records = leads(bad, "1", "first");
     let out = d.write(&batch(&records, true)).await.unwrap();
-    let rejected: Vec<usize> = out.rejected.iter().map(|(i, _)| *i).collect();
-    assert_eq!(rejected, vec![bad], "{:?}", out.rejected);
-    assert!(
-        out.rejected[0].1.contains("check constraint"),
-        "{:?}",
-        out.rejected
-    );
+    assert_only_rejected(&out, bad, "check constraint");
     let landed = rows(&client).await;
     assert_eq!(landed.len(), n - 1);
     assert_eq!(
@@ -351,15 +358,9 @@ async fn a_batch_sent_in_pieces_lands_whole_and_a_bad_row_in_a_later_piece_is_is
 
     // The same keys again through the staging table, a bad row in the second piece.
     let bad = COPY_PIECE_ROWS + 3;
-    let records: Vec<Record> = (0..n)
-        .map(|i| {
-            let score = if i == bad { "150" } else { "2" };
-            lead(&format!("{i:05}@x"), score, &format!("second {i}"))
-        })
-        .collect();
+    let records = leads(bad, "2", "second");
     let out = d.write(&batch(&records, false)).await.unwrap();
-    let rejected: Vec<usize> = out.rejected.iter().map(|(i, _)| *i).collect();
-    assert_eq!(rejected, vec![bad], "{:?}", out.rejected);
+    assert_only_rejected(&out, bad, "check constraint");
     let landed = rows(&client).await;
     assert_eq!(landed.len(), n, "the row rejected first lands now");
     for (i, (email, score, note)) in landed.iter().enumerate() {
@@ -513,15 +514,7 @@ async fn binary_copy_lands_what_text_copy_lands() {
     let d = dest(&url);
     let fields = typed_fields();
     let records: Vec<Record> = (0..2 * COPY_PIECE_ROWS + 17).map(typed_record).collect();
-    let batch = |object, keys_new_to_state| WriteBatch {
-        sync: "s",
-        object,
-        op: WriteOp::Upsert,
-        fields: &fields,
-        key_positions: &[0],
-        records: &records,
-        keys_new_to_state,
-    };
+    let batch = |object, keys_new_to_state| upsert(object, &fields, &records, keys_new_to_state);
     let mut client_b = d.client().await.unwrap();
     let types: Vec<String> = d
         .columns(&client_b, "as_binary")
@@ -587,24 +580,10 @@ async fn values_without_a_binary_form_go_as_text_and_bad_rows_are_still_isolated
     records[too_large].values[1] = Value::Int(3_000_000_000);
     for keys_new_to_state in [true, false] {
         let out = d
-            .write(&WriteBatch {
-                sync: "s",
-                object: "typed",
-                op: WriteOp::Upsert,
-                fields: &fields,
-                key_positions: &[0],
-                records: &records,
-                keys_new_to_state,
-            })
+            .write(&upsert("typed", &fields, &records, keys_new_to_state))
             .await
             .unwrap();
-        let rejected: Vec<usize> = out.rejected.iter().map(|(i, _)| *i).collect();
-        assert_eq!(rejected, vec![too_large], "{:?}", out.rejected);
-        assert!(
-            out.rejected[0].1.contains("out of range"),
-            "{:?}",
-            out.rejected
-        );
+        assert_only_rejected(&out, too_large, "out of range");
     }
     let count: i64 = client
         .query_one("SELECT count(*) FROM crm.typed", &[])
