@@ -86,15 +86,23 @@ pub(super) fn push_row(
     Ok(())
 }
 
+/// A field of a fixed size (at most 8 bytes): its length, then its bytes.
 fn push_field(out: &mut Vec<u8>, bytes: &[u8]) {
     out.extend_from_slice(&(bytes.len() as i32).to_be_bytes());
     out.extend_from_slice(bytes);
 }
 
-fn push_text_field(out: &mut Vec<u8>, text: &str) -> Result<(), NotBinary> {
-    let len = i32::try_from(text.len()).map_err(|_| NotBinary)?;
-    out.extend_from_slice(&len.to_be_bytes());
-    out.extend_from_slice(text.as_bytes());
+/// A field of any size: a length placeholder, the bytes `write` appends, then the length
+/// filled in ([`NotBinary`] when it passes the format's int32).
+fn push_sized_field(
+    out: &mut Vec<u8>,
+    write: impl FnOnce(&mut Vec<u8>) -> Result<(), NotBinary>,
+) -> Result<(), NotBinary> {
+    let at = out.len();
+    out.extend_from_slice(&0i32.to_be_bytes());
+    write(out)?;
+    let len = i32::try_from(out.len() - at - 4).map_err(|_| NotBinary)?;
+    out[at..at + 4].copy_from_slice(&len.to_be_bytes());
     Ok(())
 }
 
@@ -114,23 +122,22 @@ fn push_value(out: &mut Vec<u8>, value: &Value, ty: ColumnType) -> Result<(), No
         (Value::Number(digits), ColumnType::Numeric) => push_numeric(out, digits)?,
         (Value::Float(f), ColumnType::Float8) => push_field(out, &f.to_bits().to_be_bytes()),
         (Value::Bool(b), ColumnType::Bool) => push_field(out, &[u8::from(*b)]),
-        (Value::Text(s), ColumnType::Text | ColumnType::Json) => push_text_field(out, s)?,
-        (Value::Text(s), ColumnType::Jsonb) => {
-            let len = i32::try_from(s.len() + 1).map_err(|_| NotBinary)?;
-            out.extend_from_slice(&len.to_be_bytes());
-            out.push(1);
-            out.extend_from_slice(s.as_bytes());
+        // `jsonb`'s binary form is a version byte (1), then the JSON text.
+        (Value::Text(s), ColumnType::Text | ColumnType::Json | ColumnType::Jsonb) => {
+            push_sized_field(out, |out| {
+                if ty == ColumnType::Jsonb {
+                    out.push(1);
+                }
+                out.extend_from_slice(s.as_bytes());
+                Ok(())
+            })?
         }
-        (Value::Json(v), ColumnType::Json | ColumnType::Jsonb) => {
-            let at = out.len();
-            out.extend_from_slice(&0i32.to_be_bytes());
+        (Value::Json(v), ColumnType::Json | ColumnType::Jsonb) => push_sized_field(out, |out| {
             if ty == ColumnType::Jsonb {
                 out.push(1);
             }
-            serde_json::to_writer(&mut *out, v).map_err(|_| NotBinary)?;
-            let len = i32::try_from(out.len() - at - 4).map_err(|_| NotBinary)?;
-            out[at..at + 4].copy_from_slice(&len.to_be_bytes());
-        }
+            serde_json::to_writer(&mut *out, v).map_err(|_| NotBinary)
+        })?,
         (Value::Date(s), ColumnType::Date) => {
             let days = days_since_2000(s.as_bytes()).ok_or(NotBinary)?;
             let days = i32::try_from(days).map_err(|_| NotBinary)?;
@@ -243,10 +250,12 @@ fn days_since_2000(text: &[u8]) -> Option<i64> {
 /// Microseconds from 2000-01-01 00:00:00 to `YYYY-MM-DDTHH:MM:SS.ffffff` (the form every
 /// warehouse's timestamps are read into), years 1 to 9999.
 fn micros_since_2000(text: &[u8]) -> Option<i64> {
-    if text.len() != 26 || text[10] != b'T' || text[13] != b':' || text[16] != b':' {
-        return None;
-    }
-    if text[19] != b'.' {
+    if text.len() != 26
+        || text[10] != b'T'
+        || text[13] != b':'
+        || text[16] != b':'
+        || text[19] != b'.'
+    {
         return None;
     }
     let days = days_since_2000(&text[..10])?;
