@@ -238,18 +238,12 @@ async fn sync_inner(
                 .refuse_non_finite_floats(refuse_non_finite)
                 .refuse_keys_differing_only_in_case(refuse_case_collisions)
                 .fingerprint_rows(record_plan);
-            // Warehouse time: the read, less the time our callback spends diffing its batches.
-            let read_started = Instant::now();
-            let mut in_engine = std::time::Duration::ZERO;
-            warehouse
-                .read(&request, &mut |batch| {
-                    let diff_started = Instant::now();
-                    builder.add_batch(batch);
-                    in_engine += diff_started.elapsed();
-                    Ok(())
+            // The read runs one batch ahead of the diff, on a thread of its own.
+            let warehouse_time =
+                crate::warehouse::read_ahead::read_ahead(warehouse.as_ref(), &request, |batch| {
+                    builder.add_batch(batch)
                 })
                 .map_err(|e| e.message)?;
-            let warehouse_time = read_started.elapsed().saturating_sub(in_engine);
             let plan = builder.finish();
             Ok((plan, state, state_fingerprint, warehouse_time.as_secs_f64()))
         })

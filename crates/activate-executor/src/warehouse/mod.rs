@@ -3,6 +3,7 @@
 pub mod bigquery;
 pub mod duckdb;
 pub mod postgres;
+pub mod read_ahead;
 pub mod snowflake;
 
 use crate::connections::WarehouseConfig;
