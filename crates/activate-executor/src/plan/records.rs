@@ -217,7 +217,7 @@ fn put_value(
             room(buf, at, 11);
             buf[at] = JSON;
             let end = put_varint(buf, at + 1, json.len());
-            json.push(v.clone());
+            json.push((**v).clone());
             end
         }
     }
@@ -312,7 +312,7 @@ impl Reader<'_> {
             JSON => {
                 let i = self.varint();
                 return *slot =
-                    Value::Json(self.json.get(i).cloned().unwrap_or(serde_json::Value::Null));
+                    Value::json(self.json.get(i).cloned().unwrap_or(serde_json::Value::Null));
             }
             _ => return *slot = Value::Null,
         };
@@ -348,7 +348,7 @@ mod tests {
                 Value::Date("2024-02-29".into()),
                 Value::Timestamp("2024-01-01T00:00:00.000000".into()),
                 Value::TimestampTz("2024-01-01T00:00:00.000000Z".into()),
-                Value::Json(serde_json::json!({"a": [1.0000000000000002, null]})),
+                Value::json(serde_json::json!({"a": [1.0000000000000002, null]})),
                 Value::Blob(vec![0, 255]),
             ],
         ];
@@ -391,7 +391,7 @@ mod tests {
                 ],
                 3 => vec![
                     Value::Number("12.5".into()),
-                    Value::Json(serde_json::json!([i])),
+                    Value::json(serde_json::json!([i])),
                     Value::Float(i as f64 / 3.0),
                 ],
                 _ => vec![

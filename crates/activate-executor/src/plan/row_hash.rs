@@ -205,7 +205,7 @@ mod tests {
                 Value::Timestamp(s.clone()),
                 Value::TimestampTz(s.clone()),
                 Value::Blob(s.clone().into_bytes()),
-                Value::Json(serde_json::json!({"k": s})),
+                Value::json(serde_json::json!({"k": s})),
             ]
         };
         for len in 0..=80 {

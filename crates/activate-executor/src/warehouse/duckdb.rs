@@ -183,7 +183,7 @@ fn convert(v: ValueRef<'_>, how: ReadAs) -> Value {
         (ValueRef::Text(bytes), ReadAs::JsonText) => {
             let text = String::from_utf8_lossy(bytes);
             match serde_json::from_str(&text) {
-                Ok(json) => Value::Json(json),
+                Ok(json) => Value::json(json),
                 Err(_) => Value::Text(text.into_owned()),
             }
         }
@@ -394,8 +394,8 @@ mod tests {
             row[7],
             Value::TimestampTz("2024-01-01T08:00:00.000000Z".into())
         );
-        assert_eq!(row[8], Value::Json(serde_json::json!([1, 2])));
-        assert_eq!(row[9], Value::Json(serde_json::json!({"a": 1})));
+        assert_eq!(row[8], Value::json(serde_json::json!([1, 2])));
+        assert_eq!(row[9], Value::json(serde_json::json!({"a": 1})));
         assert_eq!(row[10], Value::Null);
         assert_eq!(row[11], Value::Bool(true));
         assert_eq!(

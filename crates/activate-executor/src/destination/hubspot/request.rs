@@ -23,11 +23,14 @@ pub fn property_value(value: &Value) -> String {
         Value::Float(f) => f.to_string(),
         Value::Text(s) | Value::Date(s) => s.clone(),
         Value::Timestamp(s) | Value::TimestampTz(s) => iso_millis(s),
-        Value::Json(Json::Array(items))
-            if items.iter().all(|i| !i.is_array() && !i.is_object()) =>
+        Value::Json(json)
+            if json
+                .as_array()
+                .is_some_and(|items| items.iter().all(|i| !i.is_array() && !i.is_object())) =>
         {
-            items
-                .iter()
+            json.as_array()
+                .into_iter()
+                .flatten()
                 .filter(|i| !i.is_null())
                 .map(|i| match i {
                     Json::String(s) => s.clone(),

@@ -68,8 +68,8 @@ fn property_values_are_hubspot_strings() {
         property_value(&Value::Timestamp("2024-03-01T12:30:00".into())),
         "2024-03-01T12:30:00.000Z"
     );
-    assert_eq!(property_value(&Value::Json(json!(["a", "b"]))), "a;b");
-    assert_eq!(property_value(&Value::Json(json!({"a": 1}))), r#"{"a":1}"#);
+    assert_eq!(property_value(&Value::json(json!(["a", "b"]))), "a;b");
+    assert_eq!(property_value(&Value::json(json!({"a": 1}))), r#"{"a":1}"#);
 }
 
 fn batch_of<'a>(

@@ -381,7 +381,7 @@ mod tests {
         assert!(!encoded(Value::Blob(vec![1]), ColumnType::Text));
         push_value(
             &mut out,
-            &Value::Json(serde_json::json!({"a": 1})),
+            &Value::json(serde_json::json!({"a": 1})),
             ColumnType::Jsonb,
         )
         .unwrap();

@@ -650,7 +650,9 @@ fn copy_text(out: &mut String, value: &Value, ty: &str) {
             crate::value::push_int(out, *i);
             return;
         }
-        (Value::Json(serde_json::Value::Array(items)), "ARRAY") => array_literal(items),
+        (Value::Json(json), "ARRAY") if json.is_array() => {
+            array_literal(json.as_array().map_or(&[][..], Vec::as_slice))
+        }
         (Value::Blob(b), "bytea") => format!("\\x{}", hex::encode(b)),
         (v, _) => v.to_text().unwrap_or_default(),
     };
@@ -795,7 +797,7 @@ mod tests {
         let mut out = String::new();
         copy_text(
             &mut out,
-            &Value::Json(serde_json::json!(["x\"y", null])),
+            &Value::json(serde_json::json!(["x\"y", null])),
             "ARRAY",
         );
         assert_eq!(out, "{\"x\\\\\"y\",NULL}");
@@ -817,7 +819,7 @@ mod tests {
             Value::TimestampTz("2024-01-01T08:00:00.000000Z".into()),
             Value::Bool(true),
             Value::Float(0.1),
-            Value::Json(serde_json::json!({"a": "b\tc"})),
+            Value::json(serde_json::json!({"a": "b\tc"})),
         ];
         for v in values {
             let mut fast = String::new();

@@ -55,8 +55,8 @@ fn lead(email: &str, score: &str, note: &str) -> Record {
         values: vec![
             Value::Text(email.into()),
             Value::Number(score.into()),
-            Value::Json(serde_json::json!(["a", "b\"c"])),
-            Value::Json(serde_json::json!({"k": [1, 2]})),
+            Value::json(serde_json::json!(["a", "b\"c"])),
+            Value::json(serde_json::json!({"k": [1, 2]})),
             Value::TimestampTz("2024-05-01T10:00:00.000000Z".into()),
             Value::Text(note.into()),
         ],
@@ -477,14 +477,14 @@ fn typed_record(i: usize) -> Record {
                 Value::Null,
             ]),
             pick(&[
-                Value::Json(serde_json::json!({"k": [1, 2.5, "x\"y"]})),
+                Value::json(serde_json::json!({"k": [1, 2.5, "x\"y"]})),
                 text("[1, 2]"),
-                Value::Json(serde_json::json!("é\n")),
+                Value::json(serde_json::json!("é\n")),
             ]),
             pick(&[
-                Value::Json(serde_json::json!({"b": 1, "a": [null, true]})),
+                Value::json(serde_json::json!({"b": 1, "a": [null, true]})),
                 text("{\"z\": 1, \"a\": 2}"),
-                Value::Json(serde_json::json!(1e-7)),
+                Value::json(serde_json::json!(1e-7)),
             ]),
         ],
     }

@@ -28,7 +28,7 @@ fn values_are_encoded_as_salesforce_expects() {
         encode::datetime("2024-05-01T12:30:00"),
         "2024-05-01T12:30:00.000Z"
     );
-    let list = Value::Json(serde_json::json!(["export", "sso"]));
+    let list = Value::json(serde_json::json!(["export", "sso"]));
     let mut json = String::new();
     encode::write_json(&list, &mut json);
     assert_eq!(
@@ -36,7 +36,7 @@ fn values_are_encoded_as_salesforce_expects() {
         "a list is multi-select picklist text"
     );
     assert_eq!(encode::csv_text(&list).as_deref(), Some("export;sso"));
-    assert_eq!(encode::csv_text(&Value::Json(serde_json::json!([]))), None);
+    assert_eq!(encode::csv_text(&Value::json(serde_json::json!([]))), None);
     assert_eq!(
         encode::csv_text(&Value::Bool(true)).as_deref(),
         Some("true")
@@ -181,7 +181,7 @@ fn a_held_value_equals_the_row_value_as_salesforce_answers_it() {
         json!("2025-01-06T09:00:00.000+0000")
     ));
     assert!(same(
-        row(Value::Json(json!(["sso", "export"]))),
+        row(Value::json(json!(["sso", "export"]))),
         json!("export;sso")
     ));
     assert!(same(row(Value::Null), json!(null)));

@@ -51,7 +51,7 @@ fn percent_encode(out: &mut String, text: &str) {
 /// as "unset" (for `metadata[key]`, removes the key).
 pub(super) fn form_value(value: &Value) -> String {
     match value {
-        Value::Json(serde_json::Value::String(s)) => s.clone(),
+        Value::Json(json) if json.is_string() => json.as_str().unwrap_or_default().to_owned(),
         other => other.to_text().unwrap_or_default(),
     }
 }

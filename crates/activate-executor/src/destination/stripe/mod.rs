@@ -154,7 +154,7 @@ fn idempotency_key(sync: &str, request: &str, key: &[Value], form: &str, scope: 
     for part in [
         sync,
         request,
-        &Value::Json(serde_json::Value::Array(
+        &Value::json(serde_json::Value::Array(
             key.iter().map(Value::to_json).collect(),
         ))
         .to_json_string(),

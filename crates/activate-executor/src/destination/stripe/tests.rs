@@ -26,9 +26,9 @@ fn form_bodies_are_percent_encoded_with_nested_keys() {
     assert_eq!(path_segment("cus_A1"), "cus_A1");
     assert_eq!(path_segment("cus/../x y"), "cus%2F..%2Fx%20y");
     assert_eq!(form_value(&Value::Number("0.750".into())), "0.750");
-    assert_eq!(form_value(&Value::Json(serde_json::json!("x"))), "x");
+    assert_eq!(form_value(&Value::json(serde_json::json!("x"))), "x");
     assert_eq!(
-        form_value(&Value::Json(serde_json::json!(["a", 1]))),
+        form_value(&Value::json(serde_json::json!(["a", 1]))),
         "[\"a\",1]"
     );
 }

@@ -63,7 +63,7 @@ fn scalar(field: &TableFieldSchema, cell: &serde_json::Value) -> Value {
         FieldType::Date => Some(Value::Date(text.to_owned())),
         FieldType::Datetime => Some(Value::Timestamp(datetime(text))),
         FieldType::Timestamp => timestamp(text),
-        FieldType::Json => serde_json::from_str(text).ok().map(Value::Json),
+        FieldType::Json => serde_json::from_str(text).ok().map(Value::json),
         FieldType::Bytes => base64::engine::general_purpose::STANDARD
             .decode(text)
             .ok()
@@ -88,7 +88,7 @@ fn record(field: &TableFieldSchema, cell: &serde_json::Value) -> Value {
             (child.name.clone(), from_cell(child, inner).to_json())
         })
         .collect();
-    Value::Json(serde_json::Value::Object(object))
+    Value::json(serde_json::Value::Object(object))
 }
 
 fn single(field: &TableFieldSchema, cell: &serde_json::Value) -> Value {
@@ -103,14 +103,14 @@ pub fn from_cell(field: &TableFieldSchema, cell: &serde_json::Value) -> Value {
     if field.mode.as_deref() == Some("REPEATED") {
         let items = match cell.as_array() {
             Some(items) => items,
-            None if cell.is_null() => return Value::Json(serde_json::Value::Array(Vec::new())),
+            None if cell.is_null() => return Value::json(serde_json::Value::Array(Vec::new())),
             None => return value::from_json(cell),
         };
         let values = items
             .iter()
             .map(|item| single(field, item.get("v").unwrap_or(item)).to_json())
             .collect();
-        return Value::Json(serde_json::Value::Array(values));
+        return Value::json(serde_json::Value::Array(values));
     }
     single(field, cell)
 }
@@ -162,7 +162,7 @@ mod tests {
         list.mode = Some("REPEATED".into());
         assert_eq!(
             from_cell(&list, &json!([{"v": "a"}, {"v": "b"}])),
-            Value::Json(json!(["a", "b"]))
+            Value::json(json!(["a", "b"]))
         );
         let record_field = TableFieldSchema::record(
             "r",
@@ -173,7 +173,7 @@ mod tests {
         );
         assert_eq!(
             from_cell(&record_field, &json!({"f": [{"v": "1"}, {"v": "x"}]})),
-            Value::Json(json!({"n": 1, "s": "x"}))
+            Value::json(json!({"n": 1, "s": "x"}))
         );
     }
 }

@@ -100,7 +100,7 @@ fn text_value(text: &str, how: ReadAs) -> Value {
     match how {
         ReadAs::NumberText => Value::Number(text.to_owned()),
         ReadAs::JsonText => match serde_json::from_str(text) {
-            Ok(json) => Value::Json(json),
+            Ok(json) => Value::json(json),
             Err(_) => Value::Text(text.to_owned()),
         },
         _ => Value::Text(text.to_owned()),

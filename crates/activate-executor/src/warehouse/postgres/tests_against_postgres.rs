@@ -164,31 +164,31 @@ fn common_types() -> Vec<(&'static str, &'static str, &'static str, Value)> {
             "js",
             r#"'{"a": 1, "b": [true, null, "x"]}'::JSON"#,
             r#"'{"a": 1, "b": [true, null, "x"]}'::jsonb"#,
-            Value::Json(serde_json::json!({"a": 1, "b": [true, null, "x"]})),
+            Value::json(serde_json::json!({"a": 1, "b": [true, null, "x"]})),
         ),
         (
             "js_plain",
             r#"'[1, 2.5]'::JSON"#,
             r#"'[1, 2.5]'::json"#,
-            Value::Json(serde_json::json!([1, 2.5])),
+            Value::json(serde_json::json!([1, 2.5])),
         ),
         (
             "ints",
             "[1, 2]::INTEGER[]",
             "ARRAY[1, 2]::int4[]",
-            Value::Json(serde_json::json!([1, 2])),
+            Value::json(serde_json::json!([1, 2])),
         ),
         (
             "texts",
             "['a', NULL]::VARCHAR[]",
             "ARRAY['a', NULL]::text[]",
-            Value::Json(serde_json::json!(["a", null])),
+            Value::json(serde_json::json!(["a", null])),
         ),
         (
             "empty",
             "[]::VARCHAR[]",
             "'{}'::varchar[]",
-            Value::Json(serde_json::json!([])),
+            Value::json(serde_json::json!([])),
         ),
         (
             "u",
@@ -301,8 +301,8 @@ fn postgres_only_values() {
     assert_eq!(row[3], Value::Text("sad".into()));
     assert_eq!(row[4], Value::Text("infinity".into()));
     assert_eq!(row[5], Value::Number("12.34".into()));
-    assert_eq!(row[6], Value::Json(serde_json::json!([[1, 2], [3, 4]])));
-    assert_eq!(row[7], Value::Json(serde_json::json!({"n": 1, "s": "a"})));
+    assert_eq!(row[6], Value::json(serde_json::json!([[1, 2], [3, 4]])));
+    assert_eq!(row[7], Value::json(serde_json::json!({"n": 1, "s": "a"})));
     // char(n) loses its padding, as its cast to text does (and as DuckDB, which has no padding).
     assert_eq!(row[8], Value::Text("a".into()));
     assert_eq!(row[9], Value::Text("1 day 02:00:00".into()));

@@ -109,7 +109,7 @@ pub fn convert(row: &Row, i: usize, how: ReadAs) -> Result<Value, WarehouseError
         ReadAs::TimestampTz => get::<String>(row, i)?.map_or(Value::Null, timestamp_tz),
         ReadAs::Json => {
             get::<String>(row, i)?.map_or(Value::Null, |text| match serde_json::from_str(&text) {
-                Ok(json) => Value::Json(json),
+                Ok(json) => Value::json(json),
                 Err(_) => Value::Text(text),
             })
         }

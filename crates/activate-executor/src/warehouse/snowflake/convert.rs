@@ -97,7 +97,7 @@ fn time_of_day(nanos: i64) -> Value {
 
 fn json_or_text(text: &str) -> Value {
     match serde_json::from_str(text) {
-        Ok(json) => Value::Json(json),
+        Ok(json) => Value::json(json),
         Err(_) => Value::Text(text.to_owned()),
     }
 }
@@ -322,7 +322,7 @@ mod tests {
         );
         assert_eq!(
             from_json_cell(&col("variant", 0), &json!("{\n  \"a\": 1\n}")),
-            Value::Json(json!({"a": 1}))
+            Value::json(json!({"a": 1}))
         );
         assert_eq!(from_json_cell(&col("text", 0), &json!(null)), Value::Null);
         assert_eq!(
