@@ -111,7 +111,11 @@ mod tests {
         })
         .unwrap();
         assert_eq!(ids.len(), 25_500);
-        assert!(ids.iter().enumerate().all(|(i, id)| *id == Value::Int(i as i64)));
+        assert!(
+            ids.iter()
+                .enumerate()
+                .all(|(i, id)| *id == Value::Int(i as i64))
+        );
         // DuckDB hands out chunks of 2,048 rows: a batch is one chunk here.
         assert!(batches >= 12, "read in batches, not at once: {batches}");
     }

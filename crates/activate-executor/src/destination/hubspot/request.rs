@@ -23,23 +23,18 @@ pub fn property_value(value: &Value) -> String {
         Value::Float(f) => f.to_string(),
         Value::Text(s) | Value::Date(s) => s.clone(),
         Value::Timestamp(s) | Value::TimestampTz(s) => iso_millis(s),
-        Value::Json(json)
-            if json
-                .as_array()
-                .is_some_and(|items| items.iter().all(|i| !i.is_array() && !i.is_object())) =>
-        {
-            json.as_array()
-                .into_iter()
-                .flatten()
+        Value::Json(json) => match json.as_array() {
+            Some(items) if items.iter().all(|i| !i.is_array() && !i.is_object()) => items
+                .iter()
                 .filter(|i| !i.is_null())
                 .map(|i| match i {
                     Json::String(s) => s.clone(),
                     other => other.to_string(),
                 })
                 .collect::<Vec<_>>()
-                .join(";")
-        }
-        Value::Json(other) => other.to_string(),
+                .join(";"),
+            _ => json.to_string(),
+        },
         Value::Blob(bytes) => {
             use base64::Engine;
             base64::engine::general_purpose::STANDARD.encode(bytes)

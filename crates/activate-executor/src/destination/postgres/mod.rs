@@ -650,9 +650,10 @@ fn copy_text(out: &mut String, value: &Value, ty: &str) {
             crate::value::push_int(out, *i);
             return;
         }
-        (Value::Json(json), "ARRAY") if json.is_array() => {
-            array_literal(json.as_array().map_or(&[][..], Vec::as_slice))
-        }
+        (Value::Json(json), "ARRAY") => match json.as_array() {
+            Some(items) => array_literal(items),
+            None => json.to_string(),
+        },
         (Value::Blob(b), "bytea") => format!("\\x{}", hex::encode(b)),
         (v, _) => v.to_text().unwrap_or_default(),
     };

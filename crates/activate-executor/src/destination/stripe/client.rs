@@ -51,7 +51,10 @@ fn percent_encode(out: &mut String, text: &str) {
 /// as "unset" (for `metadata[key]`, removes the key).
 pub(super) fn form_value(value: &Value) -> String {
     match value {
-        Value::Json(json) if json.is_string() => json.as_str().unwrap_or_default().to_owned(),
+        Value::Json(json) => match json.as_str() {
+            Some(text) => text.to_owned(),
+            None => json.to_string(),
+        },
         other => other.to_text().unwrap_or_default(),
     }
 }
