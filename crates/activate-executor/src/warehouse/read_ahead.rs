@@ -30,10 +30,13 @@ pub fn read_ahead(
     mut handle: impl FnMut(RowBatch),
 ) -> Result<Duration, WarehouseError> {
     let (sender, receiver) = mpsc::sync_channel::<RowBatch>(BATCHES_AHEAD);
+    // The Snowflake and BigQuery clients block on the runtime of the thread that calls them.
+    let runtime = tokio::runtime::Handle::try_current().ok();
     std::thread::scope(|scope| {
         let reader = std::thread::Builder::new()
             .name("warehouse-read".into())
             .spawn_scoped(scope, move || {
+                let _in_runtime = runtime.as_ref().map(tokio::runtime::Handle::enter);
                 let started = Instant::now();
                 let mut waiting = Duration::ZERO;
                 warehouse.read(request, &mut |batch| {
