@@ -113,15 +113,7 @@ async fn bad_rows_are_isolated_and_good_rows_land() {
         lead("d@x", "not a number", "bad input"),
         lead("e@x", "5", "ok"),
     ];
-    let batch = WriteBatch {
-        sync: "s",
-        object: "Lead",
-        op: WriteOp::Upsert,
-        fields: &fields,
-        key_positions: &[0],
-        records: &records,
-        keys_new_to_state: false,
-    };
+    let batch = upsert("Lead", &fields, &records, false);
     let outcome = d.write(&batch).await.unwrap();
     let rejected: Vec<usize> = outcome.rejected.iter().map(|(i, _)| *i).collect();
     assert_eq!(rejected, vec![1, 3]);
