@@ -269,7 +269,7 @@ impl<'a> ProjectGraph<'a> {
         let mut matched = Matched::default();
         let nodes = |pred: &dyn Fn(&Node) -> bool| -> BTreeSet<NodeIndex> {
             self.nodes()
-                .filter(|(_, id)| self.manifest.nodes.get(*id).is_some_and(pred))
+                .filter(|(_, id)| self.manifest.nodes.get(*id).is_some_and(|node| pred(node)))
                 .map(|(n, _)| n)
                 .collect()
         };
@@ -365,7 +365,12 @@ impl<'a> ProjectGraph<'a> {
                 format!("syncs in this project: {}", list_names(syncs(), 8)),
             ),
             Method::Tag => {
-                let tags: BTreeSet<&str> = self.manifest.nodes.values().flat_map(tags_of).collect();
+                let tags: BTreeSet<&str> = self
+                    .manifest
+                    .nodes
+                    .values()
+                    .flat_map(|node| tags_of(node))
+                    .collect();
                 suggest(
                     close_names(value, tags.iter().copied(), 3),
                     "tag:",

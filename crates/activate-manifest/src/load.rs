@@ -1,102 +1,148 @@
 //! Reading a large `manifest.json` fast (issue #6, workload 1; docs/performance.md).
 //!
-//! A 10,000-model manifest is about 180 MB. Two things cost most of the time of loading it:
-//! the kernel filling fresh memory with the file (a page fault and a page zeroed every 4 KiB),
-//! and parsing the `nodes` map. Both are split over two threads here:
+//! A 10,000-model manifest is about 180 MB. Most of the time of loading it goes to parsing
+//! the `nodes` map, and, when the whole file is read into fresh memory first, to the kernel
+//! zeroing that memory and to the bytes going out to main memory and back. So a large
+//! manifest is never held whole:
 //!
-//! - [`read_file`]: a large file is read into an anonymous mapping that asks for huge pages
-//!   (one fault every 2 MiB instead of every 4 KiB), its two halves on two threads.
-//! - [`parse_manifest`]: the `nodes` map is cut into sixteen pieces at guessed entry
-//!   boundaries, which two threads take in turn, each parsing into its own map (taking pieces
-//!   in turn keeps both threads busy to the end, whatever a piece costs). A guess is checked
-//!   by the parse itself: a piece's result is used only if the piece before it, from a checked
-//!   start, stopped exactly there at an entry's start. The result is always what one
-//!   sequential parse gives.
+//! - [`Window`]: the bytes are read with `pread` a window (1 MiB) at a time into a buffer that
+//!   is reused, so they are parsed while they are still in the core's cache, and only the
+//!   window's memory is ever zeroed. A value longer than the window grows it.
+//! - [`parse_nodes`]: the `nodes` map is cut into sixteen pieces at guessed entry boundaries,
+//!   which two threads take in turn, each through its own window, all into one map under a
+//!   lock (taking pieces in turn keeps both threads busy to the end, whatever a piece costs).
+//!   A guess is checked by the parse itself: a piece's result is used only if the piece before
+//!   it, from a checked start, stopped exactly there at an entry's start. The result is always
+//!   what one sequential parse gives.
 //!
-//! Anything unusual (a syntax error, a repeated key, a guess inside a node, a thread panicking)
-//! falls back to one plain `serde_json::from_slice` of the whole file, so errors read exactly
-//! as before. One difference is kept: serde_json's nesting limit (128) counts from each value
-//! parsed here, so a node nested 126 or 127 levels deep, refused by one plain parse, is read.
+//! Anything unusual (a syntax error, a repeated key, a guess inside a node, a thread panicking,
+//! the file changing while it is read) falls back to one plain `serde_json::from_slice` of the
+//! whole file, so errors read exactly as before. One difference is kept: serde_json's nesting
+//! limit (128) counts from each value parsed here, so a node nested 126 or 127 levels deep,
+//! refused by one plain parse, is read.
 
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io;
-use std::ops::Deref;
 use std::path::Path;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use serde::Deserialize;
-use serde::de::IgnoredAny;
+use serde::de::{DeserializeOwned, IgnoredAny};
 
 use crate::manifest::{Manifest, ManifestMetadata, Node, Source};
 
-/// Below this size a manifest is read and parsed on one thread (a thread and a mapping cost
-/// more than they save).
-const TWO_THREADS_FROM: usize = 4 << 20;
+/// Below this size a manifest is read whole and parsed on one thread (a thread and the
+/// pieces cost more than they save).
+const PIECES_FROM: usize = 4 << 20;
 
-/// How far past the middle a split of the `nodes` map is looked for (a node is a few KiB).
-const SPLIT_SEARCH_BYTES: usize = 1 << 20;
+/// The bytes read at a time (a window fits a core's 2 to 4 MiB cache with room to spare).
+/// Before a value is parsed, the window is refilled if less than a sixteenth of it is left
+/// (64 KiB), so a value (a node is a few KiB) rarely runs past its end and is parsed twice.
+const WINDOW_BYTES: usize = 1 << 20;
 
-/// A file's bytes: a `Vec` for a small file, an anonymous mapping for a large one.
-pub(crate) enum FileBytes {
-    Small(Vec<u8>),
-    Large(memmap2::MmapMut),
+/// How far past each sixteenth of the file an entry boundary is looked for (a node is a few
+/// KiB).
+const SPLIT_SEARCH_BYTES: usize = 256 << 10;
+
+/// Bytes read by their offset: the manifest file, or bytes already in memory.
+pub(crate) trait ReadAt: Sync {
+    /// The size when reading began (the end is where a read returns fewer bytes).
+    fn size(&self) -> usize;
+    /// Fills `buf` from `offset`; fewer bytes only at the end.
+    fn read_at(&self, buf: &mut [u8], offset: usize) -> io::Result<usize>;
 }
 
-impl Deref for FileBytes {
-    type Target = [u8];
-    fn deref(&self) -> &[u8] {
-        match self {
-            FileBytes::Small(v) => v,
-            FileBytes::Large(m) => m,
-        }
+impl ReadAt for &[u8] {
+    fn size(&self) -> usize {
+        self.len()
+    }
+
+    fn read_at(&self, buf: &mut [u8], offset: usize) -> io::Result<usize> {
+        let rest = self.get(offset..).unwrap_or_default();
+        let n = rest.len().min(buf.len());
+        buf[..n].copy_from_slice(&rest[..n]);
+        Ok(n)
     }
 }
 
-/// Reads a whole file; a large one on two threads into memory backed by huge pages where the
-/// kernel offers them.
-pub(crate) fn read_file(path: &Path) -> io::Result<FileBytes> {
-    let file = File::open(path)?;
-    let len = usize::try_from(file.metadata()?.len()).unwrap_or(usize::MAX);
-    if len < TWO_THREADS_FROM {
-        return std::fs::read(path).map(FileBytes::Small);
-    }
-    match read_in_two_halves(&file, len) {
-        Some(memory) if file.metadata()?.len() == len as u64 => Ok(FileBytes::Large(memory)),
-        // No second thread to be had, a read error, or the file changed size while it was
-        // read (dbt rewriting it): read it (and report its error) as before, on one thread.
-        _ => std::fs::read(path).map(FileBytes::Small),
-    }
+/// The manifest's file, read by offset (`pread`), so two threads read it at once.
+#[cfg(unix)]
+struct ManifestFile {
+    file: File,
+    size: usize,
 }
 
 #[cfg(unix)]
-fn read_in_two_halves(file: &File, len: usize) -> Option<memmap2::MmapMut> {
-    use std::os::unix::fs::FileExt;
-    let mut memory = memmap2::MmapMut::map_anon(len).ok()?;
-    // Advice only: without transparent huge pages the read works the same, with 4 KiB pages.
-    #[cfg(target_os = "linux")]
-    let _ = memory.advise(memmap2::Advice::HugePage);
-    let (head, tail) = memory.split_at_mut(len / 2);
-    let read_whole = std::thread::scope(|scope| {
-        let tail_thread = std::thread::Builder::new()
-            .spawn_scoped(scope, || file.read_exact_at(tail, (len / 2) as u64))
-            .ok()?;
-        let head_read = file.read_exact_at(head, 0);
-        let tail_read = tail_thread.join().ok()?;
-        Some(head_read.is_ok() && tail_read.is_ok())
-    });
-    read_whole.filter(|whole| *whole).map(|_| memory)
+impl ReadAt for ManifestFile {
+    fn size(&self) -> usize {
+        self.size
+    }
+
+    fn read_at(&self, buf: &mut [u8], offset: usize) -> io::Result<usize> {
+        use std::os::unix::fs::FileExt;
+        let mut filled = 0;
+        while filled < buf.len() {
+            match self
+                .file
+                .read_at(&mut buf[filled..], (offset + filled) as u64)
+            {
+                Ok(0) => break,
+                Ok(n) => filled += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(filled)
+    }
 }
 
-#[cfg(not(unix))]
-fn read_in_two_halves(_file: &File, _len: usize) -> Option<memmap2::MmapMut> {
-    None
+/// Why a manifest could not be loaded.
+pub(crate) enum LoadError {
+    Read(io::Error),
+    Json(serde_json::Error),
+}
+
+/// Reads and parses `manifest.json`; a large one a window at a time, its `nodes` map on two
+/// threads.
+pub(crate) fn load_manifest(path: &Path) -> Result<Manifest, LoadError> {
+    let file = File::open(path).map_err(LoadError::Read)?;
+    let before = file.metadata().map_err(LoadError::Read)?;
+    #[cfg(unix)]
+    let file = match load_in_pieces(file, &before).map_err(LoadError::Read)? {
+        Ok(manifest) => return Ok(manifest),
+        Err(file) => file,
+    };
+    // Small, or anything unusual: the whole file (what the plain parse says is the error).
+    let mut bytes = Vec::with_capacity(usize::try_from(before.len()).unwrap_or(0));
+    io::Read::read_to_end(&mut &file, &mut bytes).map_err(LoadError::Read)?;
+    parse_manifest(&bytes).map_err(LoadError::Json)
+}
+
+/// A large manifest read by offset, a window at a time; the file back where it is small or
+/// anything is not as expected.
+#[cfg(unix)]
+fn load_in_pieces(file: File, before: &std::fs::Metadata) -> io::Result<Result<Manifest, File>> {
+    let size = usize::try_from(before.len()).unwrap_or(0);
+    if size < PIECES_FROM {
+        return Ok(Err(file));
+    }
+    let source = ManifestFile { file, size };
+    let parsed = parse_top_level(&source, &piece_starts, WINDOW_BYTES);
+    // A file rewritten in place while it was read (dbt writing it again) may have given a
+    // mix of two files' bytes: it is read again, whole.
+    let after = source.file.metadata()?;
+    let unchanged = after.len() == before.len() && after.modified().ok() == before.modified().ok();
+    Ok(match parsed {
+        Some(manifest) if unchanged => Ok(manifest),
+        _ => Err(source.file),
+    })
 }
 
 /// Parses manifest bytes; the `nodes` map of a large one on two threads.
 pub(crate) fn parse_manifest(bytes: &[u8]) -> Result<Manifest, serde_json::Error> {
-    if bytes.len() >= TWO_THREADS_FROM
-        && let Some(manifest) = parse_top_level(bytes, &piece_starts)
+    if bytes.len() >= PIECES_FROM
+        && let Some(manifest) = parse_top_level(&bytes, &piece_starts, WINDOW_BYTES)
     {
         return Ok(manifest);
     }
@@ -104,14 +150,19 @@ pub(crate) fn parse_manifest(bytes: &[u8]) -> Result<Manifest, serde_json::Error
 }
 
 /// Where the pieces of the `nodes` map after the first start: guesses (see [`piece_starts`]).
-type PieceStarts<'g> = &'g dyn Fn(&[u8], usize) -> Vec<usize>;
+type PieceStarts<'g> = &'g dyn Fn(&dyn ReadAt, usize) -> Vec<usize>;
 
-/// The top-level object, key by key; `None` where anything is not as expected (the caller then
-/// parses the whole file the plain way, which also gives the error to show).
-fn parse_top_level(bytes: &[u8], guess: PieceStarts<'_>) -> Option<Manifest> {
-    let mut at = Cursor { bytes, pos: 0 };
+/// The top-level object, key by key, through windows of `window_bytes`; `None` where anything
+/// is not as expected (the caller then parses the whole file the plain way, which also gives
+/// the error to show).
+fn parse_top_level(
+    source: &dyn ReadAt,
+    guess: PieceStarts<'_>,
+    window_bytes: usize,
+) -> Option<Manifest> {
+    let mut at = Window::new(source, window_bytes);
     let mut metadata: Option<ManifestMetadata> = None;
-    let mut nodes: Option<BTreeMap<String, Node>> = None;
+    let mut nodes: Option<BTreeMap<String, Box<Node>>> = None;
     let mut sources: Option<BTreeMap<String, Source>> = None;
     at.eat(b'{')?;
     if at.peek()? != b'}' {
@@ -120,7 +171,12 @@ fn parse_top_level(bytes: &[u8], guess: PieceStarts<'_>) -> Option<Manifest> {
             at.eat(b':')?;
             match key.as_str() {
                 "metadata" if metadata.is_none() => metadata = Some(at.value()?),
-                "nodes" if nodes.is_none() => nodes = Some(parse_nodes(&mut at, guess)?),
+                "nodes" if nodes.is_none() => {
+                    nodes = Some(parse_nodes(&mut at, guess, window_bytes)?);
+                    // The rest (sources, macros, the lineage maps: a few MB) in one read: a
+                    // value longer than the window would be parsed again each time it doubles.
+                    at.fill(at.source.size().saturating_sub(at.offset()))?;
+                }
                 "sources" if sources.is_none() => sources = Some(at.value()?),
                 "metadata" | "nodes" | "sources" => return None,
                 _ => {
@@ -134,8 +190,7 @@ fn parse_top_level(bytes: &[u8], guess: PieceStarts<'_>) -> Option<Manifest> {
     } else {
         at.eat(b'}')?;
     }
-    at.skip_whitespace();
-    if at.pos != bytes.len() {
+    if !at.at_end()? {
         return None;
     }
     Some(Manifest {
@@ -145,58 +200,72 @@ fn parse_top_level(bytes: &[u8], guess: PieceStarts<'_>) -> Option<Manifest> {
     })
 }
 
-/// The `nodes` map (the cursor at its `{`), cut into pieces at guessed entry boundaries, the
+/// The `nodes` map (the window at its `{`), cut into pieces at guessed entry boundaries, the
 /// pieces parsed by two threads taking them in turn (one thread with more bytes to parse than
-/// the other would leave a core idle at the end), each thread into its own map.
+/// the other would leave a core idle at the end), each through its own window, into one map.
 ///
 /// Piece `i` starts at `starts[i]` and parses entries until it stands, at an entry's start, on
 /// a later piece's start (or the map closes). From the map's true start, piece 0 reaches such
 /// a start only where an entry truly starts, so the piece from there parses what one plain
-/// parse would; and so on, piece by piece, to the map's end. The two maps are taken when that
-/// chain is every piece that read an entry and no key came twice; otherwise (a guess inside a
-/// node, a repeated key: rare) `None`, and the plain parse decides. So the result is always
-/// what one sequential parse gives.
-fn parse_nodes(at: &mut Cursor<'_>, guess: PieceStarts<'_>) -> Option<BTreeMap<String, Node>> {
+/// parse would; and so on, piece by piece, to the map's end. The map is taken when that chain
+/// is every piece that read an entry and no key came twice; otherwise (a guess inside a node,
+/// a repeated key: rare) `None`, and the plain parse decides. So the result is always what one
+/// sequential parse gives.
+fn parse_nodes(
+    at: &mut Window<'_>,
+    guess: PieceStarts<'_>,
+    window_bytes: usize,
+) -> Option<BTreeMap<String, Box<Node>>> {
     at.eat(b'{')?;
     if at.peek()? == b'}' {
         at.pos += 1;
         return Some(BTreeMap::new());
     }
-    let mut starts = vec![at.pos];
-    starts.extend(guess(at.bytes, at.pos).into_iter().filter(|&g| g > at.pos));
+    let first = at.offset();
+    let mut starts = vec![first];
+    starts.extend(guess(at.source, first).into_iter().filter(|&g| g > first));
     starts.dedup();
     if !starts.is_sorted() {
         return None;
     }
-    let bytes = at.bytes;
+    let source = at.source;
+    let nodes = Mutex::new(BTreeMap::new());
     let next_piece = AtomicUsize::new(0);
     let take_pieces = || {
-        let mut nodes = BTreeMap::new();
+        let mut window = Window::new(source, window_bytes);
+        let mut entries = Vec::new();
         let mut ends = Vec::new();
         loop {
             let i = next_piece.fetch_add(1, Ordering::Relaxed);
             if i >= starts.len() {
-                return (nodes, ends);
+                return ends;
             }
-            ends.push((i, parse_piece(bytes, &starts, i, &mut nodes)));
+            let end = parse_piece(&mut window, &starts, i, &mut entries);
+            // A key already in the map (given twice): the count below sees it. A lock poisoned
+            // by the other thread's panic leaves this piece missing: the plain parse decides.
+            let Ok(mut nodes) = nodes.lock() else {
+                return ends;
+            };
+            nodes.extend(entries.drain(..));
+            ends.push((i, end));
         }
     };
     let mut ends: Vec<Option<Piece>> = (0..starts.len()).map(|_| None).collect();
-    let (mut nodes, mut helper_nodes) = std::thread::scope(|scope| {
+    std::thread::scope(|scope| {
         // Without a second thread this one takes every piece.
         let helper = std::thread::Builder::new()
             .spawn_scoped(scope, take_pieces)
             .ok();
-        let (nodes, mine) = take_pieces();
+        let mine = take_pieces();
         // A helper that panicked leaves its pieces missing: the plain parse then decides.
-        let (helper_nodes, theirs) = match helper {
+        let theirs = match helper {
             Some(helper) => helper.join().ok()?,
-            None => Default::default(),
+            None => Vec::new(),
         };
         for (i, end) in mine.into_iter().chain(theirs) {
             ends[i] = Some(end);
         }
-        Some((nodes, helper_nodes))
+        Some(())
     })?;
     // The chain from the map's start: each piece leads to the piece it ended on.
     let mut on_chain = vec![false; starts.len()];
@@ -218,12 +287,12 @@ fn parse_nodes(at: &mut Cursor<'_>, guess: PieceStarts<'_>) -> Option<BTreeMap<S
             (false, _) => return None,
         }
     }
-    nodes.append(&mut helper_nodes);
+    let nodes = nodes.into_inner().ok()?;
     // Fewer nodes than entries read: a key came twice (the plain parse keeps its last value).
     if nodes.len() != read {
         return None;
     }
-    at.pos = map_end;
+    at.seek(map_end);
     Some(nodes)
 }
 
@@ -236,50 +305,50 @@ struct Piece {
 enum PieceEnd {
     /// At the start of this later piece, as an entry's start.
     AtPiece(usize),
-    /// The map's `}` was read; the position after it.
+    /// The map's `}` was read; the offset after it.
     MapClosed(usize),
     /// Something unexpected (a piece that started inside a node usually ends so).
     Failed,
 }
 
-/// Parses `"key": node` entries from `starts[i]` into `nodes` until, at an entry's start, the
-/// position is a later piece's start, or the map closes.
+/// Parses `"key": node` entries from `starts[i]` into `entries` until, at an entry's start,
+/// the offset is a later piece's start, or the map closes.
 fn parse_piece(
-    bytes: &[u8],
+    at: &mut Window<'_>,
     starts: &[usize],
     i: usize,
-    nodes: &mut BTreeMap<String, Node>,
+    entries: &mut Vec<(String, Box<Node>)>,
 ) -> Piece {
-    let mut at = Cursor {
-        bytes,
-        pos: starts[i],
-    };
-    let mut entries = 0;
+    at.seek(starts[i]);
+    let mut read = 0;
     let mut next = i + 1;
     let end = loop {
-        at.skip_whitespace();
-        while starts.get(next).is_some_and(|&s| s < at.pos) {
+        if at.skip_whitespace().is_none() {
+            break PieceEnd::Failed;
+        }
+        let offset = at.offset();
+        while starts.get(next).is_some_and(|&s| s < offset) {
             next += 1;
         }
-        if starts.get(next) == Some(&at.pos) {
+        if starts.get(next) == Some(&offset) {
             break PieceEnd::AtPiece(next);
         }
-        let Some((key, node)) = parse_entry(&mut at) else {
+        let Some(entry) = parse_entry(at) else {
             break PieceEnd::Failed;
         };
-        nodes.insert(key, node);
-        entries += 1;
+        entries.push(entry);
+        read += 1;
         match at.eat_separator() {
             Some(true) => {}
-            Some(false) => break PieceEnd::MapClosed(at.pos),
+            Some(false) => break PieceEnd::MapClosed(at.offset()),
             None => break PieceEnd::Failed,
         }
     };
-    Piece { entries, end }
+    Piece { entries: read, end }
 }
 
 /// One `"key": node` entry.
-fn parse_entry(at: &mut Cursor<'_>) -> Option<(String, Node)> {
+fn parse_entry(at: &mut Window<'_>) -> Option<(String, Box<Node>)> {
     let key: String = at.value()?;
     at.eat(b':')?;
     Some((key, at.value()?))
@@ -289,24 +358,30 @@ fn parse_entry(at: &mut Cursor<'_>) -> Option<(String, Node)> {
 /// boundary guessed near each sixteenth of the rest of the file (the map is most of a large
 /// manifest; guesses past its end lead nowhere and are dropped). Only guesses: the parse
 /// checks them.
-fn piece_starts(bytes: &[u8], start: usize) -> Vec<usize> {
+fn piece_starts(source: &dyn ReadAt, start: usize) -> Vec<usize> {
     const PIECES: usize = 16;
-    let rest = bytes.len().saturating_sub(start);
+    let rest = source.size().saturating_sub(start);
+    let mut window = vec![0; SPLIT_SEARCH_BYTES];
     let mut starts: Vec<usize> = Vec::new();
     for k in 1..PIECES {
         let from = (start + rest / PIECES * k).max(starts.last().map_or(0, |s| s + 1));
-        match split_guess(bytes, start, from) {
-            Some(guess) => starts.push(guess),
-            // Past this without a boundary, the rest is not in the map.
+        let Ok(read) = source.read_at(&mut window, from) else {
+            break;
+        };
+        match split_guess(&window[..read]) {
+            Some(at) => starts.push(from + at),
+            // No boundary this far past it: the rest is not in the map (a project whose
+            // macros or lineage maps outweigh its nodes).
             None => break,
         }
     }
     starts
 }
 
-/// A guessed boundary between two entries of the `nodes` map whose first entry is at `start`:
-/// the first `}, "<resource type>.` from `from`. Only a guess: the parse checks it.
-fn split_guess(bytes: &[u8], start: usize, mut from: usize) -> Option<usize> {
+/// A guessed boundary between two entries of the `nodes` map in `window`: the first
+/// `}, "<resource type>.` in it (the position of that quote). Only a guess: the parse checks
+/// it.
+fn split_guess(window: &[u8]) -> Option<usize> {
     const NODE_ID_PREFIXES: [&[u8]; 7] = [
         b"model.",
         b"test.",
@@ -316,17 +391,11 @@ fn split_guess(bytes: &[u8], start: usize, mut from: usize) -> Option<usize> {
         b"operation.",
         b"sql_operation.",
     ];
-    // Past this without a boundary, `from` is not in the map (a project whose macros or
-    // lineage maps outweigh its nodes): no guess, rather than a scan of the rest.
-    let search_end = bytes.len().min(from + SPLIT_SEARCH_BYTES);
+    let mut from = 0;
     loop {
-        let quote = from
-            + bytes
-                .get(from..search_end)?
-                .iter()
-                .position(|&b| b == b'"')?;
+        let quote = from + window.get(from..)?.iter().position(|&b| b == b'"')?;
         from = quote + 1;
-        let mut before = bytes[start..quote]
+        let mut before = window[..quote]
             .iter()
             .rev()
             .filter(|b| !is_json_whitespace(b));
@@ -334,7 +403,7 @@ fn split_guess(bytes: &[u8], start: usize, mut from: usize) -> Option<usize> {
         if after_an_entry
             && NODE_ID_PREFIXES
                 .iter()
-                .any(|p| bytes[from..].starts_with(p))
+                .any(|p| window[from..].starts_with(p))
         {
             return Some(quote);
         }
@@ -346,23 +415,94 @@ fn is_json_whitespace(b: &u8) -> bool {
     matches!(b, b' ' | b'\t' | b'\n' | b'\r')
 }
 
-/// A position in the manifest's bytes, read a JSON value at a time.
-struct Cursor<'a> {
-    bytes: &'a [u8],
+/// A position in the manifest, read a JSON value at a time through a window of its bytes
+/// that is refilled (and grown for a value longer than it) as the reading moves on.
+struct Window<'s> {
+    source: &'s dyn ReadAt,
+    /// The window's memory, allocated and zeroed once; `buf[..filled]` holds the source's
+    /// bytes from `start`.
+    buf: Vec<u8>,
+    start: usize,
+    filled: usize,
+    /// The reading position in `buf`.
     pos: usize,
+    /// The source has no bytes after `buf[..filled]`.
+    ended: bool,
 }
 
-impl<'a> Cursor<'a> {
-    fn skip_whitespace(&mut self) {
-        while self.bytes.get(self.pos).is_some_and(is_json_whitespace) {
-            self.pos += 1;
+impl<'s> Window<'s> {
+    fn new(source: &'s dyn ReadAt, bytes: usize) -> Self {
+        Window {
+            source,
+            buf: vec![0; bytes],
+            start: 0,
+            filled: 0,
+            pos: 0,
+            ended: false,
+        }
+    }
+
+    /// The reading position in the source.
+    fn offset(&self) -> usize {
+        self.start + self.pos
+    }
+
+    /// Moves the reading position (bytes already in the window are kept).
+    fn seek(&mut self, offset: usize) {
+        if (self.start..=self.start + self.filled).contains(&offset) {
+            self.pos = offset - self.start;
+        } else {
+            (self.start, self.filled, self.pos, self.ended) = (offset, 0, 0, false);
+        }
+    }
+
+    /// At least `want` bytes from the reading position in the window (fewer only at the
+    /// source's end): the unread bytes moved to the front and the rest read after them.
+    fn fill(&mut self, want: usize) -> Option<()> {
+        if self.filled - self.pos >= want || self.ended {
+            return Some(());
+        }
+        self.buf.copy_within(self.pos..self.filled, 0);
+        self.start += self.pos;
+        self.filled -= self.pos;
+        self.pos = 0;
+        if self.buf.len() < want {
+            self.buf.resize(want, 0);
+        }
+        let read = self
+            .source
+            .read_at(&mut self.buf[self.filled..], self.start + self.filled)
+            .ok()?;
+        self.filled += read;
+        self.ended = self.filled < self.buf.len();
+        Some(())
+    }
+
+    fn skip_whitespace(&mut self) -> Option<()> {
+        loop {
+            while self.buf[..self.filled]
+                .get(self.pos)
+                .is_some_and(is_json_whitespace)
+            {
+                self.pos += 1;
+            }
+            if self.pos < self.filled || self.ended {
+                return Some(());
+            }
+            self.fill(1)?;
         }
     }
 
     /// The next byte that is not whitespace.
     fn peek(&mut self) -> Option<u8> {
-        self.skip_whitespace();
-        self.bytes.get(self.pos).copied()
+        self.skip_whitespace()?;
+        self.buf[..self.filled].get(self.pos).copied()
+    }
+
+    /// Only whitespace is left.
+    fn at_end(&mut self) -> Option<bool> {
+        self.skip_whitespace()?;
+        Some(self.pos == self.filled)
     }
 
     fn eat(&mut self, byte: u8) -> Option<()> {
@@ -380,13 +520,25 @@ impl<'a> Cursor<'a> {
         Some(more)
     }
 
-    /// One JSON value, deserialized.
-    fn value<T: Deserialize<'a>>(&mut self) -> Option<T> {
-        let mut stream =
-            serde_json::Deserializer::from_slice(self.bytes.get(self.pos..)?).into_iter::<T>();
-        let value = stream.next()?.ok()?;
-        self.pos += stream.byte_offset();
-        Some(value)
+    /// One JSON value, deserialized; a value that runs past the window's end is parsed again
+    /// in a window twice as long.
+    fn value<T: DeserializeOwned>(&mut self) -> Option<T> {
+        let mut want = (self.buf.len() / 16).max(1);
+        loop {
+            self.fill(want)?;
+            let unread = &self.buf[self.pos..self.filled];
+            let mut stream = serde_json::Deserializer::from_slice(unread).into_iter::<T>();
+            match stream.next() {
+                Some(Ok(value)) => {
+                    self.pos += stream.byte_offset();
+                    return Some(value);
+                }
+                Some(Err(e)) if e.is_eof() && !self.ended => {}
+                None if !self.ended => {}
+                _ => return None,
+            }
+            want = (unread.len() * 2).max(self.buf.len());
+        }
     }
 }
 

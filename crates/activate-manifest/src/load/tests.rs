@@ -53,20 +53,37 @@ fn plain(json: &str) -> String {
     format!("{manifest:?}")
 }
 
+/// The pieces' parse with these guesses, through windows of the size used and of sizes that
+/// refill many times a piece and grow for every node (a model here is about 3 KiB); all
+/// must agree, to the byte.
+fn pieces(bytes: &[u8], guess: PieceStarts<'_>) -> Option<Manifest> {
+    let [first, rest @ ..] = [WINDOW_BYTES, 64 << 10, 700]
+        .map(|window_bytes| parse_top_level(&bytes, guess, window_bytes));
+    let shown = |m: &Option<Manifest>| m.as_ref().map(|m| format!("{m:?}"));
+    for other in &rest {
+        assert_eq!(
+            shown(other),
+            shown(&first),
+            "windows of different sizes disagree"
+        );
+    }
+    first
+}
+
 #[test]
 fn two_threads_read_what_one_plain_parse_reads() {
     let json = manifest_json(1000, "{}");
-    assert!(json.len() >= TWO_THREADS_FROM, "{} bytes", json.len());
+    assert!(json.len() >= PIECES_FROM, "{} bytes", json.len());
     let bytes = json.as_bytes();
     // The guess is an entry boundary of the `nodes` map, so the split is taken.
     let start = json.find(r#""nodes": {"#).expect("nodes") + r#""nodes": {"#.len();
-    let starts = piece_starts(bytes, start);
+    let starts = piece_starts(&bytes, start);
     assert!(starts.len() >= 12, "{starts:?}");
     assert!(starts.is_sorted() && starts[0] > start, "{starts:?}");
     for &guess in &starts {
         assert!(json[..guess].trim_end().ends_with("},"), "{guess}");
     }
-    let split = parse_top_level(bytes, &piece_starts).expect("the two-thread parse");
+    let split = pieces(bytes, &piece_starts).expect("the two-thread parse");
     assert_eq!(split.nodes.len(), 3000);
     assert_eq!(format!("{split:?}"), plain(&json));
     let manifest = parse_manifest(bytes).expect("a manifest");
@@ -86,12 +103,12 @@ fn a_guess_inside_a_node_leaves_it_to_the_plain_parse() {
     let fake = json
         .find(r#""model.p.fake": {"unique_id""#)
         .expect("the fake key");
-    assert!(parse_top_level(json.as_bytes(), &|_, _| vec![fake]).is_none());
+    assert!(pieces(json.as_bytes(), &|_, _| vec![fake]).is_none());
     // With the true boundaries around it, the same: the fake piece read an entry.
     let start = json.find(r#""model.p.m00019""#).expect("a node");
     let end = json.find(r#""model.p.m00021""#).expect("a node");
-    assert!(parse_top_level(json.as_bytes(), &|_, _| vec![start, fake, end]).is_none());
-    let manifest = parse_top_level(json.as_bytes(), &|_, _| vec![start, end]).expect("taken");
+    assert!(pieces(json.as_bytes(), &|_, _| vec![start, fake, end]).is_none());
+    let manifest = pieces(json.as_bytes(), &|_, _| vec![start, end]).expect("taken");
     assert!(!manifest.nodes.contains_key("model.p.fake"));
     assert_eq!(format!("{manifest:?}"), plain(&json));
 }
@@ -103,11 +120,11 @@ fn a_guess_at_any_quote_gives_the_plain_result() {
     let expected = plain(&json);
     let quotes: Vec<usize> = json.match_indices('"').map(|(i, _)| i).step_by(7).collect();
     for &guess in &quotes {
-        let manifest = parse_top_level(json.as_bytes(), &|_, _| vec![guess]).expect("a manifest");
+        let manifest = pieces(json.as_bytes(), &|_, _| vec![guess]).expect("a manifest");
         assert_eq!(format!("{manifest:?}"), expected, "guess at byte {guess}");
     }
     // All of them at once: many pieces, most started inside a node or outside the map.
-    let manifest = parse_top_level(json.as_bytes(), &|_, _| quotes.clone()).expect("a manifest");
+    let manifest = pieces(json.as_bytes(), &|_, _| quotes.clone()).expect("a manifest");
     assert_eq!(format!("{manifest:?}"), expected, "every 7th quote");
 }
 
@@ -119,7 +136,7 @@ fn guesses_past_the_nodes_map_are_dropped() {
     let bytes = json.as_bytes();
     let start = json.find(r#""nodes": {"#).expect("nodes") + r#""nodes": {"#.len();
     let map_end = json.find(r#", "sources": {"#).expect("sources");
-    let mut starts: Vec<usize> = piece_starts(bytes, start)
+    let mut starts: Vec<usize> = piece_starts(&bytes, start)
         .into_iter()
         .filter(|&s| s < map_end)
         .collect();
@@ -130,7 +147,7 @@ fn guesses_past_the_nodes_map_are_dropped() {
             .filter(|&i| i > map_end)
             .step_by(50),
     );
-    let manifest = parse_top_level(bytes, &|_, _| starts.clone()).expect("the pieces' parse");
+    let manifest = pieces(bytes, &|_, _| starts.clone()).expect("the pieces' parse");
     assert_eq!(format!("{manifest:?}"), plain(&json));
 }
 
@@ -150,7 +167,7 @@ fn a_node_given_twice_leaves_it_to_the_plain_parse() {
     assert!(second > first);
     for starts in [vec![], vec![first], vec![first, second], vec![second]] {
         assert!(
-            parse_top_level(bytes, &|_, _| starts.clone()).is_none(),
+            pieces(bytes, &|_, _| starts.clone()).is_none(),
             "{starts:?}"
         );
     }
@@ -182,7 +199,7 @@ fn errors_and_duplicate_keys_read_as_the_plain_parse_says() {
 fn an_empty_nodes_map_and_no_nodes_key_parse() {
     let padding = format!(
         r#""macros": {{"macro.p.m": {{"macro_sql": "{}"}}}}"#,
-        "x".repeat(TWO_THREADS_FROM)
+        "x".repeat(PIECES_FROM)
     );
     for nodes in [r#""nodes": {}, "#, ""] {
         let json = format!(
@@ -195,17 +212,39 @@ fn an_empty_nodes_map_and_no_nodes_key_parse() {
 }
 
 #[test]
-fn a_large_file_is_read_whole_on_two_threads() {
+fn a_large_file_is_loaded_in_pieces_and_a_broken_one_reads_as_the_plain_parse_says() {
     let dir = tempfile::tempdir().expect("a temporary directory");
-    for len in [10, TWO_THREADS_FROM + 12_345] {
-        let path = dir.path().join(format!("{len}.json"));
-        let content: Vec<u8> = (0..len).map(|i| (i * 31 % 251) as u8).collect();
-        std::fs::write(&path, &content).expect("written");
-        let read = read_file(&path).expect("read");
-        assert!(matches!(
-            (&read, len >= TWO_THREADS_FROM),
-            (FileBytes::Large(_), true) | (FileBytes::Small(_), false)
-        ));
-        assert!(*read == *content, "{len} bytes read back differently");
+    let json = manifest_json(1000, "{}");
+    assert!(json.len() >= PIECES_FROM, "{} bytes", json.len());
+    let path = dir.path().join("manifest.json");
+    std::fs::write(&path, &json).expect("written");
+    let Ok(manifest) = load_manifest(&path) else {
+        panic!("not loaded");
+    };
+    assert_eq!(format!("{manifest:?}"), plain(&json));
+    // The file's bytes read by offset, in windows: the same bytes as the text.
+    let file = ManifestFile {
+        file: File::open(&path).expect("opened"),
+        size: json.len(),
+    };
+    let mut window = Window::new(&file, 1000);
+    window.seek(json.len() - 10);
+    assert!(window.fill(5).is_some());
+    assert_eq!(
+        &window.buf[..window.filled],
+        &json.as_bytes()[json.len() - 10..]
+    );
+    assert!(window.ended);
+    // Cut short: the error is serde_json's, from the whole file.
+    let cut = &json[..json.len() / 2];
+    std::fs::write(&path, cut).expect("written");
+    let plain_error = serde_json::from_str::<Manifest>(cut).expect_err("cut short");
+    match load_manifest(&path) {
+        Err(LoadError::Json(e)) => assert_eq!(e.to_string(), plain_error.to_string()),
+        _ => panic!("not the plain parse's error"),
     }
+    assert!(matches!(
+        load_manifest(&dir.path().join("missing.json")),
+        Err(LoadError::Read(_))
+    ));
 }
