@@ -3,12 +3,27 @@
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
-use activate_manifest::{ActivationSpec, Manifest};
+use activate_manifest::{ActivationSpec, Manifest, Node};
 use petgraph::Direction;
 use petgraph::graph::{DiGraph, NodeIndex};
 
 /// Resource types that are checks on a node rather than steps of its lineage.
 const NOT_LINEAGE: &[&str] = &["test", "unit_test"];
+
+/// The graph's node for `id`, added if it has none yet (looked up first: most ids are there
+/// already, and an insert needs an owned key).
+fn node_of(
+    graph: &mut DiGraph<String, ()>,
+    index: &mut BTreeMap<String, NodeIndex>,
+    id: &str,
+) -> NodeIndex {
+    if let Some(&node) = index.get(id) {
+        return node;
+    }
+    let node = graph.add_node(id.to_owned());
+    index.insert(id.to_owned(), node);
+    node
+}
 
 /// A petgraph `DiGraph` of the manifest's nodes and sources, with an edge from each node to
 /// every node that depends on it (`depends_on.nodes`), plus the syncs declared on its models.
@@ -28,32 +43,38 @@ impl<'a> ProjectGraph<'a> {
     pub fn new(manifest: &'a Manifest, specs: &'a [ActivationSpec]) -> Self {
         let mut graph = DiGraph::new();
         let mut index = BTreeMap::new();
-        let mut add = |graph: &mut DiGraph<String, ()>, id: &str| -> NodeIndex {
-            *index
-                .entry(id.to_owned())
-                .or_insert_with(|| graph.add_node(id.to_owned()))
-        };
         for source in manifest.sources.keys() {
-            add(&mut graph, source);
+            node_of(&mut graph, &mut index, source);
         }
-        let lineage_nodes = manifest
+        // Each node's type read once (a node is a pointer away from the map's entry).
+        let lineage_nodes: Vec<(&String, &Node)> = manifest
             .nodes
             .iter()
-            .filter(|(_, node)| !NOT_LINEAGE.contains(&node.resource_type.as_str()));
-        for (id, _) in lineage_nodes.clone() {
-            add(&mut graph, id);
+            .filter(|(_, node)| !NOT_LINEAGE.contains(&node.resource_type.as_str()))
+            .map(|(id, node)| (id, &**node))
+            .collect();
+        for (id, _) in &lineage_nodes {
+            node_of(&mut graph, &mut index, id);
         }
-        for (id, node) in lineage_nodes {
-            let child = add(&mut graph, id);
+        for (id, node) in &lineage_nodes {
+            let child = node_of(&mut graph, &mut index, id);
             for upstream in &node.depends_on.nodes {
-                let is_check = manifest
-                    .nodes
-                    .get(upstream)
-                    .is_some_and(|n| NOT_LINEAGE.contains(&n.resource_type.as_str()));
-                if is_check || upstream == id {
+                if upstream == *id {
                     continue;
                 }
-                let parent = add(&mut graph, upstream);
+                // Sources and lineage nodes are in the index already; any other upstream is a
+                // check (a test: not lineage) or missing from the manifest (a node of its own).
+                let parent = match index.get(upstream.as_str()) {
+                    Some(&parent) => parent,
+                    None if manifest
+                        .nodes
+                        .get(upstream)
+                        .is_some_and(|n| NOT_LINEAGE.contains(&n.resource_type.as_str())) =>
+                    {
+                        continue;
+                    }
+                    None => node_of(&mut graph, &mut index, upstream),
+                };
                 graph.update_edge(parent, child, ());
             }
         }
@@ -61,9 +82,9 @@ impl<'a> ProjectGraph<'a> {
         // A query sync is a node of its own, downstream of every node its query references, so
         // `enriched_leads+` selects it and lineage orders it.
         for spec in specs {
-            let node = add(&mut graph, &spec.model_id);
+            let node = node_of(&mut graph, &mut index, &spec.model_id);
             for parent in &spec.parents {
-                let parent = add(&mut graph, parent);
+                let parent = node_of(&mut graph, &mut index, parent);
                 graph.update_edge(parent, node, ());
             }
         }
