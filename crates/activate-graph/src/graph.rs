@@ -10,19 +10,13 @@ use petgraph::graph::{DiGraph, NodeIndex};
 /// Resource types that are checks on a node rather than steps of its lineage.
 const NOT_LINEAGE: &[&str] = &["test", "unit_test"];
 
-/// The graph's node for `id`, added if it has none yet (looked up first: most ids are there
-/// already, and an insert needs an owned key).
-fn node_of(
-    graph: &mut DiGraph<String, ()>,
-    index: &mut BTreeMap<String, NodeIndex>,
-    id: &str,
+/// The graph's node for `id`, added if it has none yet.
+fn node_of<'a>(
+    graph: &mut DiGraph<&'a str, ()>,
+    index: &mut BTreeMap<&'a str, NodeIndex>,
+    id: &'a str,
 ) -> NodeIndex {
-    if let Some(&node) = index.get(id) {
-        return node;
-    }
-    let node = graph.add_node(id.to_owned());
-    index.insert(id.to_owned(), node);
-    node
+    *index.entry(id).or_insert_with(|| graph.add_node(id))
 }
 
 /// A petgraph `DiGraph` of the manifest's nodes and sources, with an edge from each node to
@@ -30,9 +24,10 @@ fn node_of(
 pub struct ProjectGraph<'a> {
     pub(crate) manifest: &'a Manifest,
     pub(crate) specs: &'a [ActivationSpec],
-    /// Node weight: the unique_id. Edge: upstream -> downstream.
-    graph: DiGraph<String, ()>,
-    index: BTreeMap<String, NodeIndex>,
+    /// Node weight: the unique_id (borrowed from the manifest or a spec). Edge: upstream ->
+    /// downstream.
+    graph: DiGraph<&'a str, ()>,
+    index: BTreeMap<&'a str, NodeIndex>,
     /// Spec indices per model unique_id, in spec order.
     syncs_by_model: BTreeMap<&'a str, Vec<usize>>,
     /// Spec index per sync name.
@@ -47,19 +42,19 @@ impl<'a> ProjectGraph<'a> {
             node_of(&mut graph, &mut index, source);
         }
         // Each node's type read once (a node is a pointer away from the map's entry).
-        let lineage_nodes: Vec<(&String, &Node)> = manifest
+        let lineage_nodes: Vec<(&str, &Node)> = manifest
             .nodes
             .iter()
             .filter(|(_, node)| !NOT_LINEAGE.contains(&node.resource_type.as_str()))
-            .map(|(id, node)| (id, &**node))
+            .map(|(id, node)| (id.as_str(), &**node))
             .collect();
-        for (id, _) in &lineage_nodes {
+        for &(id, _) in &lineage_nodes {
             node_of(&mut graph, &mut index, id);
         }
-        for (id, node) in &lineage_nodes {
+        for &(id, node) in &lineage_nodes {
             let child = node_of(&mut graph, &mut index, id);
             for upstream in &node.depends_on.nodes {
-                if upstream == *id {
+                if upstream == id {
                     continue;
                 }
                 // Sources and lineage nodes are in the index already; any other upstream is a
@@ -155,11 +150,11 @@ impl<'a> ProjectGraph<'a> {
     }
 
     pub(crate) fn id(&self, node: NodeIndex) -> &str {
-        self.graph.node_weight(node).map_or("", String::as_str)
+        self.graph.node_weight(node).copied().unwrap_or_default()
     }
 
     pub(crate) fn nodes(&self) -> impl Iterator<Item = (NodeIndex, &str)> {
-        self.index.iter().map(|(id, &n)| (n, id.as_str()))
+        self.index.iter().map(|(&id, &n)| (n, id))
     }
 
     /// Nodes reached from `starts` in `direction`, not counting the starts themselves unless a
