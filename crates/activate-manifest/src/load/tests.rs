@@ -211,6 +211,7 @@ fn an_empty_nodes_map_and_no_nodes_key_parse() {
     }
 }
 
+#[cfg(unix)]
 #[test]
 fn a_large_file_is_loaded_in_pieces_and_a_broken_one_reads_as_the_plain_parse_says() {
     let dir = tempfile::tempdir().expect("a temporary directory");
