@@ -1,9 +1,8 @@
 //! Reading a large `manifest.json` fast (issue #6, workload 1; docs/performance.md).
 //!
 //! A 10,000-model manifest is about 180 MB. Most of the time of loading it goes to parsing
-//! the `nodes` map, and, when the whole file is read into fresh memory first, to the kernel
-//! zeroing that memory and to the bytes going out to main memory and back. So a large
-//! manifest is never held whole:
+//! the `nodes` map; reading the whole file into fresh memory first also has the kernel zero
+//! 180 MB before copying the file into it. So a large manifest is never held whole:
 //!
 //! - [`Window`]: the bytes are read with `pread` a window (1 MiB) at a time into a buffer that
 //!   is reused, so they are parsed while they are still in the core's cache, and only the
@@ -18,8 +17,8 @@
 //! Anything unusual (a syntax error, a repeated key, a guess inside a node, a thread panicking,
 //! the file changing while it is read) falls back to one plain `serde_json::from_slice` of the
 //! whole file, so errors read exactly as before. One difference is kept: serde_json's nesting
-//! limit (128) counts from each value parsed here, so a node nested 126 or 127 levels deep,
-//! refused by one plain parse, is read.
+//! limit (128) counts from each value parsed here (each node, each other top-level value), so
+//! a value nested 126 or 127 levels deep, refused by one plain parse, is read.
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -116,7 +115,13 @@ pub(crate) fn load_manifest(path: &Path) -> Result<Manifest, LoadError> {
     // Small, or anything unusual: the whole file (what the plain parse says is the error).
     let mut bytes = Vec::with_capacity(usize::try_from(before.len()).unwrap_or(0));
     io::Read::read_to_end(&mut &file, &mut bytes).map_err(LoadError::Read)?;
-    parse_manifest(&bytes).map_err(LoadError::Json)
+    // On unix the pieces were tried above, from the file.
+    let parsed = if cfg!(unix) {
+        serde_json::from_slice(&bytes)
+    } else {
+        parse_manifest(&bytes)
+    };
+    parsed.map_err(LoadError::Json)
 }
 
 /// A large manifest read by offset, a window at a time; the file back where it is small or
@@ -132,7 +137,18 @@ fn load_in_pieces(file: File, before: &std::fs::Metadata) -> io::Result<Result<M
     // A file rewritten in place while it was read (dbt writing it again) may have given a
     // mix of two files' bytes: it is read again, whole.
     let after = source.file.metadata()?;
-    let unchanged = after.len() == before.len() && after.modified().ok() == before.modified().ok();
+    let stamp = |m: &std::fs::Metadata| {
+        use std::os::unix::fs::MetadataExt;
+        (
+            m.ino(),
+            m.len(),
+            m.mtime(),
+            m.mtime_nsec(),
+            m.ctime(),
+            m.ctime_nsec(),
+        )
+    };
+    let unchanged = stamp(&after) == stamp(before);
     Ok(match parsed {
         Some(manifest) if unchanged => Ok(manifest),
         _ => Err(source.file),

@@ -236,6 +236,16 @@ fn a_large_file_is_loaded_in_pieces_and_a_broken_one_reads_as_the_plain_parse_sa
         &json.as_bytes()[json.len() - 10..]
     );
     assert!(window.ended);
+    // A file that is not as it was when it was opened (here: the stamp of another file of the
+    // same length) is handed back, to be read again whole.
+    let other = dir.path().join("other.json");
+    std::fs::write(&other, &json).expect("written");
+    let opened = File::open(&path).expect("opened");
+    let other_stamp = std::fs::metadata(&other).expect("metadata");
+    assert!(matches!(load_in_pieces(opened, &other_stamp), Ok(Err(_))));
+    let opened = File::open(&path).expect("opened");
+    let stamp = std::fs::metadata(&path).expect("metadata");
+    assert!(matches!(load_in_pieces(opened, &stamp), Ok(Ok(_))));
     // Cut short: the error is serde_json's, from the whole file.
     let cut = &json[..json.len() / 2];
     std::fs::write(&path, cut).expect("written");
