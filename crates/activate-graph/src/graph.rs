@@ -41,18 +41,15 @@ impl<'a> ProjectGraph<'a> {
         for source in manifest.sources.keys() {
             node_of(&mut graph, &mut index, source);
         }
-        // Each node's type read once (a node is a pointer away from the map's entry).
-        let lineage_nodes: Vec<(&str, &Node)> = manifest
+        // Every lineage node first, in id order, each with its graph node (and its type read
+        // once: a node is a pointer away from the map's entry); then their edges.
+        let lineage_nodes: Vec<(NodeIndex, &str, &Node)> = manifest
             .nodes
             .iter()
             .filter(|(_, node)| !NOT_LINEAGE.contains(&node.resource_type.as_str()))
-            .map(|(id, node)| (id.as_str(), &**node))
+            .map(|(id, node)| (node_of(&mut graph, &mut index, id), id.as_str(), &**node))
             .collect();
-        for &(id, _) in &lineage_nodes {
-            node_of(&mut graph, &mut index, id);
-        }
-        for &(id, node) in &lineage_nodes {
-            let child = node_of(&mut graph, &mut index, id);
+        for &(child, id, node) in &lineage_nodes {
             for upstream in &node.depends_on.nodes {
                 if upstream == id {
                     continue;

@@ -29,6 +29,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use serde::de::{DeserializeOwned, IgnoredAny};
 
+use crate::error::ManifestError;
 use crate::manifest::{Manifest, ManifestMetadata, Node, Source};
 
 /// Below this size a manifest is read whole and parsed on one thread (a thread and the
@@ -96,63 +97,60 @@ impl ReadAt for ManifestFile {
     }
 }
 
-/// Why a manifest could not be loaded.
-pub(crate) enum LoadError {
-    Read(io::Error),
-    Json(serde_json::Error),
-}
-
 /// Reads and parses `manifest.json`; a large one a window at a time, its `nodes` map on two
 /// threads.
-pub(crate) fn load_manifest(path: &Path) -> Result<Manifest, LoadError> {
-    let file = File::open(path).map_err(LoadError::Read)?;
-    let before = file.metadata().map_err(LoadError::Read)?;
+pub(crate) fn load_manifest(path: &Path) -> Result<Manifest, ManifestError> {
+    let read_error = |source| ManifestError::Read {
+        path: path.to_path_buf(),
+        source,
+    };
+    let file = File::open(path).map_err(read_error)?;
+    let before = file.metadata().map_err(read_error)?;
     #[cfg(unix)]
-    let file = match load_in_pieces(file, &before).map_err(LoadError::Read)? {
+    let file = match load_in_pieces(file, &before) {
         Ok(manifest) => return Ok(manifest),
         Err(file) => file,
     };
     // Small, or anything unusual: the whole file (what the plain parse says is the error).
     let mut bytes = Vec::with_capacity(usize::try_from(before.len()).unwrap_or(0));
-    io::Read::read_to_end(&mut &file, &mut bytes).map_err(LoadError::Read)?;
+    io::Read::read_to_end(&mut &file, &mut bytes).map_err(read_error)?;
     // On unix the pieces were tried above, from the file.
     let parsed = if cfg!(unix) {
         serde_json::from_slice(&bytes)
     } else {
         parse_manifest(&bytes)
     };
-    parsed.map_err(LoadError::Json)
+    parsed.map_err(|source| ManifestError::Json {
+        path: path.to_path_buf(),
+        source,
+    })
 }
 
 /// A large manifest read by offset, a window at a time; the file back where it is small or
 /// anything is not as expected.
 #[cfg(unix)]
-fn load_in_pieces(file: File, before: &std::fs::Metadata) -> io::Result<Result<Manifest, File>> {
+fn load_in_pieces(file: File, before: &std::fs::Metadata) -> Result<Manifest, File> {
+    use std::os::unix::fs::MetadataExt;
     let size = usize::try_from(before.len()).unwrap_or(0);
     if size < PIECES_FROM {
-        return Ok(Err(file));
+        return Err(file);
     }
     let source = ManifestFile { file, size };
     let parsed = parse_top_level(&source, &piece_starts, WINDOW_BYTES);
     // A file rewritten in place while it was read (dbt writing it again) may have given a
-    // mix of two files' bytes: it is read again, whole.
-    let after = source.file.metadata()?;
+    // mix of two files' bytes (or its metadata can no longer be read): it is read again, whole.
     let stamp = |m: &std::fs::Metadata| {
-        use std::os::unix::fs::MetadataExt;
-        (
-            m.ino(),
-            m.len(),
-            m.mtime(),
-            m.mtime_nsec(),
-            m.ctime(),
-            m.ctime_nsec(),
-        )
+        let (mtime, ctime) = ((m.mtime(), m.mtime_nsec()), (m.ctime(), m.ctime_nsec()));
+        (m.ino(), m.len(), mtime, ctime)
     };
-    let unchanged = stamp(&after) == stamp(before);
-    Ok(match parsed {
+    let unchanged = source
+        .file
+        .metadata()
+        .is_ok_and(|after| stamp(&after) == stamp(before));
+    match parsed {
         Some(manifest) if unchanged => Ok(manifest),
         _ => Err(source.file),
-    })
+    }
 }
 
 /// Parses manifest bytes; the `nodes` map of a large one on two threads.

@@ -12,7 +12,6 @@ use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 use crate::error::ManifestError;
-use crate::load::LoadError;
 
 /// Manifest schema versions this release understands.
 pub const SUPPORTED_MANIFEST_VERSIONS: &[u32] = &[10, 11, 12];
@@ -238,17 +237,7 @@ pub struct Source {
 impl Manifest {
     /// Reads and checks `manifest.json`.
     pub fn from_path(path: &Path) -> Result<Self, ManifestError> {
-        let manifest = crate::load::load_manifest(path).map_err(|error| match error {
-            LoadError::Read(source) => ManifestError::Read {
-                path: path.to_path_buf(),
-                source,
-            },
-            LoadError::Json(source) => ManifestError::Json {
-                path: path.to_path_buf(),
-                source,
-            },
-        })?;
-        Self::checked(manifest, path)
+        Self::checked(crate::load::load_manifest(path)?, path)
     }
 
     pub fn from_slice(bytes: &[u8], path: &Path) -> Result<Self, ManifestError> {
