@@ -175,43 +175,109 @@ fn parse_top_level(
     window_bytes: usize,
 ) -> Option<Manifest> {
     let mut at = Window::new(source, window_bytes);
-    let mut metadata: Option<ManifestMetadata> = None;
-    let mut nodes: Option<BTreeMap<String, Box<Node>>> = None;
-    let mut sources: Option<BTreeMap<String, Source>> = None;
+    let mut before = TopLevel::default();
     at.eat(b'{')?;
-    if at.peek()? != b'}' {
-        loop {
-            let key: String = at.value()?;
-            at.eat(b':')?;
-            match key.as_str() {
-                "metadata" if metadata.is_none() => metadata = Some(at.value()?),
-                "nodes" if nodes.is_none() => {
-                    nodes = Some(parse_nodes(&mut at, guess, window_bytes)?);
-                    // The rest (sources, macros, the lineage maps: a few MB) in one read: a
-                    // value longer than the window would be parsed again each time it doubles.
-                    at.fill(at.source.size().saturating_sub(at.offset()))?;
-                }
-                "sources" if sources.is_none() => sources = Some(at.value()?),
-                "metadata" | "nodes" | "sources" => return None,
-                _ => {
-                    at.value::<IgnoredAny>()?;
-                }
-            }
-            if !at.eat_separator()? {
-                break;
+    // `{}` has no metadata: the plain parse says so.
+    if at.peek()? == b'}' || !parse_top_entries(&mut at, &mut before, false)? {
+        return Some(Manifest {
+            metadata: before.metadata?,
+            nodes: BTreeMap::new(),
+            sources: before.sources.unwrap_or_default(),
+        });
+    }
+    let (nodes, map_end, tail) = parse_nodes(&mut at, guess, window_bytes)?;
+    let after = match tail {
+        Some(after) => after,
+        None => parse_tail(&mut at, map_end)?,
+    };
+    Some(Manifest {
+        metadata: given_once(before.metadata, after.metadata)??,
+        nodes,
+        sources: given_once(before.sources, after.sources)?.unwrap_or_default(),
+    })
+}
+
+/// A top-level value read before or after `nodes`; `None` where it was given on both sides
+/// (twice: the plain parse says so).
+fn given_once<T>(before: Option<T>, after: Option<T>) -> Option<Option<T>> {
+    match (before, after) {
+        (Some(_), Some(_)) => None,
+        (value, None) | (None, value) => Some(value),
+    }
+}
+
+/// The top-level values read besides `nodes`.
+#[derive(Default)]
+struct TopLevel {
+    metadata: Option<ManifestMetadata>,
+    sources: Option<BTreeMap<String, Source>>,
+}
+
+/// Top-level entries into `top`, from a key (or, `after_value`, from the `,` or `}` after a
+/// value), up to the `nodes` key (`true`: the window is after its `:`) or the object's end,
+/// which must be the file's (`false`).
+fn parse_top_entries(at: &mut Window<'_>, top: &mut TopLevel, after_value: bool) -> Option<bool> {
+    if after_value && !at.eat_separator()? {
+        return at.at_end()?.then_some(false);
+    }
+    loop {
+        let key: String = at.value()?;
+        at.eat(b':')?;
+        match key.as_str() {
+            "nodes" => return Some(true),
+            "metadata" if top.metadata.is_none() => top.metadata = Some(at.value()?),
+            "sources" if top.sources.is_none() => top.sources = Some(at.value()?),
+            "metadata" | "sources" => return None,
+            _ => {
+                at.value::<IgnoredAny>()?;
             }
         }
-    } else {
-        at.eat(b'}')?;
+        if !at.eat_separator()? {
+            return at.at_end()?.then_some(false);
+        }
     }
-    if !at.at_end()? {
-        return None;
+}
+
+/// The top-level entries after the `nodes` map, which ends at `map_end` (sources, macros, the
+/// lineage maps: a few MB, read in one go: a value longer than the window would be parsed
+/// again each time it doubles). A second `nodes` key: `None`.
+fn parse_tail(at: &mut Window<'_>, map_end: usize) -> Option<TopLevel> {
+    at.seek(map_end);
+    at.fill(at.source.size().saturating_sub(map_end))?;
+    let mut after = TopLevel::default();
+    match parse_top_entries(at, &mut after, true)? {
+        true => None,
+        false => Some(after),
     }
-    Some(Manifest {
-        metadata: metadata?,
-        nodes: nodes.unwrap_or_default(),
-        sources: sources.unwrap_or_default(),
-    })
+}
+
+/// Where the `nodes` map probably ends (the offset after its `}`), searched from `from`: dbt
+/// writes `sources` right after `nodes`, so the map ends at the `}}` (its last node's and its
+/// own) before the first `, "sources"` after the map's last piece. Only a guess: the tail
+/// parsed from there is used only where the pieces end the map there.
+fn guess_map_end(at: &mut Window<'_>, from: usize) -> Option<usize> {
+    let finder = memchr::memmem::Finder::new(br#""sources""#);
+    at.seek(from);
+    loop {
+        at.fill(at.buf.len())?;
+        let window = &at.buf[at.pos..at.filled];
+        for found in finder.find_iter(window) {
+            let mut before = window[..found]
+                .iter()
+                .enumerate()
+                .rev()
+                .filter(|(_, b)| !is_json_whitespace(b));
+            let (comma, map, node) = (before.next(), before.next(), before.next());
+            if let (Some((_, b',')), Some((map, b'}')), Some((_, b'}'))) = (comma, map, node) {
+                return Some(at.offset() + map + 1);
+            }
+        }
+        if at.ended {
+            return None;
+        }
+        // Keep the window's last bytes: a match across the refill is found in the next.
+        at.pos = at.filled.saturating_sub(256).max(at.pos + 1);
+    }
 }
 
 /// The `nodes` map (the window at its `{`), cut into pieces at guessed entry boundaries, the
@@ -225,15 +291,20 @@ fn parse_top_level(
 /// is every piece that read an entry and no key came twice; otherwise (a guess inside a node,
 /// a repeated key: rare) `None`, and the plain parse decides. So the result is always what one
 /// sequential parse gives.
+///
+/// The first job taken, before the pieces, is the rest of the file after the map, from where
+/// the map probably ends ([`guess_map_end`]), so no core waits for it at the end. It is used
+/// where the pieces end the map at that offset; otherwise the caller parses it from there.
+/// Returns the map, the offset after it, and the rest when it was parsed here.
 fn parse_nodes(
     at: &mut Window<'_>,
     guess: PieceStarts<'_>,
     window_bytes: usize,
-) -> Option<BTreeMap<String, Box<Node>>> {
+) -> Option<(Nodes, usize, Option<TopLevel>)> {
     at.eat(b'{')?;
     if at.peek()? == b'}' {
         at.pos += 1;
-        return Some(BTreeMap::new());
+        return Some((BTreeMap::new(), at.offset(), None));
     }
     let first = at.offset();
     let mut starts = vec![first];
@@ -244,16 +315,31 @@ fn parse_nodes(
     }
     let source = at.source;
     let nodes = Mutex::new(BTreeMap::new());
-    let next_piece = AtomicUsize::new(0);
-    let take_pieces = || {
+    // The rest after the map, from its guessed end: (that end, the rest parsed from there).
+    let tail = Mutex::new(None);
+    let with_tail = starts.len() > 1;
+    let jobs = starts.len() + usize::from(with_tail);
+    let next_job = AtomicUsize::new(0);
+    let take_jobs = || {
         let mut window = Window::new(source, window_bytes);
         let mut entries = Vec::new();
         let mut ends = Vec::new();
         loop {
-            let i = next_piece.fetch_add(1, Ordering::Relaxed);
-            if i >= starts.len() {
+            let job = next_job.fetch_add(1, Ordering::Relaxed);
+            if job >= jobs {
                 return ends;
             }
+            if with_tail && job == 0 {
+                let mut window = Window::new(source, window_bytes);
+                let last_piece = starts[starts.len() - 1];
+                let parsed = guess_map_end(&mut window, last_piece)
+                    .map(|end| (end, parse_tail(&mut window, end)));
+                if let Ok(mut tail) = tail.lock() {
+                    *tail = parsed;
+                }
+                continue;
+            }
+            let i = job - usize::from(with_tail);
             let end = parse_piece(&mut window, &starts, i, &mut entries);
             // A key already in the map (given twice): the count below sees it. A lock poisoned
             // by the other thread's panic leaves this piece missing: the plain parse decides.
@@ -268,9 +354,9 @@ fn parse_nodes(
     std::thread::scope(|scope| {
         // Without a second thread this one takes every piece.
         let helper = std::thread::Builder::new()
-            .spawn_scoped(scope, take_pieces)
+            .spawn_scoped(scope, take_jobs)
             .ok();
-        let mine = take_pieces();
+        let mine = take_jobs();
         // A helper that panicked leaves its pieces missing: the plain parse then decides.
         let theirs = match helper {
             Some(helper) => helper.join().ok()?,
@@ -306,9 +392,15 @@ fn parse_nodes(
     if nodes.len() != read {
         return None;
     }
-    at.seek(map_end);
-    Some(nodes)
+    let tail = match tail.into_inner().ok()? {
+        Some((end, Some(tail))) if end == map_end => Some(tail),
+        _ => None,
+    };
+    Some((nodes, map_end, tail))
 }
+
+/// The `nodes` map as read.
+type Nodes = BTreeMap<String, Box<Node>>;
 
 /// How many entries a piece of the `nodes` map read, and where it ended.
 struct Piece {

@@ -261,3 +261,59 @@ fn a_large_file_is_loaded_in_pieces_and_a_broken_one_reads_as_the_plain_parse_sa
         Err(ManifestError::Read { .. })
     ));
 }
+
+/// The rest of the file after the `nodes` map is parsed from where the map probably ends,
+/// while the pieces are parsed. A wrong guess (an object in a node shaped like the map's end)
+/// is found out by where the pieces end the map, and the rest is then parsed from there.
+#[test]
+fn the_rest_after_the_map_is_parsed_from_its_guessed_end() {
+    let fake_meta = r#"{"x": {"y": {}}, "sources": {"source.p.fake": {"unique_id": "source.p.fake", "name": "fake", "source_name": "f"}}}"#;
+    let json = manifest_json(1000, fake_meta);
+    let bytes = json.as_bytes();
+    let map_end = json
+        .find(r#", "sources": {"source.p.raw.t""#)
+        .expect("the map's end");
+    // In the node's config and its own meta.
+    let fakes: Vec<usize> = json
+        .match_indices(r#", "sources": {"source.p.fake""#)
+        .map(|(i, _)| i)
+        .collect();
+    let [fake, last_fake] = fakes[..] else {
+        panic!("{fakes:?}")
+    };
+    let nodes_map = json.find(r#""nodes": {"#).expect("nodes") + r#""nodes": "#.len();
+    let mut window = Window::new(&bytes, 700);
+    assert_eq!(guess_map_end(&mut window, nodes_map), Some(fake));
+    assert_eq!(guess_map_end(&mut window, fake + 1), Some(last_fake));
+    assert_eq!(guess_map_end(&mut window, last_fake + 1), Some(map_end));
+    assert_eq!(guess_map_end(&mut window, map_end + 1), None);
+
+    // The pieces' last start after the fake end: the rest was parsed with the pieces.
+    let parse = |guess: PieceStarts<'_>| {
+        let mut at = Window::new(&bytes, WINDOW_BYTES);
+        at.seek(nodes_map);
+        let (nodes, end, tail) = parse_nodes(&mut at, guess, WINDOW_BYTES).expect("the map");
+        assert_eq!((nodes.len(), end), (3000, map_end));
+        tail.map(|tail| {
+            tail.sources
+                .unwrap_or_default()
+                .into_keys()
+                .collect::<Vec<_>>()
+        })
+    };
+    assert!(piece_starts(&bytes, nodes_map + 1).last() > Some(&last_fake));
+    assert_eq!(
+        parse(&piece_starts),
+        Some(vec!["source.p.raw.t".to_owned()])
+    );
+    // The last start before it: the guess was the fake end, and the rest is left to the caller.
+    let before_fake = json.find(r#""model.p.m00499""#).expect("a node");
+    assert!(before_fake < fake);
+    assert_eq!(parse(&|_, _| vec![before_fake]), None);
+    let manifest = pieces(bytes, &|_, _| vec![before_fake]).expect("the pieces' parse");
+    assert_eq!(
+        manifest.sources.keys().collect::<Vec<_>>(),
+        ["source.p.raw.t"]
+    );
+    assert_eq!(format!("{manifest:?}"), plain(&json));
+}
