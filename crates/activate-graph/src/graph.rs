@@ -1,7 +1,7 @@
 //! The lineage graph of a dbt project (models, seeds, snapshots, sources, ...) and the syncs
 //! declared on its models.
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 
 use activate_manifest::{ActivationSpec, Manifest, Node};
 use petgraph::Direction;
@@ -10,10 +10,15 @@ use petgraph::graph::{DiGraph, NodeIndex};
 /// Resource types that are checks on a node rather than steps of its lineage.
 const NOT_LINEAGE: &[&str] = &["test", "unit_test"];
 
+/// The graph's node per unique_id. A hash map: ids share long prefixes (`model.<project>.`),
+/// which an ordered map compares again at every step (a third of building the graph of
+/// 10,000 models; docs/performance.md). Nothing depends on its order.
+type NodeIndexes<'a> = HashMap<&'a str, NodeIndex, foldhash::fast::RandomState>;
+
 /// The graph's node for `id`, added if it has none yet.
 fn node_of<'a>(
     graph: &mut DiGraph<&'a str, ()>,
-    index: &mut BTreeMap<&'a str, NodeIndex>,
+    index: &mut NodeIndexes<'a>,
     id: &'a str,
 ) -> NodeIndex {
     *index.entry(id).or_insert_with(|| graph.add_node(id))
@@ -27,7 +32,7 @@ pub struct ProjectGraph<'a> {
     /// Node weight: the unique_id (borrowed from the manifest or a spec). Edge: upstream ->
     /// downstream.
     graph: DiGraph<&'a str, ()>,
-    index: BTreeMap<&'a str, NodeIndex>,
+    index: NodeIndexes<'a>,
     /// Spec indices per model unique_id, in spec order.
     syncs_by_model: BTreeMap<&'a str, Vec<usize>>,
     /// Spec index per sync name.
@@ -36,8 +41,11 @@ pub struct ProjectGraph<'a> {
 
 impl<'a> ProjectGraph<'a> {
     pub fn new(manifest: &'a Manifest, specs: &'a [ActivationSpec]) -> Self {
-        let mut graph = DiGraph::new();
-        let mut index = BTreeMap::new();
+        let mut graph = DiGraph::with_capacity(manifest.nodes.len(), manifest.nodes.len());
+        let mut index = NodeIndexes::with_capacity_and_hasher(
+            manifest.nodes.len() + manifest.sources.len(),
+            Default::default(),
+        );
         for source in manifest.sources.keys() {
             node_of(&mut graph, &mut index, source);
         }
