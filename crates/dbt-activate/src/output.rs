@@ -184,10 +184,36 @@ pub fn report(msg: &str, data: serde_json::Value) {
     }
 }
 
-/// A line of machine output (e.g. `ls --output json`) on stdout, whatever the log format.
-pub fn machine_line(text: &str) {
-    let mut out = std::io::stdout().lock();
-    let _ = writeln!(out, "{}", redact(text));
+/// The lines of a report at once (a table's rows): in text mode one write to stdout (a
+/// thousand rows were a thousand system calls, one a line); in JSON mode an event each, as
+/// [`report`] writes them, its data built only then.
+pub fn report_lines<F: FnOnce() -> serde_json::Value>(
+    lines: impl IntoIterator<Item = (String, F)>,
+) {
+    match format() {
+        LogFormat::Text => {
+            let mut text = String::new();
+            for (msg, _) in lines {
+                text.push_str(&msg);
+                text.push('\n');
+            }
+            let _ = std::io::stdout().lock().write_all(redact(&text).as_bytes());
+        }
+        LogFormat::Json => {
+            for (msg, data) in lines {
+                to_stderr(&json_event("info", "R001", &msg, data()));
+            }
+        }
+    }
+}
+
+/// Lines of machine output at once (`ls --output json`: a record a sync), in one write.
+pub fn machine_lines(lines: &[String]) {
+    let mut text = lines.join("\n");
+    if !text.is_empty() {
+        text.push('\n');
+    }
+    let _ = std::io::stdout().lock().write_all(redact(&text).as_bytes());
 }
 
 pub fn line(msg: &str) {

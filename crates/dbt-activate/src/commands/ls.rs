@@ -29,6 +29,7 @@ pub fn ls(args: LsArgs) -> anyhow::Result<ExitStatus> {
         "next due",
     ];
     let mut rows: Vec<[String; 7]> = Vec::new();
+    let mut records: Vec<String> = Vec::new();
     for &i in &selected {
         let spec = &loaded.specs[i];
         let last = match last_runs.get(&spec.name) {
@@ -73,7 +74,7 @@ pub fn ls(args: LsArgs) -> anyhow::Result<ExitStatus> {
                 "last_run": last,
                 "next_due": next_due,
             });
-            output::machine_line(&record.to_string());
+            records.push(record.to_string());
             continue;
         }
         rows.push([
@@ -106,20 +107,21 @@ pub fn ls(args: LsArgs) -> anyhow::Result<ExitStatus> {
             .to_owned()
     };
     if args.output == LsOutput::Json {
+        output::machine_lines(&records);
         return Ok(ExitStatus::Success);
     }
     output::line(&fmt(&header));
-    for r in &rows {
-        let data: serde_json::Map<String, serde_json::Value> = header
-            .iter()
-            .zip(r)
-            .map(|(h, v)| (h.replace(' ', "_"), serde_json::Value::String(v.clone())))
-            .collect();
-        output::report(
-            &fmt(&r.iter().map(String::as_str).collect::<Vec<_>>()),
-            serde_json::Value::Object(data),
-        );
-    }
+    output::report_lines(rows.iter().map(|r| {
+        let data = move || {
+            let data: serde_json::Map<String, serde_json::Value> = header
+                .iter()
+                .zip(r)
+                .map(|(h, v)| (h.replace(' ', "_"), serde_json::Value::String(v.clone())))
+                .collect();
+            serde_json::Value::Object(data)
+        };
+        (fmt(&r.iter().map(String::as_str).collect::<Vec<_>>()), data)
+    }));
     output::line(&format!(
         "{} activation{} (times in UTC; `run` skips syncs not due yet, `run --ignore-schedule` runs them)",
         rows.len(),
