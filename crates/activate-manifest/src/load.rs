@@ -317,6 +317,7 @@ fn parse_nodes(
     let nodes = Mutex::new(BTreeMap::new());
     // The rest after the map, from its guessed end: (that end, the rest parsed from there).
     let tail = Mutex::new(None);
+    // Without a guessed piece start, the search for the map's end would read the whole map.
     let with_tail = starts.len() > 1;
     let jobs = starts.len() + usize::from(with_tail);
     let next_job = AtomicUsize::new(0);
