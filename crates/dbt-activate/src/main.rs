@@ -69,6 +69,9 @@ fn main() -> ExitCode {
     let started = std::time::Instant::now();
     let (name, format) = command_of(&cli.command);
     output::init(format);
+    if !matches!(cli.command, Command::Serve(_)) {
+        project::keep_large_manifests_until_exit();
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use activate_executor::connections::{self, ActivateConfig, Profile, ProjectSettings};
 use activate_executor::destination::schema::FieldMismatch;
@@ -26,16 +27,33 @@ pub struct Loaded {
     pub state_dir: PathBuf,
 }
 
-/// A manifest of more nodes than this is freed on a thread of its own (see `Drop for Loaded`).
+/// A manifest of more nodes than this is not freed where it is dropped (see `Drop for Loaded`).
 const FREE_IN_BACKGROUND_FROM: usize = 10_000;
 
-/// Freeing a 10,000-model manifest (some 900,000 allocations) takes about 30 ms: a command
-/// does not wait for it. The thread is not joined; when the process exits first, the
-/// operating system takes the memory back.
+/// Whether a large manifest is freed when its `Loaded` is dropped: only for `serve`, which
+/// loads the project again for each run (see [`keep_large_manifests_until_exit`]).
+static FREE_LARGE_MANIFESTS: AtomicBool = AtomicBool::new(true);
+
+/// For a command that ends the process when it is done: a large manifest is left to the
+/// operating system, which takes the memory back at exit at once. Freeing it (some 900,000
+/// allocations for 10,000 models, on a thread of its own) while the process exited made
+/// `ls` 11 and 16 ms slower (medians of 21 runs, two trials; docs/performance.md): at exit
+/// the allocator handed the freed pages back to the kernel, a call for each 64 KiB.
+pub fn keep_large_manifests_until_exit() {
+    FREE_LARGE_MANIFESTS.store(false, Ordering::Relaxed);
+}
+
+/// Freeing a 10,000-model manifest takes about 30 ms: no command waits for it. `serve` frees
+/// it on a thread of its own (not joined; when the process exits first, the operating system
+/// takes the memory back); any other command leaves it to the operating system.
 impl Drop for Loaded {
     fn drop(&mut self) {
         if self.manifest.nodes.len() >= FREE_IN_BACKGROUND_FROM {
             let manifest = std::mem::take(&mut self.manifest);
+            if !FREE_LARGE_MANIFESTS.load(Ordering::Relaxed) {
+                std::mem::forget(manifest);
+                return;
+            }
             // If no thread can be started, the closure (and the manifest) is dropped here.
             let _ = std::thread::Builder::new()
                 .name("free-manifest".into())
