@@ -11,8 +11,8 @@ use petgraph::graph::{DiGraph, NodeIndex};
 const NOT_LINEAGE: &[&str] = &["test", "unit_test"];
 
 /// The graph's node per unique_id. A hash map: ids share long prefixes (`model.<project>.`),
-/// which an ordered map compares again at every step (a third of building the graph of
-/// 10,000 models; docs/performance.md). Nothing depends on its order.
+/// which an ordered map compared again at every step (`memcmp` was a quarter of building the
+/// graph of 10,000 models; docs/performance.md). Nothing depends on its order.
 type NodeIndexes<'a> = HashMap<&'a str, NodeIndex, foldhash::fast::RandomState>;
 
 /// The graph's node for `id`, added if it has none yet.

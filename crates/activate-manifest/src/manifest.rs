@@ -125,8 +125,8 @@ struct NodeFields<'a> {
 }
 
 /// The text names `primary_key` (a column's constraint of that type does). memchr's searcher,
-/// built once: a model's `columns` are most of its bytes, and std's `str::contains` took a
-/// quarter longer over them (docs/performance.md).
+/// built once: a model's `columns` are most of its bytes, and std's `str::contains` took
+/// about a third longer over them (docs/performance.md).
 fn mentions_primary_key(text: &str) -> bool {
     static PRIMARY_KEY: LazyLock<memchr::memmem::Finder<'static>> =
         LazyLock::new(|| memchr::memmem::Finder::new("primary_key"));
