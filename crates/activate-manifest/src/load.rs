@@ -252,9 +252,12 @@ fn parse_tail(at: &mut Window<'_>, map_end: usize) -> Option<TopLevel> {
 }
 
 /// Where the `nodes` map probably ends (the offset after its `}`), searched from `from`: dbt
-/// writes `sources` right after `nodes`, so the map ends at the `}}` (its last node's and its
-/// own) before the first `, "sources"` after the map's last piece. Only a guess: the tail
-/// parsed from there is used only where the pieces end the map there.
+/// writes `sources` right after `nodes`, so the map ends at the first `}}, "sources"` (its last
+/// node's `}` and its own) after the map's last piece; the nodes' own `"sources": [...]` keys
+/// follow their `refs` (`], "sources"`) and are passed over. Only a guess: the rest parsed from
+/// there is used only where the pieces end the map there. A wrong guess (a node's meta shaped
+/// like the map's end) costs one more read from there to the file's end, on the thread that
+/// guessed.
 fn guess_map_end(at: &mut Window<'_>, from: usize) -> Option<usize> {
     let finder = memchr::memmem::Finder::new(br#""sources""#);
     at.seek(from);
@@ -541,7 +544,8 @@ impl<'s> Window<'s> {
     fn new(source: &'s dyn ReadAt, bytes: usize) -> Self {
         Window {
             source,
-            buf: vec![0; bytes],
+            // At least a byte, so that every refill reads on.
+            buf: vec![0; bytes.max(1)],
             start: 0,
             filled: 0,
             pos: 0,

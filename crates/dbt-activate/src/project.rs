@@ -27,7 +27,7 @@ pub struct Loaded {
     pub state_dir: PathBuf,
 }
 
-/// A manifest of more nodes than this is not freed where it is dropped (see `Drop for Loaded`).
+/// A manifest of this many nodes or more is not freed where it is dropped (see `Drop for Loaded`).
 const FREE_IN_BACKGROUND_FROM: usize = 10_000;
 
 /// Whether a large manifest is freed when its `Loaded` is dropped: only for `serve`, which
@@ -37,8 +37,8 @@ static FREE_LARGE_MANIFESTS: AtomicBool = AtomicBool::new(true);
 /// For a command that ends the process when it is done: a large manifest is left to the
 /// operating system, which takes the memory back at exit at once. Freeing it (some 900,000
 /// allocations for 10,000 models, on a thread of its own) while the process exited made
-/// `ls` 11 and 16 ms slower (medians of 21 runs, two trials; docs/performance.md): at exit
-/// the allocator handed the freed pages back to the kernel, a call for each 64 KiB.
+/// `ls` slower in four trials of five (medians of 21 runs: by 8 to 21 ms; once 2 ms faster;
+/// docs/performance.md): at exit the allocator handed the freed pages back to the kernel.
 pub fn keep_large_manifests_until_exit() {
     FREE_LARGE_MANIFESTS.store(false, Ordering::Relaxed);
 }

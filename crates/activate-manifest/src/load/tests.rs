@@ -1,8 +1,9 @@
 use super::*;
 
 /// A manifest as dbt writes it (`", "` and `": "` separators), `models` models with a long
-/// description and `columns`, two tests each, a source, macros and the parent and child maps
-/// after the nodes; `extra_meta` goes into the meta of the model in the middle.
+/// description and `columns`, two tests each (every node with its own `refs` and `sources`
+/// keys, as dbt writes them), a source, macros and the parent and child maps after the
+/// nodes; `extra_meta` goes into the meta of the model in the middle.
 fn manifest_json(models: usize, extra_meta: &str) -> String {
     let description = "A documented column: what it holds and who owns it. ".repeat(8);
     let mut nodes = Vec::new();
@@ -26,7 +27,7 @@ fn manifest_json(models: usize, extra_meta: &str) -> String {
             ""
         };
         nodes.push(format!(
-            r#""{id}": {{"database": "db", "schema": "main", "name": "m{i:05}", "resource_type": "model", "package_name": "p", "path": "m{i:05}.sql", "original_file_path": "models/m{i:05}.sql", "unique_id": "{id}", "fqn": ["p", "m{i:05}"], "alias": "m{i:05}", "checksum": {{"name": "sha256", "checksum": "{i:x}"}}, "config": {{"enabled": true, "materialized": "table", "meta": {meta}, "tags": ["t{}"], "unique_key": null}}, "tags": ["t{}"], "description": "{description}", "columns": {{{}{pk}}}, "meta": {meta}, "raw_code": "select 1 as id -- \"quoted\" }}, \"model.x\": {{", "depends_on": {{"macros": [], "nodes": [{}]}}, "primary_key": ["id"]}}"#,
+            r#""{id}": {{"database": "db", "schema": "main", "name": "m{i:05}", "resource_type": "model", "package_name": "p", "path": "m{i:05}.sql", "original_file_path": "models/m{i:05}.sql", "unique_id": "{id}", "fqn": ["p", "m{i:05}"], "alias": "m{i:05}", "checksum": {{"name": "sha256", "checksum": "{i:x}"}}, "config": {{"enabled": true, "materialized": "table", "meta": {meta}, "tags": ["t{}"], "unique_key": null}}, "tags": ["t{}"], "description": "{description}", "columns": {{{}{pk}}}, "meta": {meta}, "raw_code": "select 1 as id -- \"quoted\" }}, \"model.x\": {{", "refs": [], "sources": [], "depends_on": {{"macros": [], "nodes": [{}]}}, "primary_key": ["id"]}}"#,
             i % 3,
             i % 3,
             columns.join(", "),
@@ -35,7 +36,7 @@ fn manifest_json(models: usize, extra_meta: &str) -> String {
         for test in ["unique", "not_null"] {
             let tid = format!("test.p.{test}_m{i:05}_id.{i:08x}");
             nodes.push(format!(
-                r#""{tid}": {{"name": "{test}_m{i:05}_id", "resource_type": "test", "unique_id": "{tid}", "config": {{"enabled": true, "severity": "ERROR", "meta": {{}}, "tags": []}}, "attached_node": "{id}", "test_metadata": {{"name": "{test}", "kwargs": {{"column_name": "id"}}}}, "depends_on": {{"macros": [], "nodes": ["{id}"]}}}}"#
+                r#""{tid}": {{"name": "{test}_m{i:05}_id", "resource_type": "test", "unique_id": "{tid}", "config": {{"enabled": true, "severity": "ERROR", "meta": {{}}, "tags": []}}, "attached_node": "{id}", "test_metadata": {{"name": "{test}", "kwargs": {{"column_name": "id"}}}}, "refs": [{{"name": "m{i:05}"}}], "sources": [], "depends_on": {{"macros": [], "nodes": ["{id}"]}}}}"#
             ));
             parent_map.push(format!(r#""{tid}": ["{id}"]"#));
         }
