@@ -265,13 +265,10 @@ fn guess_map_end(at: &mut Window<'_>, from: usize) -> Option<usize> {
         at.fill(at.buf.len())?;
         let window = &at.buf[at.pos..at.filled];
         for found in finder.find_iter(window) {
-            let mut before = window[..found]
-                .iter()
-                .enumerate()
-                .rev()
-                .filter(|(_, b)| !is_json_whitespace(b));
-            let (comma, map, node) = (before.next(), before.next(), before.next());
-            if let (Some((_, b',')), Some((map, b'}')), Some((_, b'}'))) = (comma, map, node) {
+            if let Some((comma, b',')) = byte_before(window, found)
+                && let Some((map, b'}')) = byte_before(window, comma)
+                && let Some((_, b'}')) = byte_before(window, map)
+            {
                 return Some(at.offset() + map + 1);
             }
         }
@@ -505,11 +502,8 @@ fn split_guess(window: &[u8]) -> Option<usize> {
     loop {
         let quote = from + window.get(from..)?.iter().position(|&b| b == b'"')?;
         from = quote + 1;
-        let mut before = window[..quote]
-            .iter()
-            .rev()
-            .filter(|b| !is_json_whitespace(b));
-        let after_an_entry = before.next() == Some(&b',') && before.next() == Some(&b'}');
+        let after_an_entry = matches!(byte_before(window, quote),
+            Some((comma, b',')) if matches!(byte_before(window, comma), Some((_, b'}'))));
         if after_an_entry
             && NODE_ID_PREFIXES
                 .iter()
@@ -518,6 +512,14 @@ fn split_guess(window: &[u8]) -> Option<usize> {
             return Some(quote);
         }
     }
+}
+
+/// The nearest byte before `at` that is not whitespace, and its position.
+fn byte_before(window: &[u8], at: usize) -> Option<(usize, u8)> {
+    window[..at]
+        .iter()
+        .rposition(|b| !is_json_whitespace(b))
+        .map(|i| (i, window[i]))
 }
 
 /// JSON's whitespace (not form feed, which `is_ascii_whitespace` also takes).

@@ -191,17 +191,10 @@ pub fn report_lines<F: FnOnce() -> serde_json::Value>(
     lines: impl IntoIterator<Item = (String, F)>,
 ) {
     match format() {
-        LogFormat::Text => {
-            let mut text = String::new();
-            for (msg, _) in lines {
-                text.push_str(&msg);
-                text.push('\n');
-            }
-            let _ = std::io::stdout().lock().write_all(redact(&text).as_bytes());
-        }
+        LogFormat::Text => print_lines(lines.into_iter().map(|(msg, _)| msg)),
         LogFormat::Json => {
             for (msg, data) in lines {
-                to_stderr(&json_event("info", "R001", &msg, data()));
+                report(&msg, data());
             }
         }
     }
@@ -209,8 +202,14 @@ pub fn report_lines<F: FnOnce() -> serde_json::Value>(
 
 /// Lines of machine output at once (`ls --output json`: a record a sync), in one write.
 pub fn machine_lines(lines: &[String]) {
-    let mut text = lines.join("\n");
-    if !text.is_empty() {
+    print_lines(lines.iter());
+}
+
+/// Lines on stdout in one write, redacted.
+fn print_lines(lines: impl Iterator<Item = impl AsRef<str>>) {
+    let mut text = String::new();
+    for line in lines {
+        text.push_str(line.as_ref());
         text.push('\n');
     }
     let _ = std::io::stdout().lock().write_all(redact(&text).as_bytes());
