@@ -4,41 +4,47 @@
 //! the `nodes` map; reading the whole file into fresh memory first also has the kernel zero
 //! 180 MB before copying the file into it. So a large manifest is never held whole:
 //!
-//! - [`Window`]: the bytes are read with `pread` a window (1 MiB) at a time into a buffer that
-//!   is reused, so they are parsed while they are still in the core's cache, and only the
-//!   window's memory is ever zeroed. A value longer than the window grows it.
+//! - [`Window`]: the top-level values around the `nodes` map are read with `pread` a window
+//!   (1 MiB) at a time into a buffer that is reused, so they are parsed while they are still
+//!   in the core's cache, and only the window's memory is ever zeroed. A value longer than the
+//!   window grows it.
 //! - [`parse_nodes`]: the `nodes` map is cut into sixteen pieces at guessed entry boundaries,
-//!   which two threads take in turn, each through its own window, all into one map under a
-//!   lock (taking pieces in turn keeps both threads busy to the end, whatever a piece costs).
-//!   A guess is checked by the parse itself: a piece's result is used only if the piece before
-//!   it, from a checked start, stopped exactly there at an entry's start. The result is always
-//!   what one sequential parse gives.
+//!   which two threads take in turn, all into one map under a lock (taking pieces in turn
+//!   keeps both threads busy to the end, whatever a piece costs). A piece is read a part
+//!   (1 MiB) at a time, each part's entries parsed as one object by sonic-rs, which reads a
+//!   manifest's nodes in about three quarters of serde_json's time (docs/performance.md). The
+//!   guesses are checked by the parse itself: the map is taken only where every part is valid
+//!   JSON, and then it is what one sequential parse gives.
 //!
 //! Anything unusual (a syntax error, a repeated key, a guess inside a node, a thread panicking,
 //! the file changing while it is read) falls back to one plain `serde_json::from_slice` of the
 //! whole file, so errors read exactly as before. One difference is kept: serde_json's nesting
-//! limit (128) counts from each value parsed here (each node, each other top-level value), so
-//! a value nested 126 or 127 levels deep, refused by one plain parse, is read.
+//! limit (128) counts from each top-level value parsed here, and in the `nodes` map sonic-rs's
+//! (255, for the values read; none for the values skipped) applies instead, so a value nested
+//! deeper than 127 levels, refused by one plain parse, is read. dbt writes nothing like it.
 
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io;
 use std::path::Path;
+use std::sync::LazyLock;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
-use serde::de::{DeserializeOwned, IgnoredAny};
+use serde::Deserializer;
+use serde::de::{DeserializeOwned, DeserializeSeed, IgnoredAny, MapAccess, Visitor};
 
 use crate::error::ManifestError;
-use crate::manifest::{Manifest, ManifestMetadata, Node, Source};
+use crate::manifest::{Manifest, ManifestMetadata, Node, PieceNode, Source};
 
 /// Below this size a manifest is read whole and parsed on one thread (a thread and the
 /// pieces cost more than they save).
 const PIECES_FROM: usize = 4 << 20;
 
-/// The bytes read at a time (a window fits a core's 2 to 4 MiB cache with room to spare).
-/// Before a value is parsed, the window is refilled if less than a sixteenth of it is left
-/// (64 KiB), so a value (a node is a few KiB) rarely runs past its end and is parsed twice.
+/// The bytes read at a time (a window, or a part of a piece of the `nodes` map: it fits a
+/// core's 2 to 4 MiB cache with room to spare). Before a value is parsed, a window is refilled
+/// if less than a sixteenth of it is left (64 KiB), so a value rarely runs past its end and
+/// is parsed twice.
 const WINDOW_BYTES: usize = 1 << 20;
 
 /// How far past each sixteenth of the file an entry boundary is looked for (a node is a few
@@ -166,9 +172,9 @@ pub(crate) fn parse_manifest(bytes: &[u8]) -> Result<Manifest, serde_json::Error
 /// Where the pieces of the `nodes` map after the first start: guesses (see [`piece_starts`]).
 type PieceStarts<'g> = &'g dyn Fn(&dyn ReadAt, usize) -> Vec<usize>;
 
-/// The top-level object, key by key, through windows of `window_bytes`; `None` where anything
-/// is not as expected (the caller then parses the whole file the plain way, which also gives
-/// the error to show).
+/// The top-level object, key by key, through windows (and parts) of `window_bytes`; `None`
+/// where anything is not as expected (the caller then parses the whole file the plain way,
+/// which also gives the error to show).
 fn parse_top_level(
     source: &dyn ReadAt,
     guess: PieceStarts<'_>,
@@ -251,26 +257,17 @@ fn parse_tail(at: &mut Window<'_>, map_end: usize) -> Option<TopLevel> {
     }
 }
 
-/// Where the `nodes` map probably ends (the offset after its `}`), searched from `from`: dbt
-/// writes `sources` right after `nodes`, so the map ends at the first `}}, "sources"` (its last
-/// node's `}` and its own) after the map's last piece; the nodes' own `"sources": [...]` keys
-/// follow their `refs` (`], "sources"`) and are passed over. Only a guess: the rest parsed from
-/// there is used only where the pieces end the map there. A wrong guess (a node's meta shaped
-/// like the map's end) costs one more read from there to the file's end, on the thread that
-/// guessed.
+/// Where the `nodes` map probably ends (the offset after its `}`), searched from `from`: the
+/// first end [`map_end_at`] finds. Only a guess: the rest parsed from there is used only where
+/// the last piece ends the map there. A wrong guess (a node's meta shaped like the map's end)
+/// costs one more read from the true end to the file's end, on the thread that finds it.
 fn guess_map_end(at: &mut Window<'_>, from: usize) -> Option<usize> {
-    let finder = memchr::memmem::Finder::new(br#""sources""#);
     at.seek(from);
     loop {
         at.fill(at.buf.len())?;
         let window = &at.buf[at.pos..at.filled];
-        for found in finder.find_iter(window) {
-            if let Some((comma, b',')) = byte_before(window, found)
-                && let Some((map, b'}')) = byte_before(window, comma)
-                && let Some((_, b'}')) = byte_before(window, map)
-            {
-                return Some(at.offset() + map + 1);
-            }
+        if let Some(end) = map_ends(window).next() {
+            return Some(at.offset() + end);
         }
         if at.ended {
             return None;
@@ -280,26 +277,49 @@ fn guess_map_end(at: &mut Window<'_>, from: usize) -> Option<usize> {
     }
 }
 
+/// Where in `window` the `nodes` map could end (the offsets after its `}`), in order: dbt
+/// writes `sources` right after `nodes`, so the map ends at a `}}, "sources"` (its last node's
+/// `}` and its own); the nodes' own `"sources": [...]` keys follow their `refs`
+/// (`], "sources"`) and are passed over. A node's meta can hold the same shape, so these are
+/// only candidates.
+fn map_ends(window: &[u8]) -> impl Iterator<Item = usize> + '_ {
+    static SOURCES_KEY: LazyLock<memchr::memmem::Finder<'static>> =
+        LazyLock::new(|| memchr::memmem::Finder::new(br#""sources""#));
+    SOURCES_KEY.find_iter(window).filter_map(|found| {
+        let (comma, b',') = byte_before(window, found)? else {
+            return None;
+        };
+        let (map, b'}') = byte_before(window, comma)? else {
+            return None;
+        };
+        let (_, b'}') = byte_before(window, map)? else {
+            return None;
+        };
+        Some(map + 1)
+    })
+}
+
 /// The `nodes` map (the window at its `{`), cut into pieces at guessed entry boundaries, the
 /// pieces parsed by two threads taking them in turn (one thread with more bytes to parse than
-/// the other would leave a core idle at the end), each through its own window, into one map.
+/// the other would leave a core idle at the end), into one map.
 ///
-/// Piece `i` starts at `starts[i]` and parses entries until it stands, at an entry's start, on
-/// a later piece's start (or the map closes). From the map's true start, piece 0 reaches such
-/// a start only where an entry truly starts, so the piece from there parses what one plain
-/// parse would; and so on, piece by piece, to the map's end. The map is taken when that chain
-/// is every piece that read an entry and no key came twice; otherwise (a guess inside a node,
-/// a repeated key: rare) `None`, and the plain parse decides. So the result is always what one
-/// sequential parse gives.
+/// A piece is parsed a part (about `part_bytes`) at a time by sonic-rs ([`parse_piece`]): the
+/// part's entries, cut at guessed boundaries, read as one object (`{` + entries + `}`). The map
+/// is taken when every part is valid JSON and no key came twice. That is enough for the result
+/// to be what one sequential parse gives: the parts cover the map's text from its first entry
+/// to its `}`, with a `,` between two parts, so the map's text is the parts' entries in turn,
+/// valid, and read as the plain parse reads it. A guess inside a node leaves a part cut inside
+/// it, which is not valid; a repeated key is counted. Either way: `None`, and the plain parse
+/// decides.
 ///
 /// The first job taken, before the pieces, is the rest of the file after the map, from where
 /// the map probably ends ([`guess_map_end`]), so no core waits for it at the end. It is used
-/// where the pieces end the map at that offset; otherwise the caller parses it from there.
+/// where the last piece ends the map at that offset; otherwise the caller parses it from there.
 /// Returns the map, the offset after it, and the rest when it was parsed here.
 fn parse_nodes(
     at: &mut Window<'_>,
     guess: PieceStarts<'_>,
-    window_bytes: usize,
+    part_bytes: usize,
 ) -> Option<(Nodes, usize, Option<TopLevel>)> {
     at.eat(b'{')?;
     if at.peek()? == b'}' {
@@ -317,21 +337,21 @@ fn parse_nodes(
     let nodes = Mutex::new(BTreeMap::new());
     // The rest after the map, from its guessed end: (that end, the rest parsed from there).
     let tail = Mutex::new(None);
-    // Without a guessed piece start, the search for the map's end would read the whole map.
-    let with_tail = starts.len() > 1;
-    let jobs = starts.len() + usize::from(with_tail);
+    // Where the last piece ended the map.
+    let map_end = Mutex::new(None);
+    let read = AtomicUsize::new(0);
+    let failed = AtomicBool::new(false);
     let next_job = AtomicUsize::new(0);
     let take_jobs = || {
-        let mut window = Window::new(source, window_bytes);
+        let mut buf = Vec::new();
         let mut entries = Vec::new();
-        let mut ends = Vec::new();
         loop {
             let job = next_job.fetch_add(1, Ordering::Relaxed);
-            if job >= jobs {
-                return ends;
+            if job > starts.len() || failed.load(Ordering::Relaxed) {
+                return;
             }
-            if with_tail && job == 0 {
-                let mut window = Window::new(source, window_bytes);
+            if job == 0 {
+                let mut window = Window::new(source, part_bytes);
                 let last_piece = starts[starts.len() - 1];
                 let parsed = guess_map_end(&mut window, last_piece)
                     .map(|end| (end, parse_tail(&mut window, end)));
@@ -340,57 +360,37 @@ fn parse_nodes(
                 }
                 continue;
             }
-            let i = job - usize::from(with_tail);
-            let end = parse_piece(&mut window, &starts, i, &mut entries);
+            let i = job - 1;
+            let end = starts.get(i + 1).copied();
+            let parsed = parse_piece(source, starts[i], end, part_bytes, &mut buf, &mut entries);
             // A key already in the map (given twice): the count below sees it. A lock poisoned
             // by the other thread's panic leaves this piece missing: the plain parse decides.
-            let Ok(mut nodes) = nodes.lock() else {
-                return ends;
+            let (Some(piece_end), Ok(mut nodes)) = (parsed, nodes.lock()) else {
+                failed.store(true, Ordering::Relaxed);
+                return;
             };
+            read.fetch_add(entries.len(), Ordering::Relaxed);
             nodes.extend(entries.drain(..));
-            ends.push((i, end));
+            if end.is_none()
+                && let Ok(mut map_end) = map_end.lock()
+            {
+                *map_end = Some(piece_end);
+            }
         }
     };
-    let mut ends: Vec<Option<Piece>> = (0..starts.len()).map(|_| None).collect();
     std::thread::scope(|scope| {
         // Without a second thread this one takes every piece.
         let helper = std::thread::Builder::new()
             .spawn_scoped(scope, take_jobs)
             .ok();
-        let mine = take_jobs();
+        take_jobs();
         // A helper that panicked leaves its pieces missing: the plain parse then decides.
-        let theirs = match helper {
-            Some(helper) => helper.join().ok()?,
-            None => Vec::new(),
-        };
-        for (i, end) in mine.into_iter().chain(theirs) {
-            ends[i] = Some(end);
-        }
-        Some(())
+        helper.map_or(Some(()), |helper| helper.join().ok())
     })?;
-    // The chain from the map's start: each piece leads to the piece it ended on.
-    let mut on_chain = vec![false; starts.len()];
-    let mut i = 0;
-    let map_end = loop {
-        on_chain[i] = true;
-        match ends.get(i)?.as_ref()?.end {
-            PieceEnd::AtPiece(next) => i = next,
-            PieceEnd::MapClosed(end) => break end,
-            PieceEnd::Failed => return None,
-        }
-    };
-    let mut read = 0;
-    for (i, end) in ends.iter().enumerate() {
-        match (on_chain[i], end.as_ref().map_or(0, |piece| piece.entries)) {
-            (true, n) => read += n,
-            // A piece off the chain that read nothing changed nothing.
-            (false, 0) => {}
-            (false, _) => return None,
-        }
-    }
+    let map_end = map_end.into_inner().ok()??;
     let nodes = nodes.into_inner().ok()?;
     // Fewer nodes than entries read: a key came twice (the plain parse keeps its last value).
-    if nodes.len() != read {
+    if failed.into_inner() || nodes.len() != read.into_inner() {
         return None;
     }
     let tail = match tail.into_inner().ok()? {
@@ -403,62 +403,114 @@ fn parse_nodes(
 /// The `nodes` map as read.
 type Nodes = BTreeMap<String, Box<Node>>;
 
-/// How many entries a piece of the `nodes` map read, and where it ended.
-struct Piece {
-    entries: usize,
-    end: PieceEnd,
-}
-
-enum PieceEnd {
-    /// At the start of this later piece, as an entry's start.
-    AtPiece(usize),
-    /// The map's `}` was read; the offset after it.
-    MapClosed(usize),
-    /// Something unexpected (a piece that started inside a node usually ends so).
-    Failed,
-}
-
-/// Parses `"key": node` entries from `starts[i]` into `entries` until, at an entry's start,
-/// the offset is a later piece's start, or the map closes.
+/// Parses the entries of the `nodes` map from `start` (an entry's start) into `entries`, a
+/// part of about `part_bytes` at a time, read into `buf` behind a `{`: up to `end` (a later
+/// piece's start, with a `,` before it) or, the last piece, to the map's `}`. A part ends at
+/// the last entry start guessed in its bytes, or at the piece's end; the last piece's part
+/// ends first at a `}` that could be the map's ([`map_ends`]). A part that is not valid JSON
+/// (a guess inside a node, or no guess in its bytes: a node longer than them) is read again
+/// twice as long. Returns the offset after the piece: `end`, or after the map's `}`; `None`
+/// where the piece's last part is not valid JSON (a piece started inside a node, a syntax
+/// error) or the file ends first.
 fn parse_piece(
-    at: &mut Window<'_>,
-    starts: &[usize],
-    i: usize,
+    source: &dyn ReadAt,
+    start: usize,
+    end: Option<usize>,
+    part_bytes: usize,
+    buf: &mut Vec<u8>,
     entries: &mut Vec<(String, Box<Node>)>,
-) -> Piece {
-    at.seek(starts[i]);
-    let mut read = 0;
-    let mut next = i + 1;
-    let end = loop {
-        if at.skip_whitespace().is_none() {
-            break PieceEnd::Failed;
+) -> Option<usize> {
+    let mut pos = start;
+    let mut want = part_bytes.max(1);
+    loop {
+        let upto = (pos + want).min(end.unwrap_or(source.size()));
+        let len = upto - pos;
+        if buf.len() < len + 2 {
+            buf.resize(len + 2, 0);
         }
-        let offset = at.offset();
-        while starts.get(next).is_some_and(|&s| s < offset) {
-            next += 1;
+        buf[0] = b'{';
+        // Fewer bytes than asked: the file is shorter than when it was opened.
+        if source.read_at(&mut buf[1..=len], pos).ok()? != len {
+            return None;
         }
-        if starts.get(next) == Some(&offset) {
-            break PieceEnd::AtPiece(next);
+        let bytes = &buf[1..=len];
+        if Some(upto) == end {
+            let (separator, b',') = byte_before(bytes, len)? else {
+                return None;
+            };
+            return parse_part(buf, separator, entries).then_some(upto);
         }
-        let Some(entry) = parse_entry(at) else {
-            break PieceEnd::Failed;
-        };
-        entries.push(entry);
-        read += 1;
-        match at.eat_separator() {
-            Some(true) => {}
-            Some(false) => break PieceEnd::MapClosed(at.offset()),
-            None => break PieceEnd::Failed,
+        if end.is_none() {
+            let map_ends: Vec<usize> = map_ends(bytes).collect();
+            for map_end in map_ends {
+                // The map's `}` closes the part as it is.
+                if parse_part(buf, map_end - 1, entries) {
+                    return Some(pos + map_end);
+                }
+            }
         }
-    };
-    Piece { entries: read, end }
+        let bytes = &buf[1..=len];
+        if let Some(next) = last_entry_start(bytes)
+            && let Some((separator, b',')) = byte_before(bytes, next)
+            && parse_part(buf, separator, entries)
+        {
+            pos += next;
+            want = part_bytes.max(1);
+            continue;
+        }
+        if upto == source.size() {
+            return None;
+        }
+        want *= 2;
+    }
 }
 
-/// One `"key": node` entry.
-fn parse_entry(at: &mut Window<'_>) -> Option<(String, Box<Node>)> {
-    let key: String = at.value()?;
-    at.eat(b':')?;
-    Some((key, at.value()?))
+/// Parses the entries in `buf[1..=separator]` (`buf[0]` is `{`; `buf[1 + separator]` is the
+/// `,` or `}` after them) as one JSON object, with sonic-rs, onto `entries`; `false` (and
+/// `entries` as it was) where that is not valid JSON or not UTF-8 (serde_json reads bytes that
+/// are not UTF-8 in a string it skips: the plain parse decides).
+fn parse_part(buf: &mut [u8], separator: usize, entries: &mut Vec<(String, Box<Node>)>) -> bool {
+    let kept = std::mem::replace(&mut buf[1 + separator], b'}');
+    let before = entries.len();
+    // Checked here, so sonic-rs is given text (it would check it itself only after reading).
+    let parsed = simdutf8::basic::from_utf8(&buf[..separator + 2]).is_ok_and(|text| {
+        let mut de = sonic_rs::Deserializer::from_str(text);
+        PartEntries(entries)
+            .deserialize(&mut de)
+            .and_then(|()| de.end())
+            .is_ok()
+    });
+    buf[1 + separator] = kept;
+    if !parsed {
+        entries.truncate(before);
+    }
+    parsed
+}
+
+/// The entries of a part of the `nodes` map, pushed in the order read.
+struct PartEntries<'e>(&'e mut Vec<(String, Box<Node>)>);
+
+impl<'de> DeserializeSeed<'de> for PartEntries<'_> {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for PartEntries<'_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("entries of the nodes map")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        while let Some((key, PieceNode(node))) = map.next_entry::<String, PieceNode>()? {
+            self.0.push((key, node));
+        }
+        Ok(())
+    }
 }
 
 /// Where the pieces of the `nodes` map whose first entry is at `start` could start: an entry
@@ -489,6 +541,18 @@ fn piece_starts(source: &dyn ReadAt, start: usize) -> Vec<usize> {
 /// `}, "<resource type>.` in it (the position of that quote). Only a guess: the parse checks
 /// it.
 fn split_guess(window: &[u8]) -> Option<usize> {
+    memchr::memchr_iter(b'"', window).find(|&quote| is_entry_start(window, quote))
+}
+
+/// The last guessed boundary between two entries of the `nodes` map in `window` after its
+/// first byte (see [`split_guess`]).
+fn last_entry_start(window: &[u8]) -> Option<usize> {
+    memchr::memrchr_iter(b'"', window).find(|&quote| quote > 0 && is_entry_start(window, quote))
+}
+
+/// The quote at `quote` looks like the start of an entry of the `nodes` map: after `},` and
+/// followed by a node id's resource type.
+fn is_entry_start(window: &[u8], quote: usize) -> bool {
     const NODE_ID_PREFIXES: [&[u8]; 7] = [
         b"model.",
         b"test.",
@@ -498,20 +562,12 @@ fn split_guess(window: &[u8]) -> Option<usize> {
         b"operation.",
         b"sql_operation.",
     ];
-    let mut from = 0;
-    loop {
-        let quote = from + window.get(from..)?.iter().position(|&b| b == b'"')?;
-        from = quote + 1;
-        let after_an_entry = matches!(byte_before(window, quote),
-            Some((comma, b',')) if matches!(byte_before(window, comma), Some((_, b'}'))));
-        if after_an_entry
-            && NODE_ID_PREFIXES
-                .iter()
-                .any(|p| window[from..].starts_with(p))
-        {
-            return Some(quote);
-        }
-    }
+    let after_an_entry = matches!(byte_before(window, quote),
+        Some((comma, b',')) if matches!(byte_before(window, comma), Some((_, b'}'))));
+    after_an_entry
+        && NODE_ID_PREFIXES
+            .iter()
+            .any(|p| window[quote + 1..].starts_with(p))
 }
 
 /// The nearest byte before `at` that is not whitespace, and its position.

@@ -7,7 +7,6 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::LazyLock;
 
-use serde::de::Error as _;
 use serde::{Deserialize, Deserializer};
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
@@ -75,10 +74,15 @@ pub struct Node {
     pub checksum: Option<Checksum>,
 }
 
-/// A node as it is in the file: `columns` stays raw (borrowed from the input) until the whole
-/// node is read, so it is parsed only when the node needs it (see [`Node::columns`]).
+/// A node as it is in the file. `columns` stays raw (`C`: borrowed from the input) until the
+/// whole node is read, so it is parsed only when the node needs it (see [`Node::columns`]).
+/// `C` is serde_json's `&RawValue` for the plain parse and sonic-rs's `LazyValue` for the
+/// pieces of a large manifest's `nodes` map (`crate::load`). The values kept as JSON (`meta`,
+/// and `meta`, `tags` and `unique_key` in `config`) are raw as well and read by serde_json
+/// either way: sonic-rs reads a few numbers otherwise (`-0.0` as `0.0`, and some long
+/// decimals to the nearest float, where serde_json's may be one off).
 #[derive(Deserialize)]
-struct NodeFields<'a> {
+struct NodeFields<C> {
     unique_id: String,
     resource_type: String,
     name: String,
@@ -102,12 +106,12 @@ struct NodeFields<'a> {
     relation_name: Option<String>,
     #[serde(default)]
     tags: Vec<String>,
-    #[serde(default)]
-    meta: Map<String, Value>,
-    #[serde(default)]
-    config: NodeConfig,
-    #[serde(default, borrow)]
-    columns: Option<&'a RawValue>,
+    #[serde(default = "Option::default")]
+    meta: Option<C>,
+    #[serde(default = "Option::default")]
+    config: Option<NodeConfigFields<C>>,
+    #[serde(default = "Option::default")]
+    columns: Option<C>,
     #[serde(default)]
     depends_on: DependsOn,
     #[serde(default)]
@@ -124,6 +128,61 @@ struct NodeFields<'a> {
     checksum: Option<Checksum>,
 }
 
+/// A node's `config` as it is in the file (see [`NodeFields`]).
+#[derive(Deserialize)]
+struct NodeConfigFields<C> {
+    #[serde(default)]
+    enabled: Option<bool>,
+    #[serde(default)]
+    materialized: Option<String>,
+    #[serde(default = "Option::default")]
+    meta: Option<C>,
+    #[serde(default = "Option::default")]
+    tags: Option<C>,
+    #[serde(default = "Option::default")]
+    unique_key: Option<C>,
+    #[serde(default)]
+    contract: Option<Contract>,
+}
+
+/// A JSON value's text as it is in the input.
+trait RawText {
+    fn text(&self) -> &str;
+}
+
+/// The raw `field` of the node `unique_id` read by serde_json; its default where it is not
+/// given.
+fn read_raw<T, C, E>(raw: Option<C>, field: &str, unique_id: &str) -> Result<T, E>
+where
+    T: serde::de::DeserializeOwned + Default,
+    C: RawText,
+    E: serde::de::Error,
+{
+    let Some(raw) = raw else {
+        return Ok(T::default());
+    };
+    // Most nodes' meta, tags and unique_key: built without a parse.
+    let parsed = match raw.text() {
+        "{}" => serde_json::from_value(Value::Object(Map::new())),
+        "[]" => serde_json::from_value(Value::Array(Vec::new())),
+        "null" => serde_json::from_value(Value::Null),
+        text => serde_json::from_str(text),
+    };
+    parsed.map_err(|e| E::custom(format_args!("`{field}` of `{unique_id}`: {e}")))
+}
+
+impl RawText for &RawValue {
+    fn text(&self) -> &str {
+        self.get()
+    }
+}
+
+impl RawText for sonic_rs::LazyValue<'_> {
+    fn text(&self) -> &str {
+        self.as_raw_str()
+    }
+}
+
 /// The text names `primary_key` (a column's constraint of that type does). memchr's searcher,
 /// built once: a model's `columns` are most of its bytes, and std's `str::contains` took
 /// about a third longer over them (docs/performance.md).
@@ -135,19 +194,45 @@ fn mentions_primary_key(text: &str) -> bool {
 
 impl<'de> Deserialize<'de> for Node {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let fields = NodeFields::deserialize(deserializer)?;
-        let contract_enforced = fields.config.contract.as_ref().is_some_and(|c| c.enforced)
+        Node::from_fields(NodeFields::<&'de RawValue>::deserialize(deserializer)?)
+    }
+}
+
+/// A node of a piece of a large manifest's `nodes` map, read by sonic-rs (`crate::load`).
+pub(crate) struct PieceNode(pub(crate) Box<Node>);
+
+impl<'de> Deserialize<'de> for PieceNode {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let fields = NodeFields::<sonic_rs::LazyValue<'de>>::deserialize(deserializer)?;
+        Ok(PieceNode(Box::new(Node::from_fields(fields)?)))
+    }
+}
+
+impl Node {
+    fn from_fields<C: RawText, E: serde::de::Error>(fields: NodeFields<C>) -> Result<Node, E> {
+        let id = fields.unique_id.as_str();
+        let config = match fields.config {
+            Some(config) => NodeConfig {
+                enabled: config.enabled,
+                materialized: config.materialized,
+                meta: read_raw(config.meta, "config.meta", id)?,
+                tags: read_raw(config.tags, "config.tags", id)?,
+                unique_key: read_raw(config.unique_key, "config.unique_key", id)?,
+                contract: config.contract,
+            },
+            None => NodeConfig::default(),
+        };
+        let contract_enforced = config.contract.as_ref().is_some_and(|c| c.enforced)
             || fields.contract.as_ref().is_some_and(|c| c.enforced);
+        // A column's constraint of type `primary_key` names it in the raw text; anything else
+        // about columns is read only under an enforced contract.
         let columns = match fields.columns {
-            // A column's constraint of type `primary_key` names it in the raw text; anything
-            // else about columns is read only under an enforced contract.
-            Some(raw) if contract_enforced || mentions_primary_key(raw.get()) => {
-                serde_json::from_str(raw.get()).map_err(|e| {
-                    D::Error::custom(format_args!("`columns` of `{}`: {e}", fields.unique_id))
-                })?
+            Some(raw) if contract_enforced || mentions_primary_key(raw.text()) => {
+                read_raw(Some(raw), "columns", id)?
             }
             _ => BTreeMap::new(),
         };
+        let meta = read_raw(fields.meta, "meta", id)?;
         Ok(Node {
             unique_id: fields.unique_id,
             resource_type: fields.resource_type,
@@ -162,8 +247,8 @@ impl<'de> Deserialize<'de> for Node {
             alias: fields.alias,
             relation_name: fields.relation_name,
             tags: fields.tags,
-            meta: fields.meta,
-            config: fields.config,
+            meta,
+            config,
             columns,
             depends_on: fields.depends_on,
             primary_key: fields.primary_key,

@@ -114,25 +114,38 @@ fn a_guess_inside_a_node_leaves_it_to_the_plain_parse() {
     assert_eq!(format!("{manifest:?}"), plain(&json));
 }
 
-/// Whatever byte the second thread is told to start at, the result is the plain parse's.
+/// Whatever byte a piece is told to start at, the pieces' parse is the plain parse's or is
+/// left to it (a piece started elsewhere than at an entry leaves a part that is not valid).
 #[test]
-fn a_guess_at_any_quote_gives_the_plain_result() {
+fn a_guess_at_any_quote_gives_the_plain_result_or_leaves_it_to_the_plain_parse() {
     let json = manifest_json(6, r#"{"x": {}, "model.p.m00004": {"name": "not a node"}}"#);
     let expected = plain(&json);
+    let shown = |m: Option<Manifest>| m.map(|m| format!("{m:?}"));
     let quotes: Vec<usize> = json.match_indices('"').map(|(i, _)| i).step_by(7).collect();
+    let mut taken = 0;
     for &guess in &quotes {
-        let manifest = pieces(json.as_bytes(), &|_, _| vec![guess]).expect("a manifest");
-        assert_eq!(format!("{manifest:?}"), expected, "guess at byte {guess}");
+        if let Some(manifest) = shown(pieces(json.as_bytes(), &|_, _| vec![guess])) {
+            assert_eq!(manifest, expected, "guess at byte {guess}");
+            taken += 1;
+        }
     }
+    assert!(taken > 0, "no guess was an entry's start");
     // All of them at once: many pieces, most started inside a node or outside the map.
-    let manifest = pieces(json.as_bytes(), &|_, _| quotes.clone()).expect("a manifest");
-    assert_eq!(format!("{manifest:?}"), expected, "every 7th quote");
+    assert_eq!(shown(pieces(json.as_bytes(), &|_, _| quotes.clone())), None);
+    // Every entry's start at once: the pieces' parse.
+    let entries: Vec<usize> = (1..6)
+        .map(|i| json.find(&format!(r#""model.p.m{i:05}": {{"database""#)))
+        .collect::<Option<_>>()
+        .expect("the models");
+    let manifest = pieces(json.as_bytes(), &|_, _| entries.clone());
+    assert_eq!(shown(manifest), Some(expected));
 }
 
 /// Entry boundaries of the map, then guesses past its end (in the lineage maps, where keys
-/// look like node ids): the pieces after the map are dropped and the parse is still taken.
+/// look like node ids): the map's last piece is then cut at a start outside it, which is not
+/// valid, and the plain parse decides.
 #[test]
-fn guesses_past_the_nodes_map_are_dropped() {
+fn guesses_past_the_nodes_map_leave_it_to_the_plain_parse() {
     let json = manifest_json(200, "{}");
     let bytes = json.as_bytes();
     let start = json.find(r#""nodes": {"#).expect("nodes") + r#""nodes": {"#.len();
@@ -142,13 +155,15 @@ fn guesses_past_the_nodes_map_are_dropped() {
         .filter(|&s| s < map_end)
         .collect();
     assert!(starts.len() >= 4, "{starts:?}");
+    assert!(pieces(bytes, &|_, _| starts.clone()).is_some());
     starts.extend(
         json.match_indices(r#""test.p."#)
             .map(|(i, _)| i)
             .filter(|&i| i > map_end)
             .step_by(50),
     );
-    let manifest = pieces(bytes, &|_, _| starts.clone()).expect("the pieces' parse");
+    assert!(pieces(bytes, &|_, _| starts.clone()).is_none());
+    let manifest = parse_manifest(bytes).expect("a manifest");
     assert_eq!(format!("{manifest:?}"), plain(&json));
 }
 
@@ -317,4 +332,43 @@ fn the_rest_after_the_map_is_parsed_from_its_guessed_end() {
         ["source.p.raw.t"]
     );
     assert_eq!(format!("{manifest:?}"), plain(&json));
+}
+
+/// The pieces are read by sonic-rs, the plain parse is serde_json's: values of every kind in a
+/// node's meta (which is kept as it is read; sonic-rs alone would read `-0.0` as `0.0` and the
+/// long decimal here one float away) read the same, and what the plain parse refuses
+/// (or accepts) in a node, read or skipped, is refused (or accepted) the same.
+#[test]
+fn the_pieces_read_values_and_refuse_input_as_the_plain_parse_does() {
+    let meta = r#"{"floats": [0.1, -0.0, -0, -0e0, 1e300, 2.5E-10, 1796600288.7331052, 2.2250738585072011e-308, 123456789012345678901234567890], "ints": [0, -1, 18446744073709551615, -9223372036854775808], "text": "caf\u00e9 \ud83d\ude00 \"q\" \\ \/ \b\f\n\r\t é 😀", "nested": [[], {}, [{"a": null, "b": true, "c": false}]]}"#;
+    let json = manifest_json(1000, meta);
+    let manifest = parse_manifest(json.as_bytes()).expect("a manifest");
+    assert_eq!(format!("{manifest:?}"), plain(&json));
+    assert!(pieces(json.as_bytes(), &piece_starts).is_some());
+
+    let middle = json.find(r#""model.p.m00500": {"#).expect("a node");
+    let raw_code = middle + json[middle..].find(r#""raw_code": ""#).expect("raw_code") + 12;
+    let meta = middle + json[middle..].find(r#""meta": {}"#).expect("meta") + 9;
+    let with = |at: usize, inserted: &[u8]| {
+        [&json.as_bytes()[..at], inserted, &json.as_bytes()[at..]].concat()
+    };
+    for (what, bytes) in [
+        ("a lone surrogate, skipped", with(raw_code, br"\ud800")),
+        ("a lone surrogate, read", with(meta, br#""s": "\udc00""#)),
+        ("a control character, skipped", with(raw_code, b"\x01")),
+        ("a control character, read", with(meta, b"\"s\": \"\x1f\"")),
+        ("a bad escape, skipped", with(raw_code, br"\x")),
+        ("invalid UTF-8, skipped", with(raw_code, b"\xff\xfe")),
+        ("invalid UTF-8, read", with(meta, b"\"s\": \"\xc3\x28\"")),
+        ("a number cut short, read", with(meta, br#""n": 1."#)),
+        ("a leading zero, read", with(meta, br#""n": 01"#)),
+    ] {
+        let plain = serde_json::from_slice::<Manifest>(&bytes).map(|m| format!("{m:?}"));
+        let ours = parse_manifest(&bytes).map(|m| format!("{m:?}"));
+        match (&ours, &plain) {
+            (Ok(ours), Ok(plain)) => assert_eq!(ours, plain, "{what}"),
+            (Err(ours), Err(plain)) => assert_eq!(ours.to_string(), plain.to_string(), "{what}"),
+            _ => panic!("{what}: ours {ours:?}, plain {plain:?}"),
+        }
+    }
 }
