@@ -8,7 +8,7 @@
 //!   (1 MiB) at a time into a buffer that is reused, so they are parsed while they are still
 //!   in the core's cache, and only the window's memory is ever zeroed. A value longer than the
 //!   window grows it.
-//! - [`parse_nodes`]: the `nodes` map is cut into sixteen pieces at guessed entry boundaries,
+//! - [`parse_nodes`]: the `nodes` map is cut into 64 pieces at guessed entry boundaries,
 //!   which two threads take in turn, all into one map under a lock (taking pieces in turn
 //!   keeps both threads busy to the end, whatever a piece costs). A piece is read a part
 //!   (1 MiB) at a time, each part's entries parsed as one object by sonic-rs, which reads a
@@ -47,8 +47,8 @@ const PIECES_FROM: usize = 4 << 20;
 /// is parsed twice.
 const WINDOW_BYTES: usize = 1 << 20;
 
-/// How far past each sixteenth of the file an entry boundary is looked for (a node is a few
-/// KiB).
+/// How far past each sixty-fourth of the file an entry boundary is looked for (a node is a
+/// few KiB).
 const SPLIT_SEARCH_BYTES: usize = 256 << 10;
 
 /// Bytes read by their offset: the manifest file, or bytes already in memory.
@@ -514,27 +514,43 @@ impl<'de> Visitor<'de> for PartEntries<'_> {
 }
 
 /// Where the pieces of the `nodes` map whose first entry is at `start` could start: an entry
-/// boundary guessed near each sixteenth of the rest of the file (the map is most of a large
-/// manifest; guesses past its end lead nowhere and are dropped). Only guesses: the parse
-/// checks them.
+/// boundary guessed near each sixty-fourth of the rest of the file (the map is most of a large
+/// manifest). Sixty-four pieces keep both threads busy to the end (a piece of a 10,000-model
+/// manifest takes about 3 ms) and leave the search for the map's end a short way to go. Only
+/// guesses: the parse checks them.
 fn piece_starts(source: &dyn ReadAt, start: usize) -> Vec<usize> {
-    const PIECES: usize = 16;
+    const PIECES: usize = 64;
     let rest = source.size().saturating_sub(start);
-    let mut window = vec![0; SPLIT_SEARCH_BYTES];
+    let mut window = Vec::new();
     let mut starts: Vec<usize> = Vec::new();
     for k in 1..PIECES {
         let from = (start + rest / PIECES * k).max(starts.last().map_or(0, |s| s + 1));
-        let Ok(read) = source.read_at(&mut window, from) else {
-            break;
-        };
-        match split_guess(&window[..read]) {
-            Some(at) => starts.push(from + at),
+        match boundary_after(source, from, &mut window) {
+            Some(at) => starts.push(at),
             // No boundary this far past it: the rest is not in the map (a project whose
             // macros or lineage maps outweigh its nodes).
             None => break,
         }
     }
     starts
+}
+
+/// The first entry boundary guessed at or after `from` ([`split_guess`]), looked for in the
+/// next 16 KiB (a node is a few KiB), then twice as far at a time up to
+/// `SPLIT_SEARCH_BYTES`, read into `window`.
+fn boundary_after(source: &dyn ReadAt, from: usize, window: &mut Vec<u8>) -> Option<usize> {
+    let mut bytes = 16 << 10;
+    loop {
+        window.resize(bytes, 0);
+        let read = source.read_at(window, from).ok()?;
+        if let Some(at) = split_guess(&window[..read]) {
+            return Some(from + at);
+        }
+        if read < bytes || bytes >= SPLIT_SEARCH_BYTES {
+            return None;
+        }
+        bytes *= 2;
+    }
 }
 
 /// A guessed boundary between two entries of the `nodes` map in `window`: the first
