@@ -18,10 +18,8 @@
 //!
 //! Anything unusual (a syntax error, a repeated key, a guess inside a node, a thread panicking,
 //! the file changing while it is read) falls back to one plain `serde_json::from_slice` of the
-//! whole file, so errors read exactly as before. One difference is kept: serde_json's nesting
-//! limit (128) counts from each top-level value parsed here, and in the `nodes` map sonic-rs's
-//! (255, for the values read; none for the values skipped) applies instead, so a value nested
-//! deeper than 127 levels, refused by one plain parse, is read. dbt writes nothing like it.
+//! whole file, so errors read exactly as before. A part longer than 64 MiB (a node that long,
+//! or a map whose end is not followed by `sources`, as dbt writes it) is left to it as well.
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -46,6 +44,9 @@ const PIECES_FROM: usize = 4 << 20;
 /// if less than a sixteenth of it is left (64 KiB), so a value rarely runs past its end and
 /// is parsed twice.
 const WINDOW_BYTES: usize = 1 << 20;
+
+/// The longest part of a piece of the `nodes` map (a part holds at least one node).
+const MAX_PART_BYTES: usize = 64 << 20;
 
 /// How far past each sixty-fourth of the file an entry boundary is looked for (a node is a
 /// few KiB).
@@ -260,7 +261,7 @@ fn parse_tail(at: &mut Window<'_>, map_end: usize) -> Option<TopLevel> {
 /// Where the `nodes` map probably ends (the offset after its `}`), searched from `from`: the
 /// first end [`map_end_at`] finds. Only a guess: the rest parsed from there is used only where
 /// the last piece ends the map there. A wrong guess (a node's meta shaped like the map's end)
-/// costs one more read from the true end to the file's end, on the thread that finds it.
+/// costs one more read from the true end to the file's end, after both threads are done.
 fn guess_map_end(at: &mut Window<'_>, from: usize) -> Option<usize> {
     at.seek(from);
     loop {
@@ -383,9 +384,10 @@ fn parse_nodes(
         let helper = std::thread::Builder::new()
             .spawn_scoped(scope, take_jobs)
             .ok();
-        take_jobs();
-        // A helper that panicked leaves its pieces missing: the plain parse then decides.
-        helper.map_or(Some(()), |helper| helper.join().ok())
+        // A thread that panicked leaves its pieces missing: the plain parse then decides.
+        let mine = std::panic::catch_unwind(std::panic::AssertUnwindSafe(&take_jobs)).ok();
+        let theirs = helper.map_or(Some(()), |helper| helper.join().ok());
+        mine.and(theirs)
     })?;
     let map_end = map_end.into_inner().ok()??;
     let nodes = nodes.into_inner().ok()?;
@@ -458,7 +460,9 @@ fn parse_piece(
             want = part_bytes.max(1);
             continue;
         }
-        if upto == source.size() {
+        // A node longer than this, or a map whose end is not followed by `sources`: the plain
+        // parse decides (rather than reading the rest of the file into one part).
+        if upto == source.size() || want >= MAX_PART_BYTES {
             return None;
         }
         want *= 2;
@@ -472,8 +476,13 @@ fn parse_piece(
 fn parse_part(buf: &mut [u8], separator: usize, entries: &mut Vec<(String, Box<Node>)>) -> bool {
     let kept = std::mem::replace(&mut buf[1 + separator], b'}');
     let before = entries.len();
-    // Checked here, so sonic-rs is given text (it would check it itself only after reading).
-    let parsed = simdutf8::basic::from_utf8(&buf[..separator + 2]).is_ok_and(|text| {
+    // Checked here, so sonic-rs is given text (it would check it itself only after reading),
+    // and its `\u` escapes checked as serde_json checks them (see `unicode_escapes_are_hex`).
+    let part = &buf[..separator + 2];
+    let checked = simdutf8::basic::from_utf8(part)
+        .ok()
+        .filter(|_| unicode_escapes_are_hex(part));
+    let parsed = checked.is_some_and(|text| {
         let mut de = sonic_rs::Deserializer::from_str(text);
         PartEntries(entries)
             .deserialize(&mut de)
@@ -485,6 +494,26 @@ fn parse_part(buf: &mut [u8], separator: usize, entries: &mut Vec<(String, Box<N
         entries.truncate(before);
     }
     parsed
+}
+
+/// Every `\u` escape in `part` is followed by four hex digits. sonic-rs does not look at what
+/// follows `\u` in a value it skips (or keeps raw), where serde_json refuses anything but hex
+/// digits. A `\` preceded by an odd number of `\`s is itself escaped (`\\u` is a backslash
+/// and a `u`); only JSON's strings hold backslashes, and their escapes read left to right.
+fn unicode_escapes_are_hex(part: &[u8]) -> bool {
+    static UNICODE_ESCAPE: LazyLock<memchr::memmem::Finder<'static>> =
+        LazyLock::new(|| memchr::memmem::Finder::new(br"\u"));
+    UNICODE_ESCAPE.find_iter(part).all(|at| {
+        let backslashes = part[..=at]
+            .iter()
+            .rev()
+            .take_while(|&&b| b == b'\\')
+            .count();
+        backslashes % 2 == 0
+            || part
+                .get(at + 2..at + 6)
+                .is_some_and(|digits| digits.iter().all(u8::is_ascii_hexdigit))
+    })
 }
 
 /// The entries of a part of the `nodes` map, pushed in the order read.

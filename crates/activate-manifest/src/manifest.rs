@@ -74,13 +74,14 @@ pub struct Node {
     pub checksum: Option<Checksum>,
 }
 
-/// A node as it is in the file. `columns` stays raw (`C`: borrowed from the input) until the
-/// whole node is read, so it is parsed only when the node needs it (see [`Node::columns`]).
+/// A node as it is in the file. `columns` stays raw (`C`: borrowed from the input, or copied
+/// by sonic-rs where the value holds an escape) until the whole node is read, so it is parsed only when the node needs it (see [`Node::columns`]).
 /// `C` is serde_json's `&RawValue` for the plain parse and sonic-rs's `LazyValue` for the
 /// pieces of a large manifest's `nodes` map (`crate::load`). The values kept as JSON (`meta`,
 /// and `meta`, `tags` and `unique_key` in `config`) are raw as well and read by serde_json
 /// either way: sonic-rs reads a few numbers otherwise (`-0.0` as `0.0`, and some long
-/// decimals to the nearest float, where serde_json's may be one off).
+/// decimals to the nearest float, where serde_json's may be one off). A `null` for any of them
+/// reads as not given.
 #[derive(Deserialize)]
 struct NodeFields<C> {
     unique_id: String,
@@ -161,14 +162,28 @@ where
     let Some(raw) = raw else {
         return Ok(T::default());
     };
-    // Most nodes' meta, tags and unique_key: built without a parse.
+    // Most nodes' meta and tags: built without a parse (`null` is `None` already).
     let parsed = match raw.text() {
         "{}" => serde_json::from_value(Value::Object(Map::new())),
         "[]" => serde_json::from_value(Value::Array(Vec::new())),
-        "null" => serde_json::from_value(Value::Null),
         text => serde_json::from_str(text),
     };
-    parsed.map_err(|e| E::custom(format_args!("`{field}` of `{unique_id}`: {e}")))
+    parsed.map_err(|e| E::custom(format_args!("`{field}` of `{unique_id}`: {}", in_value(&e))))
+}
+
+/// serde_json's error about a value read on its own, its position said to be in that value:
+/// as " at line 1 column 5", serde_json would take it for the position in the file.
+fn in_value(e: &serde_json::Error) -> String {
+    let text = e.to_string();
+    let suffix = format!(" at line {} column {}", e.line(), e.column());
+    match text.strip_suffix(&suffix) {
+        Some(message) if e.line() > 0 => format!(
+            "{message} (line {} column {} of the value)",
+            e.line(),
+            e.column()
+        ),
+        _ => text,
+    }
 }
 
 impl RawText for &RawValue {
@@ -531,5 +546,25 @@ mod tests {
         let err = Manifest::from_slice(json, Path::new("m.json")).unwrap_err();
         let text = err.to_string();
         assert!(text.contains("`columns` of `model.p.m`"), "{text}");
+    }
+
+    /// A value read on its own (meta, columns) is named, with its error's position said to be
+    /// in the value, and the file's position after it; `null` reads as not given.
+    #[test]
+    fn a_bad_meta_names_the_node_and_where_in_the_file() {
+        let json = |meta: &str| {
+            format!(
+                r#"{{"metadata": {{"dbt_schema_version": "https://schemas.getdbt.com/dbt/manifest/v12.json"}},
+          "nodes": {{"model.p.m": {{"unique_id": "model.p.m", "resource_type": "model", "name": "m", "meta": {meta}}}}}}}"#
+            )
+        };
+        let err = Manifest::from_slice(json("[1]").as_bytes(), Path::new("m.json")).unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains("`meta` of `model.p.m`: invalid type: sequence, expected a map (line 1 column 0 of the value) at line 2 column"),
+            "{text}"
+        );
+        let m = Manifest::from_slice(json("null").as_bytes(), Path::new("m.json")).unwrap();
+        assert!(m.nodes["model.p.m"].meta.is_empty());
     }
 }

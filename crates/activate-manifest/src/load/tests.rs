@@ -337,7 +337,8 @@ fn the_rest_after_the_map_is_parsed_from_its_guessed_end() {
 /// The pieces are read by sonic-rs, the plain parse is serde_json's: values of every kind in a
 /// node's meta (which is kept as it is read; sonic-rs alone would read `-0.0` as `0.0` and the
 /// long decimal here one float away) read the same, and what the plain parse refuses
-/// (or accepts) in a node, read or skipped, is refused (or accepted) the same.
+/// (or accepts) in a node, read or skipped, is refused (or accepted) the same, and what it
+/// accepts is read by the pieces.
 #[test]
 fn the_pieces_read_values_and_refuse_input_as_the_plain_parse_does() {
     let meta = r#"{"floats": [0.1, -0.0, -0, -0e0, 1e300, 2.5E-10, 1796600288.7331052, 2.2250738585072011e-308, 123456789012345678901234567890], "ints": [0, -1, 18446744073709551615, -9223372036854775808], "text": "caf\u00e9 \ud83d\ude00 \"q\" \\ \/ \b\f\n\r\t é 😀", "nested": [[], {}, [{"a": null, "b": true, "c": false}]]}"#;
@@ -349,6 +350,7 @@ fn the_pieces_read_values_and_refuse_input_as_the_plain_parse_does() {
     let middle = json.find(r#""model.p.m00500": {"#).expect("a node");
     let raw_code = middle + json[middle..].find(r#""raw_code": ""#).expect("raw_code") + 12;
     let meta = middle + json[middle..].find(r#""meta": {}"#).expect("meta") + 9;
+    let columns = middle + json[middle..].find(r#""columns": {"#).expect("columns") + 12;
     let with = |at: usize, inserted: &[u8]| {
         [&json.as_bytes()[..at], inserted, &json.as_bytes()[at..]].concat()
     };
@@ -362,13 +364,53 @@ fn the_pieces_read_values_and_refuse_input_as_the_plain_parse_does() {
         ("invalid UTF-8, read", with(meta, b"\"s\": \"\xc3\x28\"")),
         ("a number cut short, read", with(meta, br#""n": 1."#)),
         ("a leading zero, read", with(meta, br#""n": 01"#)),
+        (
+            "a \\u escape without hex digits, skipped",
+            with(raw_code, br"\uZZZZ"),
+        ),
+        (
+            "a \\u escape with one bad digit, skipped",
+            with(raw_code, br"\u00g1"),
+        ),
+        (
+            "a \\u escape over the closing quote, skipped",
+            with(raw_code, br#"\u\"ab"#),
+        ),
+        (
+            "a bad \\u escape in a skipped key",
+            with(meta, br#""x": {"\uQQQQ": 1}"#),
+        ),
+        (
+            "a bad \\u escape in columns",
+            with(columns, br#""q": {"description": "\uZZZZ"}, "#),
+        ),
+        (
+            "escaped backslashes before a u, skipped",
+            with(raw_code, br"C:\\\\users\\u"),
+        ),
+        (
+            "an escaped backslash and a \\u escape, skipped",
+            with(raw_code, br"\\\\\u00e9"),
+        ),
     ] {
         let plain = serde_json::from_slice::<Manifest>(&bytes).map(|m| format!("{m:?}"));
         let ours = parse_manifest(&bytes).map(|m| format!("{m:?}"));
         match (&ours, &plain) {
-            (Ok(ours), Ok(plain)) => assert_eq!(ours, plain, "{what}"),
+            (Ok(ours), Ok(plain)) => {
+                assert_eq!(ours, plain, "{what}");
+                // Read by the pieces, not left to the plain parse (but for bytes that are not
+                // UTF-8, which serde_json reads in a string it skips).
+                if std::str::from_utf8(&bytes).is_ok() {
+                    let pieces = pieces(&bytes, &piece_starts).map(|m| format!("{m:?}"));
+                    assert_eq!(pieces.as_ref(), Some(plain), "{what}");
+                }
+            }
             (Err(ours), Err(plain)) => assert_eq!(ours.to_string(), plain.to_string(), "{what}"),
-            _ => panic!("{what}: ours {ours:?}, plain {plain:?}"),
+            _ => panic!(
+                "{what}: ours {:?}, plain {:?}",
+                ours.as_ref().map(|_| "a manifest"),
+                plain.as_ref().map(|_| "a manifest")
+            ),
         }
     }
 }
