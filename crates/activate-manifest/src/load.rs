@@ -557,7 +557,8 @@ fn piece_starts(source: &dyn ReadAt, start: usize) -> Vec<usize> {
         match boundary_after(source, from, &mut window) {
             Some(at) => starts.push(at),
             // No boundary this far past it: the rest is not in the map (a project whose
-            // macros or lineage maps outweigh its nodes).
+            // macros or lineage maps outweigh its nodes), or a node is longer than that (the
+            // rest of the map is then one piece, on one thread).
             None => break,
         }
     }
