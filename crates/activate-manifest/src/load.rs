@@ -259,7 +259,7 @@ fn parse_tail(at: &mut Window<'_>, map_end: usize) -> Option<TopLevel> {
 }
 
 /// Where the `nodes` map probably ends (the offset after its `}`), searched from `from`: the
-/// first end [`map_end_at`] finds. Only a guess: the rest parsed from there is used only where
+/// first end [`map_ends`] finds. Only a guess: the rest parsed from there is used only where
 /// the last piece ends the map there. A wrong guess (a node's meta shaped like the map's end)
 /// costs one more read from the true end to the file's end, after both threads are done.
 fn guess_map_end(at: &mut Window<'_>, from: usize) -> Option<usize> {
@@ -413,7 +413,7 @@ type Nodes = BTreeMap<String, Box<Node>>;
 /// (a guess inside a node, or no guess in its bytes: a node longer than them) is read again
 /// twice as long. Returns the offset after the piece: `end`, or after the map's `}`; `None`
 /// where the piece's last part is not valid JSON (a piece started inside a node, a syntax
-/// error) or the file ends first.
+/// error), the file ends first, or a part would be longer than `MAX_PART_BYTES`.
 fn parse_piece(
     source: &dyn ReadAt,
     start: usize,
