@@ -95,8 +95,8 @@ fn two_threads_read_what_one_plain_parse_reads() {
 }
 
 /// A guess that looks like an entry boundary but is inside a node (a meta key shaped like a
-/// node id) starts a piece off the chain that reads an entry: the pieces' maps are not taken,
-/// and the plain parse decides.
+/// node id) cuts that node in two: the parts around the cut are not valid JSON, the pieces'
+/// map is not taken, and the plain parse decides.
 #[test]
 fn a_guess_inside_a_node_leaves_it_to_the_plain_parse() {
     let meta = r#"{"owner": {}, "model.p.fake": {"unique_id": "model.p.fake", "resource_type": "model", "name": "fake"}}"#;
